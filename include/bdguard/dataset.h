@@ -1,0 +1,66 @@
+// Input data: the CSAW-HackML lab's HDF5 data files, and image files.
+//
+// A lab data file holds `data` (N, C, H, W) channels-first or (N, H, W, C)
+// channels-last, float or uint8 pixels, and `label` (N), whole numbers stored as
+// float or integer. Files are read in row chunks: memory grows with the batch, not
+// with N. Everything is checked against the model's input before use.
+#pragma once
+
+#include <ATen/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bdguard/layer.h"
+
+namespace bdguard {
+
+enum class Layout { kAuto, kNCHW, kNHWC };
+Layout parse_layout(const std::string& s);  // "auto", "nchw", "nhwc"
+
+struct DataOptions {
+  Layout layout = Layout::kAuto;
+  // Labels must lie in [0, num_classes) when num_classes > 0.
+  int64_t num_classes = -1;
+  int64_t max_tensor_bytes = int64_t{2} << 30;
+};
+
+struct Batch {
+  at::Tensor images;  // (n, C, H, W) float32, raw pixel values
+  at::Tensor labels;  // (n) int64
+};
+
+class LabDataset {
+ public:
+  // `input_shape` is the model's Keras input shape (H, W, C).
+  LabDataset(const std::string& path, const Shape& input_shape, const DataOptions& options = {});
+  int64_t size() const { return n_; }
+  const std::string& path() const { return path_; }
+  Layout layout() const { return layout_; }
+  const std::vector<int64_t>& labels() const { return labels_; }
+  // Rows [start, start + count).
+  Batch read(int64_t start, int64_t count) const;
+  // Every row (for data sets a command keeps in memory by design).
+  Batch read_all() const { return read(0, n_); }
+
+ private:
+  std::string path_;
+  Shape input_shape_;
+  Layout layout_ = Layout::kNCHW;
+  int64_t n_ = 0;
+  int64_t max_tensor_bytes_ = 0;
+  std::vector<int64_t> labels_;
+};
+
+// Writes a lab-format file: `data` (N, C, H, W) float32 and `label` (N) int64.
+void write_lab_dataset(const std::string& path, const at::Tensor& images_nchw,
+                       const at::Tensor& labels);
+
+// Decodes a PNG/JPEG/BMP/... file to a (1, C, H, W) float32 tensor of raw 0..255
+// values: RGB for C = 3, grayscale for C = 1. Its size must match `input_shape`.
+at::Tensor load_image(const std::string& path, const Shape& input_shape);
+// Writes a (C, H, W) float32 0..255 tensor as PNG (used by the demo and reports).
+void write_png(const std::string& path, const at::Tensor& chw);
+
+}  // namespace bdguard

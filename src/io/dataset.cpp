@@ -1,0 +1,135 @@
+#include "bdguard/dataset.h"
+
+#include <ATen/ATen.h>
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+
+#include "bdguard/error.h"
+#include "bdguard/fileio.h"
+#include "h5.h"
+
+namespace bdguard {
+
+Layout parse_layout(const std::string& s) {
+  if (s == "auto") return Layout::kAuto;
+  if (s == "nchw") return Layout::kNCHW;
+  if (s == "nhwc") return Layout::kNHWC;
+  throw InvalidArgument(describe("--layout", "", "auto, nchw or nhwc", "'" + s + "'"));
+}
+
+LabDataset::LabDataset(const std::string& path, const Shape& input_shape,
+                       const DataOptions& options)
+    : path_(path), input_shape_(input_shape), max_tensor_bytes_(options.max_tensor_bytes) {
+  if (input_shape.size() != 3) {
+    fail<ShapeMismatch>(path, "data", "a model taking images (H, W, C)",
+                        "a model input of shape " + shape_str(input_shape));
+  }
+  h5::File f = h5::File::open(path);
+  h5::DatasetInfo data = h5::dataset_info(f, "/data");
+  h5::DatasetInfo label = h5::dataset_info(f, "/label");
+  const bool float_ok = data.kind == h5::Kind::kFloat &&
+                        (data.element_size == 2 || data.element_size == 4 || data.element_size == 8);
+  const bool uint8_ok = data.kind == h5::Kind::kUInt && data.element_size == 1;
+  if (!float_ok && !uint8_ok) fail(path, "data", "float16/32/64 or uint8 pixels", data.dtype_name());
+  const int64_t H = input_shape[0], W = input_shape[1], C = input_shape[2];
+  const Shape nchw{C, H, W}, nhwc{H, W, C};
+  Shape per_image(data.dims.begin() + (data.dims.empty() ? 0 : 1), data.dims.end());
+  if (per_image.size() == 2 && C == 1) per_image = {1, per_image[0], per_image[1]};
+  Layout want = options.layout;
+  if (want == Layout::kAuto) {
+    if (per_image == nchw) {
+      layout_ = Layout::kNCHW;
+    } else if (per_image == nhwc) {
+      layout_ = Layout::kNHWC;
+    } else {
+      fail<ShapeMismatch>(path, "data",
+                          "(N, " + std::to_string(C) + ", " + std::to_string(H) + ", " +
+                              std::to_string(W) + ") or (N, " + std::to_string(H) + ", " +
+                              std::to_string(W) + ", " + std::to_string(C) +
+                              ") for the model's input",
+                          shape_str(data.dims));
+    }
+  } else {
+    layout_ = want;
+    const Shape& expect = want == Layout::kNCHW ? nchw : nhwc;
+    if (per_image != expect) {
+      fail<ShapeMismatch>(path, "data", "(N" + shape_str(expect).substr(0) + ") per --layout",
+                          shape_str(data.dims));
+    }
+  }
+  n_ = data.dims[0];
+  Shape label_expect{n_};
+  if (!(label.dims == label_expect || label.dims == Shape{n_, 1})) {
+    fail<ShapeMismatch>(path, "label", "(" + std::to_string(n_) + ",) to match data",
+                        shape_str(label.dims));
+  }
+  if (label.kind != h5::Kind::kFloat && label.kind != h5::Kind::kInt &&
+      label.kind != h5::Kind::kUInt) {
+    fail(path, "label", "integer or float labels", label.dtype_name());
+  }
+  std::vector<double> raw(static_cast<size_t>(n_));
+  h5::read_rows(f, "/label", 0, n_, H5T_NATIVE_DOUBLE, raw.data());
+  labels_.resize(raw.size());
+  for (size_t i = 0; i < raw.size(); ++i) {
+    double v = raw[i];
+    if (!std::isfinite(v) || v != std::floor(v) || v < 0 ||
+        (options.num_classes > 0 && v >= static_cast<double>(options.num_classes))) {
+      std::string range = options.num_classes > 0
+                              ? "[0, " + std::to_string(options.num_classes) + ")"
+                              : "a non-negative whole number";
+      fail(path, "label[" + std::to_string(i) + "]", "a class in " + range,
+           std::isfinite(v) ? std::to_string(v) : "NaN or Inf");
+    }
+    labels_[i] = static_cast<int64_t>(v);
+  }
+}
+
+Batch LabDataset::read(int64_t start, int64_t count) const {
+  if (start < 0 || count < 0 || start + count > n_) {
+    fail<InvalidArgument>(path_, "data", "rows within [0, " + std::to_string(n_) + ")",
+                          std::to_string(start) + "+" + std::to_string(count));
+  }
+  const int64_t H = input_shape_[0], W = input_shape_[1], C = input_shape_[2];
+  const int64_t bytes = count * H * W * C * 4;
+  if (bytes > max_tensor_bytes_) {
+    fail<LimitExceeded>(path_, "data", "a batch of at most " + std::to_string(max_tensor_bytes_) +
+                                           " bytes", std::to_string(bytes) + " bytes");
+  }
+  h5::File f = h5::File::open(path_);
+  at::Tensor x = layout_ == Layout::kNCHW ? at::empty({count, C, H, W}, at::kFloat)
+                                          : at::empty({count, H, W, C}, at::kFloat);
+  h5::read_rows(f, "/data", start, count, H5T_NATIVE_FLOAT, x.data_ptr<float>());
+  if (layout_ == Layout::kNHWC) x = x.permute({0, 3, 1, 2}).contiguous();
+  if (!at::isfinite(x).all().item<bool>()) {
+    fail(path_, "data rows " + std::to_string(start) + ".." + std::to_string(start + count - 1),
+         "finite pixel values", "NaN or Inf");
+  }
+  at::Tensor y = at::empty({count}, at::kLong);
+  std::copy(labels_.begin() + start, labels_.begin() + start + count, y.data_ptr<int64_t>());
+  return {x, y};
+}
+
+void write_lab_dataset(const std::string& path, const at::Tensor& images_nchw,
+                       const at::Tensor& labels) {
+  at::Tensor x = images_nchw.to(at::kFloat).contiguous();
+  at::Tensor y = labels.to(at::kLong).contiguous();
+  std::string tmpl = path + ".tmp-XXXXXX";
+  int fd = mkstemp(tmpl.data());
+  if (fd < 0) fail<IoError>(path, "", "a writable folder", std::strerror(errno));
+  close(fd);
+  TempFileGuard guard(tmpl);
+  {
+    h5::File f = h5::File::create(tmpl);
+    h5::write_float_dataset(f, "/data", Shape(x.sizes().begin(), x.sizes().end()),
+                            x.data_ptr<float>());
+    h5::write_int64_dataset(f, "/label", {y.numel()}, y.data_ptr<int64_t>());
+    f.flush();
+  }
+  guard.commit(path);
+}
+
+}  // namespace bdguard

@@ -1,0 +1,128 @@
+#include "bdguard/fileio.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+
+#include "bdguard/error.h"
+
+namespace bdguard {
+namespace {
+
+// Temporary files alive right now. A fixed table of C strings, because the signal
+// handler may only touch async-signal-safe state; this is the one process-wide
+// table the library keeps, and it exists for that handler alone.
+constexpr int kMaxLive = 64;
+constexpr size_t kMaxPath = 4096;
+char g_live[kMaxLive][kMaxPath];
+std::atomic<bool> g_used[kMaxLive];
+std::mutex g_mutex;
+
+int register_live(const std::string& path) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (path.size() >= kMaxPath) return -1;
+  for (int i = 0; i < kMaxLive; ++i) {
+    if (!g_used[i].load()) {
+      std::memcpy(g_live[i], path.c_str(), path.size() + 1);
+      g_used[i].store(true);
+      return i;
+    }
+  }
+  return -1;
+}
+
+void unregister_live(int slot) {
+  if (slot >= 0) g_used[slot].store(false);
+}
+
+extern "C" void on_fatal_signal(int sig) {
+  for (int i = 0; i < kMaxLive; ++i) {
+    if (g_used[i].load()) unlink(g_live[i]);
+  }
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+
+}  // namespace
+
+TempFileGuard::TempFileGuard(std::string tmp_path) : tmp_(std::move(tmp_path)) {
+  slot_ = register_live(tmp_);
+}
+
+TempFileGuard::~TempFileGuard() {
+  if (!done_) std::remove(tmp_.c_str());
+  unregister_live(slot_);
+}
+
+void TempFileGuard::commit(const std::string& final_path) {
+  int fd = ::open(tmp_.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+  if (std::rename(tmp_.c_str(), final_path.c_str()) != 0) {
+    fail<IoError>(final_path, "", "a rename of the finished file into place",
+                  std::strerror(errno));
+  }
+  done_ = true;
+}
+
+void write_file_atomic(const std::string& path, const std::string& content) {
+  std::string tmpl = path + ".tmp-XXXXXX";
+  int fd = mkstemp(tmpl.data());
+  if (fd < 0) fail<IoError>(path, "", "a writable folder", std::strerror(errno));
+  TempFileGuard guard(tmpl);
+  size_t left = content.size();
+  const char* p = content.data();
+  while (left > 0) {
+    ssize_t n = write(fd, p, left);
+    if (n <= 0) {
+      close(fd);
+      fail<IoError>(path, "", "a complete write", std::strerror(errno));
+    }
+    p += n, left -= static_cast<size_t>(n);
+  }
+  fchmod(fd, 0644);
+  close(fd);
+  guard.commit(path);
+}
+
+void install_cleanup_signal_handlers() {
+  std::signal(SIGINT, on_fatal_signal);
+  std::signal(SIGTERM, on_fatal_signal);
+}
+
+std::string sha256_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail<IoError>(path, "", "a readable file", std::strerror(errno));
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  std::array<char, 1 << 16> buf;
+  while (in) {
+    in.read(buf.data(), buf.size());
+    if (in.gcount() > 0) EVP_DigestUpdate(ctx, buf.data(), static_cast<size_t>(in.gcount()));
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx, md, &len);
+  EVP_MD_CTX_free(ctx);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out += hex[md[i] >> 4];
+    out += hex[md[i] & 15];
+  }
+  return out;
+}
+
+}  // namespace bdguard

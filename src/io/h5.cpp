@@ -1,0 +1,459 @@
+#include "h5.h"
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+#include "bdguard/error.h"
+
+namespace bdguard::h5 {
+namespace {
+
+// HDF5 prints its own error stack to stderr by default; bdguard reports errors itself.
+void silence_hdf5() {
+  static std::once_flag once;
+  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+}
+
+std::string where_name(const std::string& where, const std::string& attr = "") {
+  std::string out = where;
+  if (!attr.empty()) out += (where == "/" ? "" : "") + std::string("@") + attr;
+  return out;
+}
+
+Id open_object(const File& f, const std::string& where) {
+  if (!exists(f, where)) fail(f.path(), where, "an HDF5 object", "nothing at that path");
+  Id id(H5Oopen(f.id(), where.c_str(), H5P_DEFAULT));
+  if (!id.valid()) fail(f.path(), where, "a readable HDF5 object", "an unreadable one");
+  return id;
+}
+
+Id open_dataset(const File& f, const std::string& where) {
+  if (!is_dataset(f, where)) fail(f.path(), where, "a dataset", "no dataset at that path");
+  Id id(H5Dopen2(f.id(), where.c_str(), H5P_DEFAULT));
+  if (!id.valid()) fail(f.path(), where, "a readable dataset", "an unreadable one");
+  return id;
+}
+
+Kind kind_of(hid_t type) {
+  switch (H5Tget_class(type)) {
+    case H5T_FLOAT:
+      return Kind::kFloat;
+    case H5T_INTEGER:
+      return H5Tget_sign(type) == H5T_SGN_NONE ? Kind::kUInt : Kind::kInt;
+    case H5T_STRING:
+      return Kind::kString;
+    default:
+      return Kind::kOther;
+  }
+}
+
+std::vector<int64_t> dims_of(hid_t space, const std::string& file, const std::string& obj) {
+  int rank = H5Sget_simple_extent_ndims(space);
+  if (rank < 0 || rank > 8) fail(file, obj, "a simple dataspace of rank <= 8", std::to_string(rank));
+  std::vector<hsize_t> d(static_cast<size_t>(rank));
+  if (rank > 0) H5Sget_simple_extent_dims(space, d.data(), nullptr);
+  std::vector<int64_t> out;
+  for (hsize_t x : d) {
+    if (x > (hsize_t{1} << 40)) fail(file, obj, "a dimension below 2^40", std::to_string(x));
+    out.push_back(static_cast<int64_t>(x));
+  }
+  return out;
+}
+
+int64_t element_count(const std::vector<int64_t>& dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    if (d != 0 && n > (int64_t{1} << 50) / d) return -1;
+    n *= d;
+  }
+  return n;
+}
+
+std::string attr_as_string(hid_t attr, hid_t type, hid_t space, const std::string& file,
+                           const std::string& obj, size_t max_bytes, std::vector<std::string>* list,
+                           size_t max_items) {
+  auto dims = dims_of(space, file, obj);
+  int64_t n = element_count(dims);
+  if (n < 0 || static_cast<size_t>(n) > max_items) {
+    fail<LimitExceeded>(file, obj, "at most " + std::to_string(max_items) + " strings",
+                        std::to_string(n));
+  }
+  std::vector<std::string> values;
+  if (H5Tis_variable_str(type) > 0) {
+    Id mem(H5Tcopy(H5T_C_S1));
+    H5Tset_size(mem.get(), H5T_VARIABLE);
+    H5Tset_cset(mem.get(), H5Tget_cset(type));
+    std::vector<char*> ptrs(static_cast<size_t>(std::max<int64_t>(n, 1)), nullptr);
+    if (H5Aread(attr, mem.get(), ptrs.data()) < 0) fail(file, obj, "a readable string", "");
+    for (int64_t i = 0; i < n; ++i) {
+      const char* p = ptrs[static_cast<size_t>(i)];
+      values.emplace_back(p ? p : "");
+    }
+    H5Dvlen_reclaim(mem.get(), space, H5P_DEFAULT, ptrs.data());
+  } else {
+    size_t size = H5Tget_size(type);
+    if (size == 0 || size > max_bytes) {
+      fail<LimitExceeded>(file, obj, "a string of at most " + std::to_string(max_bytes) + " bytes",
+                          std::to_string(size) + " bytes");
+    }
+    std::vector<char> buf(size * static_cast<size_t>(std::max<int64_t>(n, 1)), '\0');
+    Id mem(H5Tcopy(H5T_C_S1));
+    H5Tset_size(mem.get(), size);
+    H5Tset_strpad(mem.get(), H5T_STR_NULLPAD);
+    if (H5Aread(attr, mem.get(), buf.data()) < 0) fail(file, obj, "a readable string", "");
+    for (int64_t i = 0; i < n; ++i) {
+      const char* p = buf.data() + static_cast<size_t>(i) * size;
+      values.emplace_back(p, strnlen(p, size));
+    }
+  }
+  for (const auto& v : values) {
+    if (v.size() > max_bytes) {
+      fail<LimitExceeded>(file, obj, "a string of at most " + std::to_string(max_bytes) + " bytes",
+                          std::to_string(v.size()) + " bytes");
+    }
+  }
+  if (list) {
+    *list = std::move(values);
+    return {};
+  }
+  if (values.size() != 1) fail(file, obj, "one string", std::to_string(values.size()) + " strings");
+  return values[0];
+}
+
+void check(herr_t status, const std::string& file, const std::string& obj, const char* what) {
+  if (status < 0) fail<IoError>(file, obj, what, "an HDF5 error");
+}
+
+}  // namespace
+
+Id& Id::operator=(Id&& o) noexcept {
+  if (this != &o) {
+    this->~Id();
+    id_ = o.id_;
+    o.id_ = H5I_INVALID_HID;
+  }
+  return *this;
+}
+
+Id::~Id() {
+  if (id_ >= 0) {
+    switch (H5Iget_type(id_)) {
+      case H5I_FILE:
+        H5Fclose(id_);
+        break;
+      case H5I_GROUP:
+        H5Gclose(id_);
+        break;
+      case H5I_DATASET:
+        H5Dclose(id_);
+        break;
+      case H5I_ATTR:
+        H5Aclose(id_);
+        break;
+      case H5I_DATATYPE:
+        H5Tclose(id_);
+        break;
+      case H5I_DATASPACE:
+        H5Sclose(id_);
+        break;
+      case H5I_GENPROP_LST:
+        H5Pclose(id_);
+        break;
+      default:
+        H5Idec_ref(id_);
+    }
+  }
+  id_ = H5I_INVALID_HID;
+}
+
+std::string DatasetInfo::dtype_name() const {
+  std::string bits = std::to_string(element_size * 8);
+  switch (kind) {
+    case Kind::kFloat:
+      return "float" + bits;
+    case Kind::kInt:
+      return "int" + bits;
+    case Kind::kUInt:
+      return "uint" + bits;
+    case Kind::kString:
+      return "string";
+    default:
+      return "non-numeric type";
+  }
+}
+
+File File::open(const std::string& path, bool writable) {
+  silence_hdf5();
+  FILE* probe = std::fopen(path.c_str(), "rb");
+  if (!probe) fail<IoError>(path, "", "a readable file", std::strerror(errno));
+  std::fclose(probe);
+  if (H5Fis_hdf5(path.c_str()) <= 0) fail(path, "", "an HDF5 file", "no HDF5 signature");
+  File f;
+  f.path_ = path;
+  Id fapl(H5Pcreate(H5P_FILE_ACCESS));
+  // Close every object with the file; no object of an untrusted file outlives it.
+  H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG);
+  f.id_ = Id(H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl.get()));
+  if (!f.id_.valid()) fail(path, "", "a readable HDF5 file", "a damaged or truncated one");
+  return f;
+}
+
+File File::create(const std::string& path) {
+  silence_hdf5();
+  File f;
+  f.path_ = path;
+  f.id_ = Id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  if (!f.id_.valid()) fail<IoError>(path, "", "a writable file", "HDF5 could not create it");
+  return f;
+}
+
+void File::flush() { check(H5Fflush(id_.get(), H5F_SCOPE_GLOBAL), path_, "", "a flush"); }
+
+bool exists(const File& f, const std::string& where) {
+  if (where == "/") return true;
+  // Check each path component: H5Lexists fails on a missing intermediate group.
+  size_t pos = 0;
+  while (true) {
+    pos = where.find('/', pos + 1);
+    std::string prefix = where.substr(0, pos);
+    if (!prefix.empty() && prefix != "/") {
+      if (H5Lexists(f.id(), prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+      if (H5Oexists_by_name(f.id(), prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+    }
+    if (pos == std::string::npos) return true;
+  }
+}
+
+static H5O_type_t object_type(const File& f, const std::string& where) {
+  if (!exists(f, where)) return H5O_TYPE_UNKNOWN;
+  H5O_info_t info;
+  if (H5Oget_info_by_name2(f.id(), where.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
+    return H5O_TYPE_UNKNOWN;
+  }
+  return info.type;
+}
+
+bool is_group(const File& f, const std::string& where) {
+  return object_type(f, where) == H5O_TYPE_GROUP;
+}
+
+bool is_dataset(const File& f, const std::string& where) {
+  return object_type(f, where) == H5O_TYPE_DATASET;
+}
+
+bool has_attr(const File& f, const std::string& where, const std::string& name) {
+  if (!exists(f, where)) return false;
+  return H5Aexists_by_name(f.id(), where.c_str(), name.c_str(), H5P_DEFAULT) > 0;
+}
+
+std::vector<std::string> list_children(const File& f, const std::string& where) {
+  if (!is_group(f, where)) fail(f.path(), where, "a group", "no group at that path");
+  Id g(H5Gopen2(f.id(), where.c_str(), H5P_DEFAULT));
+  H5G_info_t info;
+  check(H5Gget_info(g.get(), &info), f.path(), where, "a readable group");
+  if (info.nlinks > 100000) {
+    fail<LimitExceeded>(f.path(), where, "at most 100000 members", std::to_string(info.nlinks));
+  }
+  std::vector<std::string> names;
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    ssize_t len = H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0,
+                                     H5P_DEFAULT);
+    if (len < 0 || len > 4096) continue;
+    std::string name(static_cast<size_t>(len) + 1, '\0');
+    H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(),
+                       H5P_DEFAULT);
+    name.resize(static_cast<size_t>(len));
+    names.push_back(name);
+  }
+  return names;
+}
+
+std::string read_string_attr(const File& f, const std::string& where, const std::string& name,
+                             size_t max_bytes) {
+  std::string obj = where_name(where, name);
+  if (!has_attr(f, where, name)) fail(f.path(), obj, "a string attribute", "no such attribute");
+  Id attr(H5Aopen_by_name(f.id(), where.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
+  Id type(H5Aget_type(attr.get()));
+  Id space(H5Aget_space(attr.get()));
+  if (!attr.valid() || !type.valid() || !space.valid()) {
+    fail(f.path(), obj, "a readable attribute", "a damaged one");
+  }
+  if (H5Tget_class(type.get()) != H5T_STRING) {
+    fail(f.path(), obj, "a string attribute", "a non-string attribute");
+  }
+  return attr_as_string(attr.get(), type.get(), space.get(), f.path(), obj, max_bytes, nullptr, 1);
+}
+
+std::vector<std::string> read_string_list_attr(const File& f, const std::string& where,
+                                               const std::string& name, size_t max_items) {
+  std::string obj = where_name(where, name);
+  if (!has_attr(f, where, name)) fail(f.path(), obj, "a string-list attribute", "no such attribute");
+  Id attr(H5Aopen_by_name(f.id(), where.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
+  Id type(H5Aget_type(attr.get()));
+  Id space(H5Aget_space(attr.get()));
+  if (!attr.valid() || !type.valid() || !space.valid()) {
+    fail(f.path(), obj, "a readable attribute", "a damaged one");
+  }
+  if (H5Tget_class(type.get()) != H5T_STRING) {
+    if (element_count(dims_of(space.get(), f.path(), obj)) == 0) return {};
+    fail(f.path(), obj, "a list of strings", "a non-string attribute");
+  }
+  std::vector<std::string> out;
+  attr_as_string(attr.get(), type.get(), space.get(), f.path(), obj, 4096, &out, max_items);
+  return out;
+}
+
+DatasetInfo dataset_info(const File& f, const std::string& where) {
+  Id ds = open_dataset(f, where);
+  Id type(H5Dget_type(ds.get()));
+  Id space(H5Dget_space(ds.get()));
+  if (!type.valid() || !space.valid()) fail(f.path(), where, "a readable dataset", "a damaged one");
+  DatasetInfo info;
+  info.dims = dims_of(space.get(), f.path(), where);
+  info.kind = kind_of(type.get());
+  info.element_size = H5Tget_size(type.get());
+  return info;
+}
+
+std::vector<float> read_floats(const File& f, const std::string& where) {
+  DatasetInfo info = dataset_info(f, where);
+  if (info.kind != Kind::kFloat || (info.element_size != 2 && info.element_size != 4 &&
+                                    info.element_size != 8)) {
+    fail(f.path(), where, "float16, float32 or float64", info.dtype_name());
+  }
+  int64_t n = element_count(info.dims);
+  if (n < 0) fail<LimitExceeded>(f.path(), where, "a countable size", "an overflowing one");
+  std::vector<float> out(static_cast<size_t>(n));
+  if (n == 0) return out;
+  Id ds = open_dataset(f, where);
+  if (H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0) {
+    fail(f.path(), where, "readable data", "a truncated or damaged dataset");
+  }
+  return out;
+}
+
+void read_rows(const File& f, const std::string& where, int64_t start, int64_t count,
+               hid_t mem_type, void* out) {
+  Id ds = open_dataset(f, where);
+  Id space(H5Dget_space(ds.get()));
+  auto dims = dims_of(space.get(), f.path(), where);
+  if (dims.empty() || start < 0 || count < 0 || start + count > dims[0]) {
+    fail(f.path(), where, "rows within the dataset", "a request past its end");
+  }
+  if (count == 0) return;
+  std::vector<hsize_t> off(dims.size(), 0), cnt(dims.begin(), dims.end());
+  off[0] = static_cast<hsize_t>(start);
+  cnt[0] = static_cast<hsize_t>(count);
+  H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, off.data(), nullptr, cnt.data(), nullptr);
+  Id mem(H5Screate_simple(static_cast<int>(cnt.size()), cnt.data(), nullptr));
+  if (H5Dread(ds.get(), mem_type, mem.get(), space.get(), H5P_DEFAULT, out) < 0) {
+    fail(f.path(), where, "readable rows " + std::to_string(start) + ".." +
+                              std::to_string(start + count - 1),
+         "a truncated or damaged dataset");
+  }
+}
+
+int64_t raw_data_offset(const File& f, const std::string& where) {
+  Id ds = open_dataset(f, where);
+  Id dcpl(H5Dget_create_plist(ds.get()));
+  if (H5Pget_layout(dcpl.get()) != H5D_CONTIGUOUS) return -1;
+  if (H5Pget_nfilters(dcpl.get()) != 0) return -1;
+  haddr_t off = H5Dget_offset(ds.get());
+  if (off == HADDR_UNDEF) return -1;
+  return static_cast<int64_t>(off);
+}
+
+void write_floats(File& f, const std::string& where, const std::vector<float>& values) {
+  Id ds = open_dataset(f, where);
+  DatasetInfo info = dataset_info(f, where);
+  if (element_count(info.dims) != static_cast<int64_t>(values.size())) {
+    fail<ShapeMismatch>(f.path(), where, std::to_string(element_count(info.dims)) + " values",
+                        std::to_string(values.size()));
+  }
+  check(H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()),
+        f.path(), where, "a write");
+}
+
+void create_group(File& f, const std::string& where) {
+  Id g(H5Gcreate2(f.id(), where.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  if (!g.valid()) fail<IoError>(f.path(), where, "a new group", "HDF5 could not create it");
+}
+
+void write_string_attr(File& f, const std::string& where, const std::string& name,
+                       const std::string& value, bool variable_length) {
+  Id obj = open_object(f, where);
+  Id type(H5Tcopy(H5T_C_S1));
+  Id space(H5Screate(H5S_SCALAR));
+  if (variable_length) {
+    H5Tset_size(type.get(), H5T_VARIABLE);
+    H5Tset_strpad(type.get(), H5T_STR_NULLTERM);
+    Id attr(H5Acreate2(obj.get(), name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
+    const char* p = value.c_str();
+    check(H5Awrite(attr.get(), type.get(), &p), f.path(), where_name(where, name), "a write");
+  } else {
+    H5Tset_size(type.get(), std::max<size_t>(value.size(), 1));
+    H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
+    Id attr(H5Acreate2(obj.get(), name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
+    std::string buf = value.empty() ? std::string(1, '\0') : value;
+    check(H5Awrite(attr.get(), type.get(), buf.data()), f.path(), where_name(where, name),
+          "a write");
+  }
+}
+
+void write_string_list_attr(File& f, const std::string& where, const std::string& name,
+                            const std::vector<std::string>& values) {
+  Id obj = open_object(f, where);
+  if (values.empty()) {
+    // Keras writes an empty float64 array for "no weights".
+    hsize_t zero = 0;
+    Id space(H5Screate_simple(1, &zero, nullptr));
+    Id attr(H5Acreate2(obj.get(), name.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT,
+                       H5P_DEFAULT));
+    if (!attr.valid()) fail<IoError>(f.path(), where_name(where, name), "a new attribute", "");
+    return;
+  }
+  size_t width = 1;
+  for (const auto& v : values) width = std::max(width, v.size());
+  std::vector<char> buf(width * values.size(), '\0');
+  for (size_t i = 0; i < values.size(); ++i) {
+    std::memcpy(buf.data() + i * width, values[i].data(), values[i].size());
+  }
+  Id type(H5Tcopy(H5T_C_S1));
+  H5Tset_size(type.get(), width);
+  H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
+  hsize_t n = values.size();
+  Id space(H5Screate_simple(1, &n, nullptr));
+  Id attr(H5Acreate2(obj.get(), name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
+  check(H5Awrite(attr.get(), type.get(), buf.data()), f.path(), where_name(where, name), "a write");
+}
+
+static void write_dataset(File& f, const std::string& where, const std::vector<int64_t>& dims,
+                          hid_t file_type, hid_t mem_type, const void* values) {
+  std::vector<hsize_t> d(dims.begin(), dims.end());
+  Id space(H5Screate_simple(static_cast<int>(d.size()), d.data(), nullptr));
+  Id ds(H5Dcreate2(f.id(), where.c_str(), file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT,
+                   H5P_DEFAULT));
+  if (!ds.valid()) fail<IoError>(f.path(), where, "a new dataset", "HDF5 could not create it");
+  if (element_count(dims) > 0) {
+    check(H5Dwrite(ds.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values), f.path(), where,
+          "a write");
+  }
+}
+
+void write_float_dataset(File& f, const std::string& where, const std::vector<int64_t>& dims,
+                         const float* values) {
+  write_dataset(f, where, dims, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, values);
+}
+
+void write_uint8_dataset(File& f, const std::string& where, const std::vector<int64_t>& dims,
+                         const uint8_t* values) {
+  write_dataset(f, where, dims, H5T_STD_U8LE, H5T_NATIVE_UINT8, values);
+}
+
+void write_int64_dataset(File& f, const std::string& where, const std::vector<int64_t>& dims,
+                         const int64_t* values) {
+  write_dataset(f, where, dims, H5T_STD_I64LE, H5T_NATIVE_INT64, values);
+}
+
+}  // namespace bdguard::h5

@@ -1,0 +1,96 @@
+// One RAII wrapper over the HDF5 C API: the only place that calls H5* functions.
+//
+// Every read checks the object's kind, dtype and size before anything is
+// allocated; every failure throws a bdguard::Error naming the file and object.
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace bdguard::h5 {
+
+// Owns one HDF5 identifier and closes it with the matching H5*close.
+class Id {
+ public:
+  Id() = default;
+  explicit Id(hid_t id) : id_(id) {}
+  Id(const Id&) = delete;
+  Id& operator=(const Id&) = delete;
+  Id(Id&& o) noexcept : id_(o.id_) { o.id_ = H5I_INVALID_HID; }
+  Id& operator=(Id&& o) noexcept;
+  ~Id();
+  hid_t get() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+};
+
+enum class Kind { kFloat, kInt, kUInt, kString, kOther };
+
+struct DatasetInfo {
+  std::vector<int64_t> dims;
+  Kind kind = Kind::kOther;
+  size_t element_size = 0;
+  std::string dtype_name() const;  // "float32", "uint8", "int64", ...
+};
+
+class File {
+ public:
+  // Opens an existing file read-only (or read-write for in-place patching).
+  static File open(const std::string& path, bool writable = false);
+  // Creates (truncates) a file.
+  static File create(const std::string& path);
+  const std::string& path() const { return path_; }
+  hid_t id() const { return id_.get(); }
+  void flush();
+
+ private:
+  std::string path_;
+  Id id_;
+};
+
+// Object helpers. `where` is a path inside the file ("/" for the root).
+bool exists(const File& f, const std::string& where);
+bool is_group(const File& f, const std::string& where);
+bool is_dataset(const File& f, const std::string& where);
+bool has_attr(const File& f, const std::string& where, const std::string& name);
+std::vector<std::string> list_children(const File& f, const std::string& where);
+
+// A string attribute (fixed- or variable-length, scalar or one element).
+std::string read_string_attr(const File& f, const std::string& where, const std::string& name,
+                             size_t max_bytes);
+// A list of strings; a zero-length numeric array (Keras' "no weights") reads as empty.
+std::vector<std::string> read_string_list_attr(const File& f, const std::string& where,
+                                               const std::string& name, size_t max_items);
+
+DatasetInfo dataset_info(const File& f, const std::string& where);
+// Reads a whole numeric dataset converted to float32 (HDF5 converts the dtype).
+std::vector<float> read_floats(const File& f, const std::string& where);
+// Reads rows [start, start + count) of the first dimension, converted to `mem_type`.
+void read_rows(const File& f, const std::string& where, int64_t start, int64_t count,
+               hid_t mem_type, void* out);
+// Byte offset of a contiguous dataset's raw data in the file; -1 when it has none
+// (chunked, compact or not yet allocated).
+int64_t raw_data_offset(const File& f, const std::string& where);
+// Overwrites a whole float dataset in place (shape must already match).
+void write_floats(File& f, const std::string& where, const std::vector<float>& values);
+
+// Writers used to create files from scratch.
+void create_group(File& f, const std::string& where);
+void write_string_attr(File& f, const std::string& where, const std::string& name,
+                       const std::string& value, bool variable_length);
+// Fixed-length, null-padded string array (as h5py writes numpy bytes arrays).
+void write_string_list_attr(File& f, const std::string& where, const std::string& name,
+                            const std::vector<std::string>& values);
+void write_float_dataset(File& f, const std::string& where, const std::vector<int64_t>& dims,
+                         const float* values);
+void write_uint8_dataset(File& f, const std::string& where, const std::vector<int64_t>& dims,
+                         const uint8_t* values);
+void write_int64_dataset(File& f, const std::string& where, const std::vector<int64_t>& dims,
+                         const int64_t* values);
+
+}  // namespace bdguard::h5

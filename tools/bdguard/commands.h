@@ -1,0 +1,13 @@
+// One setup function per subcommand: each creates the subcommand on `app`, binds its
+// options struct, and sets the callback that runs it.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace bdguard::cli {
+
+void setup_inspect(CLI::App& app);
+void setup_eval(CLI::App& app);
+void setup_predict(CLI::App& app);
+
+}  // namespace bdguard::cli

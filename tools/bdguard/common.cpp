@@ -1,0 +1,100 @@
+#include "common.h"
+
+#include <ATen/Parallel.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+
+namespace bdguard::cli {
+
+void add_model_options(CLI::App& app, ModelOptions& o, const std::string& model_flag) {
+  if (!model_flag.empty()) {
+    app.add_option(model_flag, o.model, "Keras .h5 model (full or weights-only)")
+        ->required()
+        ->check(CLI::ExistingFile);
+  }
+  auto* arch = app.add_option("--arch", o.arch,
+                              "built-in architecture for a weights-only file (deepid)");
+  app.add_option("--arch-from", o.arch_from,
+                 "architecture from a full model .h5 or a model_config JSON file")
+      ->check(CLI::ExistingFile)
+      ->excludes(arch);
+  app.add_option("--input-scale", o.input_scale, "multiply every input pixel by this")
+      ->capture_default_str();
+  app.add_option("--layout", o.layout, "layout of lab data files")
+      ->check(CLI::IsMember({"auto", "nchw", "nhwc"}))
+      ->capture_default_str();
+  app.add_option("--max-tensor-bytes", o.max_tensor_bytes,
+                 "refuse any single tensor larger than this")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+}
+
+void add_global_options(CLI::App& app, GlobalOptions& g) {
+  app.add_option("--threads", g.threads, "compute threads (default: all cores)")
+      ->check(CLI::Range(0, 1024));
+  app.add_flag("--json", g.json, "print one JSON document on stdout");
+  app.add_flag("--quiet,-q", g.quiet, "no progress on stderr");
+  app.add_option("--batch", g.batch, "images per forward pass")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->capture_default_str();
+}
+
+void apply_threads(int threads) {
+  int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(n);
+  if (openblas_set_num_threads) openblas_set_num_threads(n);
+}
+
+ArchSource arch_source(const ModelOptions& o) { return {o.arch, o.arch_from}; }
+
+LoadOptions load_options(const ModelOptions& o) {
+  LoadOptions l;
+  l.input_scale = o.input_scale;
+  l.max_tensor_bytes = o.max_tensor_bytes;
+  return l;
+}
+
+Model load(const ModelOptions& o, const std::string& path) {
+  return load_model(path, arch_source(o), load_options(o));
+}
+
+DataOptions data_options(const ModelOptions& o, const Model& m) {
+  DataOptions d;
+  d.layout = parse_layout(o.layout);
+  d.num_classes = m.num_classes();
+  d.max_tensor_bytes = o.max_tensor_bytes;
+  return d;
+}
+
+ProgressFn progress_bar(const std::string& label, bool quiet) {
+  if (quiet || !isatty(STDERR_FILENO)) return {};
+  auto start = std::chrono::steady_clock::now();
+  return [label, start](int64_t done, int64_t total) {
+    double frac = total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 1.0;
+    double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double eta = frac > 0 ? elapsed * (1 - frac) / frac : 0;
+    int filled = static_cast<int>(frac * 30);
+    std::fprintf(stderr, "\r%-12s [%-30s] %lld/%lld  %.1fs  eta %.1fs", label.c_str(),
+                 std::string(static_cast<size_t>(filled), '#').c_str(),
+                 static_cast<long long>(done), static_cast<long long>(total), elapsed, eta);
+    if (done >= total) std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  };
+}
+
+void print_json(const nlohmann::json& doc) { std::cout << doc.dump(2) << std::endl; }
+
+std::string pct(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", v);
+  return buf;
+}
+
+}  // namespace bdguard::cli

@@ -1,0 +1,41 @@
+// bdguard: find and remove backdoors in neural networks.
+#include <iostream>
+
+#include "bdguard/error.h"
+#include "bdguard/fileio.h"
+#include "commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"bdguard: find and remove backdoors in Keras neural networks"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "bdguard 0.1.0");
+  bdguard::cli::setup_inspect(app);
+  bdguard::cli::setup_eval(app);
+  bdguard::cli::setup_predict(app);
+  bdguard::install_cleanup_signal_handlers();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "error: " << e.what() << " (see bdguard --help)" << std::endl;
+    return 2;
+  } catch (const bdguard::Error& e) {
+    std::cerr << "error: " << e.what() << std::endl;
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "error: out of memory" << std::endl;
+    return 1;
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    // LibTorch errors carry a multi-line backtrace; keep the first line.
+    msg = msg.substr(0, msg.find('\n'));
+    std::cerr << "error: " << msg << std::endl;
+    return 1;
+  }
+  return 0;
+}

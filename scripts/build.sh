@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${BUILD_DIR:-build}
+# ccache: paths relative to the checkout, so clones and worktrees share the cache.
+export CCACHE_BASEDIR=$PWD
 if [[ ! -f $build_dir/CMakeCache.txt ]]; then
   launcher=()
   if command -v ccache >/dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi

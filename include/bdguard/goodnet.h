@@ -1,0 +1,40 @@
+// GoodNet: the BadNet B and a pruned net P side by side. G outputs B's label where
+// the two agree and the extra label N (the number of classes; the lab's "backdoor
+// detected") where they disagree. Labels of G lie in [0, N].
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace bdguard {
+
+// G's labels from B's and P's predictions.
+std::vector<int64_t> goodnet_labels(const std::vector<int64_t>& badnet,
+                                    const std::vector<int64_t>& pruned, int64_t num_classes);
+
+// Every GoodNet metric, in percent, from the prediction vectors on a clean and a
+// poisoned data set (the poisoned labels are the attack target).
+struct GoodNetRow {
+  std::string pruned;  // name of the pruned net (its path)
+  double goodnet_accuracy = 0;  // G's label == true label, clean data
+  double goodnet_asr = 0;       // G's label == attack target, poisoned data
+  double detection_rate = 0;    // poisoned inputs labelled N
+  double false_alarm_rate = 0;  // clean inputs labelled N
+  double badnet_accuracy = 0, badnet_asr = 0;
+  double pruned_accuracy = 0, pruned_asr = 0;
+  int64_t n_clean = 0, n_poisoned = 0;
+};
+
+GoodNetRow goodnet_row(const std::string& pruned_name, int64_t num_classes,
+                       const std::vector<int64_t>& clean_labels,
+                       const std::vector<int64_t>& poisoned_labels,
+                       const std::vector<int64_t>& badnet_clean,
+                       const std::vector<int64_t>& badnet_poisoned,
+                       const std::vector<int64_t>& pruned_clean,
+                       const std::vector<int64_t>& pruned_poisoned);
+
+nlohmann::json to_json(const GoodNetRow& row);
+
+}  // namespace bdguard

@@ -1,0 +1,48 @@
+#include "test_util.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace bdguard::test {
+
+std::string csaw_dir() {
+  std::string dir = std::string(BDGUARD_SHARED_DIR) + "/fixtures/csaw";
+  return std::filesystem::exists(dir + "/lab3_bd_weights.h5") ? dir : "";
+}
+
+std::string temp_dir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "misc";
+  auto dir = std::filesystem::temp_directory_path() /
+             ("bdguard-test-" + std::to_string(getpid()) + "-" + name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+CliResult run_cli(const std::string& args) {
+  std::string dir = temp_dir() + "-cli";
+  std::filesystem::create_directories(dir);
+  std::string out = dir + "/stdout", err = dir + "/stderr";
+  std::string cmd = std::string(BDGUARD_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
+  int status = std::system(cmd.c_str());
+  CliResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = read_text(out);
+  r.err = read_text(err);
+  std::filesystem::remove_all(dir);
+  return r;
+}
+
+}  // namespace bdguard::test

@@ -1,0 +1,30 @@
+// Helpers shared by the tests: fixture paths, temporary folders, running the CLI.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace bdguard::test {
+
+// ../shared/fixtures/csaw, or "" when the shared folder is absent.
+std::string csaw_dir();
+// Skips the current test (with a message saying why) when the fixtures are absent.
+#define BDGUARD_REQUIRE_CSAW()                                                          \
+  do {                                                                                  \
+    if (::bdguard::test::csaw_dir().empty())                                            \
+      GTEST_SKIP() << "../shared/fixtures/csaw is absent: real-fixture test skipped";   \
+  } while (0)
+
+// A fresh empty folder under the build's temporary area, unique per test.
+std::string temp_dir();
+
+struct CliResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+// Runs the bdguard binary with `args` (a shell-quoted argument string).
+CliResult run_cli(const std::string& args);
+std::string read_text(const std::string& path);
+
+}  // namespace bdguard::test

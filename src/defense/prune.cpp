@@ -139,7 +139,7 @@ Plan make_plan(const Model& m, int target) {
     const Layer& l = m.layer(static_cast<size_t>(c));
     Plan::Linear lin;
     if (const auto* cv = dynamic_cast<const Conv2D*>(&l)) {
-      if (l.inputs.size() == 1 && l.config.value("groups", 1) == 1) {
+      if (l.inputs.size() == 1 && cv->groups() == 1) {
         lin.node = c;
         lin.activation = cv->activation();
       }

@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -32,10 +33,13 @@ std::string read_text(const std::string& path) {
 }
 
 CliResult run_cli(const std::string& args) {
-  std::string dir = temp_dir() + "-cli";
-  std::filesystem::create_directories(dir);
+  // A folder of its own: temp_dir() would empty the calling test's folder.
+  std::string tmpl = (std::filesystem::temp_directory_path() / "bdguard-cli-XXXXXX").string();
+  if (!mkdtemp(tmpl.data())) return {};
+  const std::string& dir = tmpl;
   std::string out = dir + "/stdout", err = dir + "/stderr";
-  std::string cmd = std::string(BDGUARD_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
+  std::string cmd =
+      std::string(BDGUARD_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
   int status = std::system(cmd.c_str());
   CliResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -10,13 +10,13 @@ namespace bdguard::test {
 // ../shared/fixtures/csaw, or "" when the shared folder is absent.
 std::string csaw_dir();
 // Skips the current test (with a message saying why) when the fixtures are absent.
-#define BDGUARD_REQUIRE_CSAW()                                                          \
-  do {                                                                                  \
-    if (::bdguard::test::csaw_dir().empty())                                            \
-      GTEST_SKIP() << "../shared/fixtures/csaw is absent: real-fixture test skipped";   \
+#define BDGUARD_REQUIRE_CSAW()                                                        \
+  do {                                                                                \
+    if (::bdguard::test::csaw_dir().empty())                                          \
+      GTEST_SKIP() << "../shared/fixtures/csaw is absent: real-fixture test skipped"; \
   } while (0)
 
-// A fresh empty folder under the build's temporary area, unique per test.
+// A fresh empty folder under the temporary area, unique per test (each call empties it).
 std::string temp_dir();
 
 struct CliResult {

@@ -97,18 +97,18 @@ class ReLU : public Layer {
     max_value_ = get_double(*this, "max_value", 0.0);
     slope_ = get_double(*this, "negative_slope", 0.0);
     threshold_ = get_double(*this, "threshold", 0.0);
-    if (has_max_ && max_value_ < 0) config_error(*this, "max_value", ">= 0", std::to_string(max_value_));
+    if (has_max_ && max_value_ < 0)
+      config_error(*this, "max_value", ">= 0", std::to_string(max_value_));
     return in[0];
   }
+  // Keras 2.x (backend.relu): x where x > threshold (strictly) else 0, clipped to
+  // [0, max_value] when there is one, minus negative_slope * max(threshold - x, 0).
+  // So an input equal to a non-zero threshold gives 0, not the threshold.
   at::Tensor forward(const std::vector<at::Tensor>& in) const override {
     const at::Tensor& x = in[0];
-    at::Tensor y;
-    if (slope_ == 0.0 && threshold_ == 0.0) {
-      y = at::relu(x);
-    } else {
-      y = at::where(x >= threshold_, x, (x - threshold_) * slope_);
-    }
-    if (has_max_) y = at::clamp_max(y, max_value_);
+    at::Tensor y = threshold_ == 0.0 ? at::relu(x) : x * at::gt(x, threshold_).to(x.scalar_type());
+    if (has_max_) y = at::clamp(y, 0.0, max_value_);
+    if (slope_ != 0.0) y = y - slope_ * at::relu(threshold_ - x);
     return y;
   }
   std::unique_ptr<Layer> clone() const override { return clone_layer(*this); }
@@ -187,7 +187,8 @@ class BatchNormalization : public Layer {
 class Add : public Layer {
  public:
   Shape build(const std::vector<Shape>& in) override {
-    if (in.size() < 2) config_error(*this, "inputs", "at least 2 inputs", std::to_string(in.size()));
+    if (in.size() < 2)
+      config_error(*this, "inputs", "at least 2 inputs", std::to_string(in.size()));
     for (const auto& s : in) {
       if (s != in[0]) {
         throw ShapeMismatch(describe("model_config", "layer '" + name + "' (Add)",
@@ -207,7 +208,8 @@ class Add : public Layer {
 class Concatenate : public Layer {
  public:
   Shape build(const std::vector<Shape>& in) override {
-    if (in.size() < 2) config_error(*this, "inputs", "at least 2 inputs", std::to_string(in.size()));
+    if (in.size() < 2)
+      config_error(*this, "inputs", "at least 2 inputs", std::to_string(in.size()));
     int64_t rank = static_cast<int64_t>(in[0].size()) + 1;
     int64_t axis = get_int(*this, "axis", -1, -rank, rank - 1);
     if (axis < 0) axis += rank;

@@ -128,6 +128,27 @@ TEST(KerasIo, SavedCopyOfInMemoryModelIsItselfPatchedOnResave) {
             (std::vector<int64_t>{1}));
 }
 
+TEST(KerasIo, SequentialModelRoundTrips) {
+  json cfg = {
+      {"class_name", "Sequential"},
+      {"config",
+       {{"name", "seq"},
+        {"layers",
+         json::array({{{"class_name", "Dense"},
+                       {"config",
+                        {{"name", "d"}, {"units", 2}, {"batch_input_shape", {nullptr, 3}}}}}})}}}};
+  Model m = Model::from_config(cfg, "seq");
+  Layer& d = m.layer(static_cast<size_t>(m.find("d")));
+  d.weights = {{"d/kernel:0", at::arange(6, at::kFloat).reshape({3, 2})},
+               {"d/bias:0", at::tensor({0.5f, -0.5f})}};
+  const std::string path = test::temp_dir() + "/seq.h5";
+  save_model(m, path);
+  Model back = load_model(path);
+  at::Tensor x = at::tensor({1.0f, 2.0f, 3.0f}).reshape({1, 3});
+  // [1, 2, 3] x [[0, 1], [2, 3], [4, 5]] + [0.5, -0.5] = [16.5, 21.5].
+  EXPECT_TRUE(at::equal(back.forward(x), at::tensor({16.5f, 21.5f}).reshape({1, 2})));
+}
+
 // ---- parse_model_config ----
 
 std::string nested_arrays(int depth) {

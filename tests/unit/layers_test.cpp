@@ -180,6 +180,22 @@ TEST(Conv2DLayer, WithoutBiasHasOnlyAKernel) {
   EXPECT_EQ(run_image(m, {1, 1, 1, 1}), (std::vector<float>{10}));
 }
 
+TEST(Conv2DLayer, GroupsSplitInputsAndFiltersInOrder) {
+  // groups 2: filter 0 sees input channels 0-1, filter 1 sees 2-3. Kernel
+  // (1, 1, in/groups = 2, 2) = [[1, 2], [3, 4]]; pixel (1, 10, 100, 1000):
+  // out0 = 1*1 + 10*3 = 31, out1 = 100*2 + 1000*4 = 4200.
+  Model m = single({1, 1, 4}, "Conv2D",
+                   {{"filters", 2}, {"kernel_size", 1}, {"groups", 2}, {"use_bias", false}});
+  set_weights(named(m, "l"), {t({1, 2, 3, 4}, {1, 1, 2, 2})});
+  EXPECT_EQ(run_image(m, {1, 10, 100, 1000}), (std::vector<float>{31, 4200}));
+}
+
+TEST(Conv2DLayer, StrideAndDilationTogetherAreRefused) {
+  EXPECT_THROW(single({5, 5, 1}, "Conv2D",
+                      {{"filters", 1}, {"kernel_size", 2}, {"strides", 2}, {"dilation_rate", 2}}),
+               UnsupportedLayer);
+}
+
 TEST(Conv2DLayer, ReluActivationClampsNegatives) {
   Model m =
       single({1, 2, 1}, "Conv2D", {{"filters", 1}, {"kernel_size", 1}, {"activation", "relu"}});

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 namespace bdguard::test {
 
@@ -15,6 +16,25 @@ std::string csaw_dir() {
   return std::filesystem::exists(dir + "/lab3_bd_weights.h5") ? dir : "";
 }
 
+namespace {
+
+// Removes the folders temp_dir() made once the process's tests are done, unless a
+// test failed (its files are then kept to look at).
+class TempCleanup : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    if (::testing::UnitTest::GetInstance()->Failed()) return;
+    std::error_code ec;
+    for (const auto& d : dirs) std::filesystem::remove_all(d, ec);
+  }
+  std::vector<std::filesystem::path> dirs;
+};
+
+TempCleanup* const kCleanup =
+    static_cast<TempCleanup*>(::testing::AddGlobalTestEnvironment(new TempCleanup));
+
+}  // namespace
+
 std::string temp_dir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "misc";
@@ -22,6 +42,7 @@ std::string temp_dir() {
              ("bdguard-test-" + std::to_string(getpid()) + "-" + name);
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
+  kCleanup->dirs.push_back(dir);
   return dir.string();
 }
 

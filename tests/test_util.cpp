@@ -3,10 +3,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <vector>
 
 namespace bdguard::test {
 
@@ -14,6 +16,25 @@ std::string csaw_dir() {
   std::string dir = std::string(BDGUARD_SHARED_DIR) + "/fixtures/csaw";
   return std::filesystem::exists(dir + "/lab3_bd_weights.h5") ? dir : "";
 }
+
+namespace {
+
+// Removes the folders temp_dir() made once the process's tests are done, unless a
+// test failed (its files are then kept to look at).
+class TempCleanup : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    if (::testing::UnitTest::GetInstance()->Failed()) return;
+    std::error_code ec;
+    for (const auto& d : dirs) std::filesystem::remove_all(d, ec);
+  }
+  std::vector<std::filesystem::path> dirs;
+};
+
+TempCleanup* const kCleanup =
+    static_cast<TempCleanup*>(::testing::AddGlobalTestEnvironment(new TempCleanup));
+
+}  // namespace
 
 static std::string test_dir_name() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
@@ -30,6 +51,7 @@ std::string temp_dir() {
   if (made.insert(dir).second) {
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
+    kCleanup->dirs.push_back(dir);
   }
   return dir;
 }
@@ -42,9 +64,10 @@ std::string read_text(const std::string& path) {
 }
 
 CliResult run_cli(const std::string& args) {
-  static int counter = 0;
-  std::string dir = test_dir_name() + "-cli-" + std::to_string(++counter);
-  std::filesystem::create_directories(dir);
+  // A folder of its own, apart from the test's files.
+  std::string tmpl = (std::filesystem::temp_directory_path() / "bdguard-cli-XXXXXX").string();
+  if (!mkdtemp(tmpl.data())) return {};
+  const std::string& dir = tmpl;
   std::string out = dir + "/stdout", err = dir + "/stderr";
   std::string cmd =
       std::string(BDGUARD_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";

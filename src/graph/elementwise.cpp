@@ -101,15 +101,14 @@ class ReLU : public Layer {
       config_error(*this, "max_value", ">= 0", std::to_string(max_value_));
     return in[0];
   }
+  // Keras 2.x (backend.relu): x where x > threshold (strictly) else 0, clipped to
+  // [0, max_value] when there is one, minus negative_slope * max(threshold - x, 0).
+  // So an input equal to a non-zero threshold gives 0, not the threshold.
   at::Tensor forward(const std::vector<at::Tensor>& in) const override {
     const at::Tensor& x = in[0];
-    at::Tensor y;
-    if (slope_ == 0.0 && threshold_ == 0.0) {
-      y = at::relu(x);
-    } else {
-      y = at::where(x >= threshold_, x, (x - threshold_) * slope_);
-    }
-    if (has_max_) y = at::clamp_max(y, max_value_);
+    at::Tensor y = threshold_ == 0.0 ? at::relu(x) : x * at::gt(x, threshold_).to(x.scalar_type());
+    if (has_max_) y = at::clamp(y, 0.0, max_value_);
+    if (slope_ != 0.0) y = y - slope_ * at::relu(threshold_ - x);
     return y;
   }
   std::unique_ptr<Layer> clone() const override { return clone_layer(*this); }

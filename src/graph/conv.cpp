@@ -89,8 +89,15 @@ at::Tensor Conv2D::pre_activation(const at::Tensor& x) const {
   if (pad_top_ || pad_bottom_ || pad_left_ || pad_right_) {
     padded = at::constant_pad_nd(x, {pad_left_, pad_right_, pad_top_, pad_bottom_}, 0.0);
   }
-  at::Tensor kernel = weights[0].value.permute({3, 2, 0, 1}).contiguous();  // HWIO -> OIHW
+  at::Tensor kernel = weights[0].value.permute({3, 2, 0, 1});  // HWIO -> OIHW
   at::Tensor bias = use_bias_ ? weights[1].value : at::Tensor();
+  if (padded.scalar_type() == at::kFloat) {
+    // oneDNN's channels-last convolution is about twice as fast here as NCHW.
+    padded = padded.contiguous(at::MemoryFormat::ChannelsLast);
+    kernel = kernel.contiguous(at::MemoryFormat::ChannelsLast);
+  } else {
+    kernel = kernel.contiguous();
+  }
   return at::conv2d(padded, kernel, bias, at::IntArrayRef{sh_, sw_}, at::IntArrayRef{0, 0},
                     at::IntArrayRef{dh_, dw_}, groups_);
 }

@@ -9,6 +9,7 @@ namespace bdguard::cli {
 void setup_inspect(CLI::App& app);
 void setup_eval(CLI::App& app);
 void setup_predict(CLI::App& app);
+void setup_prune(CLI::App& app);
 void setup_run(CLI::App& app);
 
 }  // namespace bdguard::cli

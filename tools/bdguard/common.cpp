@@ -1,9 +1,12 @@
 #include "common.h"
 
+#include "bdguard/error.h"
+
 #include <ATen/Parallel.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <iostream>
 #include <thread>
@@ -49,6 +52,25 @@ void apply_threads(int threads) {
   int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(n);
   if (openblas_set_num_threads) openblas_set_num_threads(n);
+}
+
+int at_threads() { return at::get_num_threads(); }
+
+void prepare_output_dir(const std::string& dir, bool force) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(dir, ec)) {
+    if (!fs::is_directory(dir, ec)) {
+      throw IoError(describe(dir, "", "an output folder", "an existing file"));
+    }
+    if (!force && !fs::is_empty(dir, ec)) {
+      throw IoError(describe(dir, "", "a new or empty output folder (or --force)",
+                             "an existing folder with files in it"));
+    }
+    return;
+  }
+  fs::create_directories(dir, ec);
+  if (ec) throw IoError(describe(dir, "", "a folder bdguard can create", ec.message()));
 }
 
 ArchSource arch_source(const ModelOptions& o) { return {o.arch, o.arch_from}; }

@@ -46,6 +46,11 @@ DataOptions data_options(const ModelOptions& o, const Model& m);
 // A progress bar on stderr when it is a terminal (and not --quiet); nothing otherwise.
 ProgressFn progress_bar(const std::string& label, bool quiet);
 
+// Creates the output folder `dir`; refuses an existing non-empty one unless `force`.
+void prepare_output_dir(const std::string& dir, bool force);
+// The compute threads in use (after apply_threads).
+int at_threads();
+
 // Prints a JSON document to stdout.
 void print_json(const nlohmann::json& doc);
 // "98.65" style formatting of a percentage.

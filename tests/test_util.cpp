@@ -32,10 +32,15 @@ std::string read_text(const std::string& path) {
 }
 
 CliResult run_cli(const std::string& args) {
-  std::string dir = temp_dir() + "-cli";
+  // Not temp_dir(): that would empty the calling test's own folder.
+  static int calls = 0;
+  std::string dir = (std::filesystem::temp_directory_path() /
+                     ("bdguard-cli-" + std::to_string(getpid()) + "-" + std::to_string(calls++)))
+                        .string();
   std::filesystem::create_directories(dir);
   std::string out = dir + "/stdout", err = dir + "/stderr";
-  std::string cmd = std::string(BDGUARD_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
+  std::string cmd =
+      std::string(BDGUARD_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
   int status = std::system(cmd.c_str());
   CliResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

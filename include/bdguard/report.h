@@ -18,6 +18,7 @@
 
 #include "bdguard/goodnet.h"
 #include "bdguard/prune.h"
+#include "bdguard/sweep_files.h"
 
 namespace bdguard {
 
@@ -42,17 +43,12 @@ struct SplitMetrics {
   int64_t n_clean = 0, n_poisoned = 0;
 };
 
-// A pruned net saved at the first sweep step that cost `drop` points of validation accuracy.
-struct SavedModel {
-  double drop = 0;       // the threshold asked for, in accuracy points
-  bool reached = false;  // false: the sweep never lost that much (nothing saved)
-  int step = -1;         // sweep step = channels pruned
-  std::string file;      // relative to the output folder, e.g. "model_X=2.h5"
-  double fraction_pruned = 0;
-  double valid_accuracy = 0, valid_asr = 0;
-  double valid_drop = 0;  // baseline validation accuracy minus valid_accuracy
-  std::optional<double> test_accuracy, test_asr;
-  std::optional<GoodNetRow> goodnet;  // BadNet + this net, on the test files
+// A pruned net saved at the first sweep step that cost `drop` points of validation
+// accuracy (see sweep_files.h), with its GoodNet on the test files. Its accuracy and
+// ASR are those of its sweep step.
+struct ReportedModel {
+  SavedModel saved;
+  std::optional<GoodNetRow> goodnet;
 };
 
 struct StageTiming {
@@ -71,7 +67,7 @@ struct RunReport {
   SplitMetrics valid;                // the BadNet on the validation files
   std::optional<SplitMetrics> test;  // ... and on the test files, when given
   SweepResult sweep;                 // its steps and activations (predictions not needed)
-  std::vector<SavedModel> saved;
+  std::vector<ReportedModel> saved;
   std::vector<StageTiming> timings;
   std::vector<std::string> warnings;
 };

@@ -21,6 +21,7 @@
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
 #include "bdguard/report.h"
+#include "report/model_view.h"
 
 extern char** environ;
 
@@ -61,22 +62,24 @@ bool has_test(const SweepResult& s) {
   return !s.steps.empty() && s.steps[0].test_accuracy.has_value();
 }
 
-std::vector<const SavedModel*> reached(const RunReport& r) {
-  std::vector<const SavedModel*> out;
-  for (const auto& s : r.saved) {
-    if (s.reached) out.push_back(&s);
+using report::ModelView;
+
+std::vector<ModelView> reached(const RunReport& r) {
+  std::vector<ModelView> out;
+  for (const auto& s : report::model_views(r)) {
+    if (s.reached) out.push_back(s);
   }
   return out;
 }
 
 // Saved models by step (two drops can land on the same step), with "X=2, X=4" labels.
-std::vector<std::pair<const SavedModel*, std::string>> marks(const RunReport& r) {
-  std::vector<std::pair<const SavedModel*, std::string>> out;
-  for (const SavedModel* s : reached(r)) {
-    if (!out.empty() && out.back().first->step == s->step) {
-      out.back().second += ", X=" + num(s->drop);
+std::vector<std::pair<ModelView, std::string>> marks(const RunReport& r) {
+  std::vector<std::pair<ModelView, std::string>> out;
+  for (const ModelView& s : reached(r)) {
+    if (!out.empty() && out.back().first.step == s.step) {
+      out.back().second += ", X=" + num(s.drop);
     } else {
-      out.push_back({s, "X=" + num(s->drop)});
+      out.push_back({s, "X=" + num(s.drop)});
     }
   }
   return out;
@@ -101,10 +104,10 @@ void sweep_plot(std::ostringstream& gp, const RunReport& r, const std::string& s
   gp << "set key left bottom box opaque\n";
   gp << "unset arrow\nunset label\n";
   for (const auto& [s, label] : marks(r)) {
-    gp << "set arrow from " << num(s->fraction_pruned) << ", graph 0 to " << num(s->fraction_pruned)
+    gp << "set arrow from " << num(s.fraction_pruned) << ", graph 0 to " << num(s.fraction_pruned)
        << ", graph 1 nohead dt 3 lc rgb '#777777'\n";
-    gp << "set label " << gp_string(label + ": " + std::to_string(s->step) + " pruned") << " at "
-       << num(s->fraction_pruned)
+    gp << "set label " << gp_string(label + ": " + std::to_string(s.step) + " pruned") << " at "
+       << num(s.fraction_pruned)
        << ", graph 0.55 rotate by 90 center offset -0.8,0 tc rgb '#555555'\n";
   }
   const std::string x = "(column('fraction_pruned'))";
@@ -115,7 +118,7 @@ void sweep_plot(std::ostringstream& gp, const RunReport& r, const std::string& s
      << "_asr')) with linespoints lw 2 pt 7 ps 0.5 lc rgb '#d62728' title 'attack success rate'";
   const int dash[] = {2, 4, 5};
   for (size_t i = 0; i < r.saved.size(); ++i) {
-    double d = r.saved[i].drop;
+    double d = r.saved[i].saved.drop;
     std::string label = (split == "valid" ? "baseline - " : "test baseline - ") + num(d) +
                         " points (" + fixed2(baseline - d) + " %)";
     gp << ", \\\n  " << num(baseline - d) << " with lines dt " << dash[i % 3]
@@ -149,10 +152,10 @@ void activation_plot(std::ostringstream& gp, const RunReport& r) {
   int tic_font = s.channels > 40 ? 7 : 9;
   gp << "set xtics rotate by 90 right font '," << tic_font << "'\n";
   for (const auto& [m, label] : marks(r)) {
-    double xpos = static_cast<double>(m->step) - 0.5;
+    double xpos = static_cast<double>(m.step) - 0.5;
     gp << "set arrow from " << num(xpos) << ", graph 0 to " << num(xpos)
        << ", graph 1 nohead dt 3 lc rgb '#777777'\n";
-    gp << "set label " << gp_string(label + ": first " + std::to_string(m->step) + " pruned")
+    gp << "set label " << gp_string(label + ": first " + std::to_string(m.step) + " pruned")
        << " at " << num(xpos) << ", graph 0.6 rotate by 90 center offset -0.8,0 tc rgb '#555555'\n";
   }
   gp << "set style fill solid 0.7 border -1\nset boxwidth 0.8\n";
@@ -287,10 +290,9 @@ std::string plot_script(const RunReport& r, const ReportOptions& o) {
   auto saved = reached(r);
   if (!saved.empty()) {
     gp << "$saved << EOD\nfraction_pruned,valid_accuracy,valid_asr,test_accuracy,test_asr\n";
-    for (const SavedModel* s : saved) {
-      gp << num(s->fraction_pruned) << ',' << num(s->valid_accuracy) << ',' << num(s->valid_asr)
-         << ',' << num(s->test_accuracy.value_or(NAN)) << ',' << num(s->test_asr.value_or(NAN))
-         << '\n';
+    for (const ModelView& s : saved) {
+      gp << num(s.fraction_pruned) << ',' << num(s.valid_accuracy) << ',' << num(s.valid_asr) << ','
+         << num(s.test_accuracy.value_or(NAN)) << ',' << num(s.test_asr.value_or(NAN)) << '\n';
     }
     gp << "EOD\n";
   }

@@ -12,6 +12,7 @@
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
 #include "report/document.h"
+#include "report/model_view.h"
 
 namespace bdguard {
 namespace {
@@ -38,16 +39,26 @@ std::string human_bytes(int64_t n) {
   return u == 0 ? std::to_string(n) + " B" : fmt("%.1f", v) + " " + units[u];
 }
 
+// A setting as the report shows it: code for values, "-" for unset; numbers as users write them.
 std::string setting_text(const nlohmann::json& v) {
-  if (v.is_string()) return v.get<std::string>();
   if (v.is_null()) return "-";
-  return v.dump();
+  if (v.is_string()) return "`" + v.get<std::string>() + "`";
+  if (v.is_number_float()) return "`" + g(v.get<double>()) + "`";
+  if (v.is_array()) {
+    std::string out;
+    for (const auto& e : v) {
+      std::string t = setting_text(e);
+      out += (out.empty() ? "" : ", ") + t;
+    }
+    return out.empty() ? "-" : out;
+  }
+  return "`" + v.dump() + "`";
 }
 
-const SavedModel* largest_reached(const RunReport& r) {
-  const SavedModel* best = nullptr;
-  for (const auto& s : r.saved) {
-    if (s.reached && (!best || s.drop > best->drop)) best = &s;
+std::optional<report::ModelView> largest_reached(const RunReport& r) {
+  std::optional<report::ModelView> best;
+  for (const auto& s : report::model_views(r)) {
+    if (s.reached && (!best || s.drop > best->drop)) best = s;
   }
   return best;
 }
@@ -77,6 +88,42 @@ nlohmann::json split_json(const SplitMetrics& m) {
 
 }  // namespace
 
+namespace report {
+
+std::vector<ModelView> model_views(const RunReport& r) {
+  std::vector<ModelView> out;
+  const auto& steps = r.sweep.steps;
+  for (const ReportedModel& m : r.saved) {
+    const SavedModel& s = m.saved;
+    ModelView v;
+    v.drop = s.drop;
+    v.reached = s.reached;
+    v.goodnet = m.goodnet ? &*m.goodnet : nullptr;
+    if (s.reached) {
+      if (s.step < 0 || static_cast<size_t>(s.step) >= steps.size()) {
+        throw InvalidArgument(
+            describe("", "saved model X=" + format_drop(s.drop),
+                     "a step of the sweep (0 to " + std::to_string(steps.size()) + ")",
+                     std::to_string(s.step)));
+      }
+      const SweepStep& st = steps[static_cast<size_t>(s.step)];
+      v.step = s.step;
+      v.file = s.path.empty() ? "" : fs::path(s.path).filename().string();
+      v.sha256 = s.sha256;
+      v.fraction_pruned = st.fraction_pruned;
+      v.valid_accuracy = st.valid_accuracy;
+      v.valid_asr = st.valid_asr;
+      v.valid_drop = steps.front().valid_accuracy - st.valid_accuracy;
+      v.test_accuracy = st.test_accuracy;
+      v.test_asr = st.test_asr;
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
+}  // namespace report
+
 std::string conclusion(const RunReport& r) {
   const auto& sw = r.sweep;
   std::ostringstream out;
@@ -85,7 +132,7 @@ std::string conclusion(const RunReport& r) {
         << p1(r.valid.asr) << ": these inputs do not trigger a working backdoor, so the "
         << "pruning curves say little about removing one. ";
   }
-  const SavedModel* s = largest_reached(r);
+  const std::optional<report::ModelView> s = largest_reached(r);
   const bool on_test = s && s->test_asr.has_value();
   if (!s) {
     double last_acc = sw.steps.empty() ? r.valid.accuracy : sw.steps.back().valid_accuracy;
@@ -163,13 +210,14 @@ nlohmann::json summary_json(const RunReport& r, const PlotResult& plots) {
   const auto& sw = r.sweep;
   nlohmann::json steps = nlohmann::json::array();
   for (const auto& st : sw.steps) {
-    steps.push_back({{"step", st.step},
-                     {"channel", st.channel},
-                     {"fraction_pruned", st.fraction_pruned},
-                     {"valid_accuracy", st.valid_accuracy},
-                     {"valid_asr", st.valid_asr},
-                     {"test_accuracy", opt(st.test_accuracy)},
-                     {"test_asr", opt(st.test_asr)}});
+    steps.push_back(
+        {{"step", st.step},
+         {"channel", st.channel < 0 ? nlohmann::json(nullptr) : nlohmann::json(st.channel)},
+         {"fraction_pruned", st.fraction_pruned},
+         {"valid_accuracy", st.valid_accuracy},
+         {"valid_asr", st.valid_asr},
+         {"test_accuracy", opt(st.test_accuracy)},
+         {"test_asr", opt(st.test_asr)}});
   }
   doc["sweep"] = {{"layer", sw.layer},
                   {"cut_layer", sw.cut_layer},
@@ -182,20 +230,28 @@ nlohmann::json summary_json(const RunReport& r, const PlotResult& plots) {
                   {"n_poisoned_test", sw.n_poisoned_test},
                   {"steps", steps}};
   nlohmann::json saved = nlohmann::json::array();
-  for (const auto& s : r.saved) {
-    saved.push_back(
-        {{"drop", s.drop},
-         {"reached", s.reached},
-         {"step", s.reached ? nlohmann::json(s.step) : nlohmann::json(nullptr)},
-         {"channels_pruned", s.reached ? nlohmann::json(s.step) : nlohmann::json(nullptr)},
-         {"file", s.file.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.file)},
-         {"fraction_pruned", s.fraction_pruned},
-         {"valid_accuracy", s.valid_accuracy},
-         {"valid_asr", s.valid_asr},
-         {"valid_drop", s.valid_drop},
-         {"test_accuracy", opt(s.test_accuracy)},
-         {"test_asr", opt(s.test_asr)},
-         {"goodnet", s.goodnet ? to_json(*s.goodnet) : nlohmann::json(nullptr)}});
+  for (const auto& s : report::model_views(r)) {
+    nlohmann::json e = {{"drop", s.drop}, {"reached", s.reached}};
+    if (s.reached) {
+      e.update({{"step", s.step},
+                {"channels_pruned", s.step},
+                {"file", s.file.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.file)},
+                {"sha256", s.sha256},
+                {"fraction_pruned", s.fraction_pruned},
+                {"valid_accuracy", s.valid_accuracy},
+                {"valid_asr", s.valid_asr},
+                {"valid_drop", s.valid_drop},
+                {"test_accuracy", opt(s.test_accuracy)},
+                {"test_asr", opt(s.test_asr)},
+                {"goodnet", s.goodnet ? to_json(*s.goodnet) : nlohmann::json(nullptr)}});
+    } else {
+      for (const char* k :
+           {"step", "channels_pruned", "file", "sha256", "fraction_pruned", "valid_accuracy",
+            "valid_asr", "valid_drop", "test_accuracy", "test_asr", "goodnet"}) {
+        e[k] = nullptr;
+      }
+    }
+    saved.push_back(e);
   }
   doc["saved_models"] = saved;
   nlohmann::json plot_files = nlohmann::json::array();
@@ -252,7 +308,7 @@ report::Document build_document(const RunReport& r, const PlotResult& plots) {
   d.heading(2, "Settings");
   std::vector<std::vector<std::string>> rows;
   for (const auto& [key, value] : r.settings)
-    rows.push_back({key, "`" + setting_text(value) + "`"});
+    rows.push_back({key, setting_text(value)});
   d.table({"setting", "value"}, rows);
 
   d.heading(2, "Inputs");
@@ -296,7 +352,7 @@ report::Document build_document(const RunReport& r, const PlotResult& plots) {
 
   d.heading(2, "Saved models and their GoodNets");
   rows.clear();
-  for (const auto& s : r.saved) {
+  for (const auto& s : report::model_views(r)) {
     if (!s.reached) {
       rows.push_back(
           {"X=" + g(s.drop), "not reached", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-"});

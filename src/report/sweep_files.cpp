@@ -21,8 +21,7 @@ std::string format_drop(double drop) {
 std::string drop_file_name(double drop) { return "model_X=" + format_drop(drop) + ".h5"; }
 
 std::vector<SavedModel> save_drop_models(const Model& m, const SweepResult& r,
-                                         const std::vector<double>& drops,
-                                         const std::string& dir) {
+                                         const std::vector<double>& drops, const std::string& dir) {
   std::vector<SavedModel> out;
   for (double d : drops) {
     SavedModel s;

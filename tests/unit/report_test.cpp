@@ -7,6 +7,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "bdguard/fileio.h"
+#include "bdguard/sweep_files.h"
 #include "test_util.h"
 
 namespace bdguard {
@@ -49,34 +51,23 @@ RunReport small_report(bool with_test = true) {
   }
   s.n_clean = 100;
   s.n_poisoned = 50;
+  if (with_test) s.n_test = 200, s.n_poisoned_test = 100;
   for (double drop : {2.0, 4.0, 10.0}) {
-    SavedModel m;
-    m.drop = drop;
-    m.reached = true;
-    m.step = drop == 10 ? 3 : 2;
-    m.file = "model_X=" + std::to_string(static_cast<int>(drop)) + ".h5";
-    const SweepStep& st = s.steps[static_cast<size_t>(m.step)];
-    m.fraction_pruned = st.fraction_pruned;
-    m.valid_accuracy = st.valid_accuracy;
-    m.valid_asr = st.valid_asr;
-    m.valid_drop = 98 - st.valid_accuracy;
-    m.test_accuracy = st.test_accuracy;
-    m.test_asr = st.test_asr;
+    ReportedModel m;
+    m.saved.drop = drop;
+    m.saved.reached = true;
+    m.saved.step = drop == 10 ? 3 : 2;
+    m.saved.path = "/out/model_X=" + std::to_string(static_cast<int>(drop)) + ".h5";
+    m.saved.sha256 = std::string(64, 'b');
     r.saved.push_back(m);
   }
   r.timings = {{"load", 0.5}, {"sweep", 2.25}};
   return r;
 }
 
-// What the sweep writer puts in sweep.csv, for the plots to read.
+// sweep.csv, as `bdguard prune` and `bdguard run` write it, for the plots to read.
 void write_sweep_csv(const RunReport& r, const std::string& dir) {
-  std::ofstream out(dir + "/sweep.csv");
-  out << "step,channel,fraction_pruned,valid_accuracy,valid_asr,test_accuracy,test_asr\n";
-  for (const auto& st : r.sweep.steps) {
-    out << st.step << ',' << st.channel << ',' << st.fraction_pruned << ',' << st.valid_accuracy
-        << ',' << st.valid_asr << ',' << st.test_accuracy.value_or(0) << ','
-        << st.test_asr.value_or(0) << '\n';
-  }
+  write_file_atomic(dir + "/sweep.csv", sweep_csv(r.sweep));
 }
 
 TEST(Report, Base64MatchesRfc4648Vectors) {
@@ -105,7 +96,7 @@ TEST(Report, ConclusionSaysPruningFailedWhenAsrStaysHigh) {
 
 TEST(Report, ConclusionSaysPruningWorkedWhenAsrCollapses) {
   RunReport r = small_report();
-  r.saved[2].test_asr = 1.5;
+  r.sweep.steps[3].test_asr = 1.5;  // X=10 is step 3
   std::string c = conclusion(r);
   EXPECT_NE(c.find("succeeds only 1.5 % of the time on test data: pruning removed this backdoor, "
                    "at a cost of 10.0 points"),
@@ -115,7 +106,7 @@ TEST(Report, ConclusionSaysPruningWorkedWhenAsrCollapses) {
 
 TEST(Report, ConclusionUsesValidationWithoutTestFiles) {
   RunReport r = small_report(/*with_test=*/false);
-  r.saved[2].valid_asr = 30;
+  r.sweep.steps[3].valid_asr = 30;
   std::string c = conclusion(r);
   EXPECT_NE(c.find("succeeds 30.0 % of the time on validation data: pruning weakened this "
                    "backdoor but did not remove it."),

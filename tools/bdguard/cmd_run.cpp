@@ -18,6 +18,7 @@
 #include "bdguard/goodnet.h"
 #include "bdguard/keras.h"
 #include "bdguard/report.h"
+#include "bdguard/sweep_files.h"
 #include "commands.h"
 
 namespace bdguard::cli {
@@ -30,48 +31,13 @@ double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-std::string num(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
 // Keys of the configuration file that name files: relative ones are taken relative
 // to the configuration file's folder.
 const std::set<std::string> kPathKeys = {"model", "arch-from",     "valid", "poisoned-valid",
                                          "test",  "poisoned-test", "out"};
-
-// CLI11 reads --config through this: TOML or JSON (bdguard/config.h), keys as the long
-// flags (`poisoned-valid` or `poisoned_valid`). Flags given on the command line win.
-class ConfigFile : public CLI::Config {
- public:
-  explicit ConfigFile(std::shared_ptr<CLI::Option*> option) : option_(std::move(option)) {}
-  std::string to_config(const CLI::App*, bool, bool, std::string) const override { return {}; }
-  std::vector<CLI::ConfigItem> from_config(std::istream& in) const override {
-    std::string path = *option_ ? (*option_)->as<std::string>() : "config";
-    std::ostringstream text;
-    text << in.rdbuf();
-    fs::path dir = fs::path(path).parent_path();
-    std::vector<CLI::ConfigItem> items;
-    for (ConfigEntry& e : parse_config(text.str(), path)) {
-      std::string key = e.key;
-      for (char& c : key) c = c == '_' ? '-' : c;
-      if (kPathKeys.count(key)) {
-        for (auto& v : e.values) {
-          if (!v.empty() && fs::path(v).is_relative()) v = (dir / v).lexically_normal().string();
-        }
-      }
-      CLI::ConfigItem item;
-      item.name = key;
-      item.inputs = e.values;
-      items.push_back(std::move(item));
-    }
-    return items;
-  }
-
- private:
-  std::shared_ptr<CLI::Option*> option_;
-};
+// Flags that must be given, on the command line or in the configuration file.
+const std::vector<std::string> kRequired = {"--model", "--valid",         "--poisoned-valid",
+                                            "--test",  "--poisoned-test", "--out"};
 
 // Progress of the run's stages on stderr: a bar per counted stage on a terminal,
 // plain lines otherwise, nothing with --quiet.
@@ -126,31 +92,6 @@ class Stages {
   std::vector<StageTiming> timings_;
 };
 
-std::string saved_name(double drop) { return "model_X=" + num(drop) + ".h5"; }
-
-// sweep.csv as the pruning command writes it (rates in percent).
-// TODO(report): use the library's sweep writer once `bdguard prune` lands on main.
-void write_sweep_files(const SweepResult& r, const std::string& out) {
-  std::ostringstream csv;
-  bool test = !r.steps.empty() && r.steps[0].test_accuracy.has_value();
-  csv << "step,channel,fraction_pruned,valid_accuracy,valid_asr"
-      << (test ? ",test_accuracy,test_asr" : "") << "\n";
-  char buf[256];
-  for (const auto& s : r.steps) {
-    std::snprintf(buf, sizeof buf, "%d,%lld,%.17g,%.17g,%.17g", s.step,
-                  static_cast<long long>(s.channel), s.fraction_pruned, s.valid_accuracy,
-                  s.valid_asr);
-    csv << buf;
-    if (test) {
-      std::snprintf(buf, sizeof buf, ",%.17g,%.17g", s.test_accuracy.value_or(NAN),
-                    s.test_asr.value_or(NAN));
-      csv << buf;
-    }
-    csv << "\n";
-  }
-  write_file_atomic((fs::path(out) / kSweepCsv).string(), csv.str());
-}
-
 std::vector<std::pair<std::string, nlohmann::json>> settings_of(const RunOptions& o) {
   nlohmann::json drops = o.drops;
   std::vector<std::pair<std::string, nlohmann::json>> s = {
@@ -181,12 +122,27 @@ void run_run(const RunOptions& o) {
   auto t_start = Clock::now();
   apply_threads(o.global.threads);
   Stages stages(/*total=*/6, o.global.quiet);
-  fs::create_directories(o.out);
 
   RunReport r;
   r.tool_version = "0.1.0";
   r.settings = settings_of(o);
   r.model_name = fs::path(o.model.model).filename().string();
+
+  // Every input is read and checked before anything is written.
+  stages.begin("load model and data");
+  Model m = load(o.model, o.model.model);
+  r.num_classes = m.num_classes();
+  const DataOptions dopt = data_options(o.model, m);
+  LabDataset valid(o.valid, m.input_shape(), dopt);
+  LabDataset poisoned_valid(o.poisoned_valid, m.input_shape(), dopt);
+  LabDataset test(o.test, m.input_shape(), dopt);
+  LabDataset poisoned_test(o.poisoned_test, m.input_shape(), dopt);
+  const int target = resolve_prune_layer(m, o.layer);
+  prepare_output_dir(o.out, o.force);
+  stages.end(
+      std::to_string(m.num_classes()) + " classes, " +
+      std::to_string(valid.size() + poisoned_valid.size() + test.size() + poisoned_test.size()) +
+      " images");
 
   stages.begin("hash inputs");
   const std::vector<std::pair<std::string, std::string>> files = {
@@ -204,69 +160,54 @@ void run_run(const RunOptions& o) {
   }
   stages.end(std::to_string(n_files) + " files");
 
-  stages.begin("load model");
-  Model m = load(o.model, o.model.model);
-  r.num_classes = m.num_classes();
-  DataOptions dopt = data_options(o.model, m);
-  LabDataset valid(o.valid, m.input_shape(), dopt);
-  LabDataset poisoned_valid(o.poisoned_valid, m.input_shape(), dopt);
-  LabDataset test(o.test, m.input_shape(), dopt);
-  LabDataset poisoned_test(o.poisoned_test, m.input_shape(), dopt);
-  stages.end(std::to_string(m.num_classes()) + " classes");
-
   stages.begin("pruning sweep");
   SweepOptions so;
-  so.layer = o.layer;
+  so.layer = m.layer(static_cast<size_t>(target)).name;
   so.stop_drop = o.stop_drop;
   so.batch = o.global.batch;
   so.progress = stages.progress();
   r.sweep = run_sweep(m, {&valid, &poisoned_valid, &test, &poisoned_test}, so);
   const SweepResult& sw = r.sweep;
-  if (sw.steps.empty()) throw InvalidArgument("the pruning sweep returned no steps");
-  write_sweep_files(sw, o.out);
+  write_file_atomic((fs::path(o.out) / kSweepCsv).string(), sweep_csv(sw));
   stages.end(std::to_string(sw.steps.size() - 1) + " channels of " + sw.layer + " pruned");
 
-  const SweepStep& base = sw.steps[0];
+  const SweepStep& base = sw.steps.front();
   r.valid = {base.valid_accuracy, base.valid_asr, valid.size(), poisoned_valid.size()};
   r.test = SplitMetrics{base.test_accuracy.value_or(0), base.test_asr.value_or(0), test.size(),
                         poisoned_test.size()};
 
   stages.begin("save pruned models");
-  ProgressFn save_progress = stages.progress();
-  for (size_t i = 0; i < o.drops.size(); ++i) {
-    SavedModel s;
-    s.drop = o.drops[i];
-    s.step = first_step_with_drop(sw, s.drop);
-    s.reached = s.step >= 0;
-    if (s.reached) {
-      const SweepStep& st = sw.steps[static_cast<size_t>(s.step)];
-      s.file = saved_name(s.drop);
-      save_model(pruned_copy(m, sw, s.step), (fs::path(o.out) / s.file).string());
-      s.fraction_pruned = st.fraction_pruned;
-      s.valid_accuracy = st.valid_accuracy;
-      s.valid_asr = st.valid_asr;
-      s.valid_drop = base.valid_accuracy - st.valid_accuracy;
-      s.test_accuracy = st.test_accuracy;
-      s.test_asr = st.test_asr;
-    } else {
-      stages.warn("validation accuracy never fell " + num(s.drop) +
-                  " points below the baseline: no " + saved_name(s.drop));
+  std::vector<SavedModel> saved = save_drop_models(m, sw, o.drops, o.out);
+  int n_saved = 0;
+  for (const SavedModel& s : saved) {
+    n_saved += s.reached;
+    if (!s.reached) {
+      stages.warn("validation accuracy never fell " + format_drop(s.drop) +
+                  " points below the baseline: no " + drop_file_name(s.drop));
     }
-    r.saved.push_back(s);
-    if (save_progress)
-      save_progress(static_cast<int64_t>(i + 1), static_cast<int64_t>(o.drops.size()));
   }
-  stages.end();
+  stages.end(std::to_string(n_saved) + " models");
 
+  // The GoodNet of each saved model, on the test files: the sweep kept every step's
+  // test predictions, so no model is run again.
   stages.begin("GoodNets");
-  for (SavedModel& s : r.saved) {
-    if (!s.reached) continue;
-    auto step = static_cast<size_t>(s.step);
-    s.goodnet = goodnet_row(s.file, m.num_classes(), test.labels(), poisoned_test.labels(),
-                            sw.test_predictions[0], sw.poisoned_test_predictions[0],
-                            sw.test_predictions[step], sw.poisoned_test_predictions[step]);
+  std::vector<GoodNetRow> rows;
+  for (const SavedModel& s : saved) {
+    ReportedModel reported{s, std::nullopt};
+    if (s.reached) {
+      const auto k = static_cast<size_t>(s.step);
+      rows.push_back(goodnet_row(s.path, m.num_classes(), test.labels(), poisoned_test.labels(),
+                                 sw.test_predictions[0], sw.poisoned_test_predictions[0],
+                                 sw.test_predictions[k], sw.poisoned_test_predictions[k]));
+      reported.goodnet = rows.back();
+    }
+    r.saved.push_back(reported);
   }
-  stages.end();
+  nlohmann::json settings = nlohmann::json::object();
+  for (const auto& [key, value] : r.settings) settings[key] = value;
+  write_file_atomic((fs::path(o.out) / "sweep.json").string(),
+                    sweep_json(sw, saved, rows, settings).dump(2) + "\n");
+  stages.end(std::to_string(rows.size()) + " rows");
 
   // The report lists the time of every stage before it (it cannot time its own writing).
   stages.begin("report");
@@ -283,33 +224,30 @@ void run_run(const RunOptions& o) {
     print_json(summary_json(r, plots));
     return;
   }
-  std::printf("%s\n\nReport: %s\n", conclusion(r).c_str(),
-              (fs::path(o.out) / kReportHtml).string().c_str());
-  std::fprintf(stdout, "Total: %.1f s\n", since(t_start));
+  std::printf("%s\n\nReport: %s (and report.md, summary.json) in %.1f s\n", conclusion(r).c_str(),
+              (fs::path(o.out) / kReportHtml).string().c_str(), since(t_start));
 }
 
 void add_run_options(CLI::App& sub, RunOptions& o) {
-  auto config_option = std::make_shared<CLI::Option*>(nullptr);
-  *config_option = sub.set_config("--config", "",
-                                  "TOML or JSON file with the same keys as the flags (flags win)");
-  (*config_option)->check(CLI::ExistingFile);
-  sub.config_formatter(std::make_shared<ConfigFile>(config_option));
-  sub.allow_config_extras(CLI::config_extras_mode::error);
-  add_model_options(sub, o.model);
+  sub.add_option("--config", o.config,
+                 "TOML or JSON file of settings, keys as the long flags (the flags win)")
+      ->check(CLI::ExistingFile)
+      ->configurable(false);
+  sub.add_option("--model", o.model.model, "Keras .h5 model (full or weights-only) (required)")
+      ->check(CLI::ExistingFile);
+  add_model_options(sub, o.model, /*model_flag=*/"");
   add_global_options(sub, o.global);
-  sub.add_option("--valid", o.valid, "clean validation data (lab HDF5)")
-      ->required()
+  sub.add_option("--valid", o.valid, "clean validation data, lab HDF5 (required)")
       ->check(CLI::ExistingFile);
-  sub.add_option("--poisoned-valid", o.poisoned_valid, "poisoned validation data (lab HDF5)")
-      ->required()
+  sub.add_option("--poisoned-valid", o.poisoned_valid,
+                 "poisoned validation data, lab HDF5 (required)")
       ->check(CLI::ExistingFile);
-  sub.add_option("--test", o.test, "clean test data (lab HDF5)")
-      ->required()
+  sub.add_option("--test", o.test, "clean test data, lab HDF5 (required)")
       ->check(CLI::ExistingFile);
-  sub.add_option("--poisoned-test", o.poisoned_test, "poisoned test data (lab HDF5)")
-      ->required()
+  sub.add_option("--poisoned-test", o.poisoned_test, "poisoned test data, lab HDF5 (required)")
       ->check(CLI::ExistingFile);
-  sub.add_option("--out", o.out, "output folder (created if missing)")->required();
+  sub.add_option("--out", o.out, "output folder, created if missing (required)");
+  sub.add_flag("--force", o.force, "write into an existing non-empty output folder");
   sub.add_option("--layer", o.layer,
                  "Conv2D layer to prune (default: the last one every path crosses)");
   sub.add_option("--drops", o.drops,
@@ -329,13 +267,43 @@ void add_run_options(CLI::App& sub, RunOptions& o) {
       ->capture_default_str();
 }
 
+// CLI11 2.1 reads configuration files for the top-level app only, so `run` merges its
+// own: each setting the command line left unset is added to its option as if typed
+// there, then validated by the option's own checks.
+void apply_run_config(CLI::App& sub, RunOptions& o) {
+  if (!o.config.empty()) {
+    fs::path dir = fs::path(o.config).parent_path();
+    for (ConfigEntry& e : read_config_file(o.config)) {
+      std::string key = e.key;
+      for (char& c : key) c = c == '_' ? '-' : c;
+      CLI::Option* opt = sub.get_option_no_throw("--" + key);
+      if (!opt || !opt->get_configurable()) {
+        throw CLI::ConfigError(o.config + ": unknown setting '" + e.key +
+                               "' (settings are the long flags of bdguard run, e.g. model, "
+                               "poisoned-valid, out)");
+      }
+      if (opt->count() > 0) continue;  // the command line wins
+      if (kPathKeys.count(key)) {
+        for (auto& v : e.values) {
+          if (!v.empty() && fs::path(v).is_relative()) v = (dir / v).lexically_normal().string();
+        }
+      }
+      opt->add_result(e.values);
+      opt->run_callback();
+    }
+  }
+  for (const auto& name : kRequired) {
+    if (sub.get_option(name)->count() == 0) throw CLI::RequiredError(name);
+  }
+}
+
 void setup_run(CLI::App& app) {
   auto opt = std::make_shared<RunOptions>();
   auto* sub = app.add_subcommand(
       "run", "the whole defense: evaluation, pruning sweep, saved models, GoodNets, plots, report");
   add_run_options(*sub, *opt);
   sub->callback([opt, sub] {
-    if (auto* c = sub->get_option("--config"); c->count() > 0) opt->config = c->as<std::string>();
+    apply_run_config(*sub, *opt);
     run_run(*opt);
   });
 }

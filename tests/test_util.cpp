@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <sstream>
 
@@ -14,14 +15,23 @@ std::string csaw_dir() {
   return std::filesystem::exists(dir + "/lab3_bd_weights.h5") ? dir : "";
 }
 
-std::string temp_dir() {
+static std::string test_dir_name() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "misc";
-  auto dir = std::filesystem::temp_directory_path() /
-             ("bdguard-test-" + std::to_string(getpid()) + "-" + name);
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir.string();
+  return (std::filesystem::temp_directory_path() /
+          ("bdguard-test-" + std::to_string(getpid()) + "-" + name))
+      .string();
+}
+
+std::string temp_dir() {
+  // Created empty on the first call of each test; later calls return the same folder.
+  static std::set<std::string> made;
+  std::string dir = test_dir_name();
+  if (made.insert(dir).second) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+  }
+  return dir;
 }
 
 std::string read_text(const std::string& path) {
@@ -32,15 +42,11 @@ std::string read_text(const std::string& path) {
 }
 
 CliResult run_cli(const std::string& args) {
-  // Not temp_dir(): that would empty the calling test's own folder.
-  static int calls = 0;
-  std::string dir = (std::filesystem::temp_directory_path() /
-                     ("bdguard-cli-" + std::to_string(getpid()) + "-" + std::to_string(calls++)))
-                        .string();
+  static int counter = 0;
+  std::string dir = test_dir_name() + "-cli-" + std::to_string(++counter);
   std::filesystem::create_directories(dir);
   std::string out = dir + "/stdout", err = dir + "/stderr";
-  std::string cmd =
-      std::string(BDGUARD_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
+  std::string cmd = std::string(BDGUARD_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
   int status = std::system(cmd.c_str());
   CliResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -16,7 +16,8 @@ std::string csaw_dir();
       GTEST_SKIP() << "../shared/fixtures/csaw is absent: real-fixture test skipped";   \
   } while (0)
 
-// A fresh empty folder under the build's temporary area, unique per test.
+// A folder under the system's temporary area, unique per test: empty on the first
+// call of a test, the same folder on later calls.
 std::string temp_dir();
 
 struct CliResult {

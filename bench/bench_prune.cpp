@@ -37,7 +37,8 @@ int main(int argc, char** argv) {
     if (a == "--keep") keep = argv[i + 1];
   }
   namespace fs = std::filesystem;
-  std::string dir = keep.empty() ? (fs::temp_directory_path() / "bdguard-bench-prune").string() : keep;
+  std::string dir =
+      keep.empty() ? (fs::temp_directory_path() / "bdguard-bench-prune").string() : keep;
   fs::create_directories(dir);
   std::printf("generating %lld clean + %lld poisoned validation images (55x47x3) in %s\n",
               static_cast<long long>(n), static_cast<long long>(n), dir.c_str());
@@ -47,8 +48,9 @@ int main(int argc, char** argv) {
   // 1. bdguard prune, the whole sweep, as a user runs it (process start to exit).
   std::string out = dir + "/prune-out";
   fs::remove_all(out);
-  std::string cmd = bdguard + " prune --quiet --model " + model + " --arch deepid --clean " + clean +
-                    " --poisoned " + poisoned + " --out " + out + " > " + dir + "/prune.log";
+  std::string cmd = bdguard + " prune --quiet --model " + model + " --arch deepid --clean " +
+                    clean + " --poisoned " + poisoned + " --out " + out + " > " + dir +
+                    "/prune.log";
   auto t0 = Clock::now();
   int rc = std::system(cmd.c_str());
   double fast_s = since(t0);
@@ -58,8 +60,9 @@ int main(int argc, char** argv) {
   }
   struct rusage ru;
   getrusage(RUSAGE_CHILDREN, &ru);
-  std::printf("bdguard prune (fast, 60 steps, load + forward + sweep + save): %.2f s, peak RSS %.0f MiB\n",
-              fast_s, static_cast<double>(ru.ru_maxrss) / 1024.0);
+  std::printf(
+      "bdguard prune (fast, 60 steps, load + forward + sweep + save): %.2f s, peak RSS %.0f MiB\n",
+      fast_s, static_cast<double>(ru.ru_maxrss) / 1024.0);
 
   // 2. The plain method, in-process, on the same files.
   bdguard::Model m = bdguard::load_model(model, {"deepid", ""});
@@ -74,14 +77,17 @@ int main(int argc, char** argv) {
   bdguard::Model work = m.clone();
   int steps = std::min(plain_steps, 61);
   for (int s = 0; s < steps; ++s) {
-    if (s > 0) bdguard::prune_channel(work.layer(static_cast<size_t>(work.find("conv_3"))), order[static_cast<size_t>(s - 1)]);
+    if (s > 0)
+      bdguard::prune_channel(work.layer(static_cast<size_t>(work.find("conv_3"))),
+                             order[static_cast<size_t>(s - 1)]);
     bdguard::predict_dataset({&work}, c, 512);
     bdguard::predict_dataset({&work}, p, 512);
   }
   double plain_s = since(t1);
   double plain_full = steps == 61 ? plain_s : plain_s / steps * 61;
-  std::printf("plain method: %d steps in %.2f s (%.2f s/step)%s: %.1f s for the whole sweep\n", steps,
-              plain_s, plain_s / steps, steps == 61 ? "" : ", extrapolated to 61 steps", plain_full);
+  std::printf("plain method: %d steps in %.2f s (%.2f s/step)%s: %.1f s for the whole sweep\n",
+              steps, plain_s, plain_s / steps, steps == 61 ? "" : ", extrapolated to 61 steps",
+              plain_full);
   std::printf("speedup: %.1fx\n", plain_full / fast_s);
   if (keep.empty()) fs::remove_all(dir);
   return 0;

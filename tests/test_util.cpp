@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <set>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 namespace bdguard::test {
@@ -46,7 +46,8 @@ CliResult run_cli(const std::string& args) {
   std::string dir = test_dir_name() + "-cli-" + std::to_string(++counter);
   std::filesystem::create_directories(dir);
   std::string out = dir + "/stdout", err = dir + "/stderr";
-  std::string cmd = std::string(BDGUARD_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
+  std::string cmd =
+      std::string(BDGUARD_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
   int status = std::system(cmd.c_str());
   CliResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -13,10 +13,10 @@
 namespace bdguard {
 
 struct SavedModel {
-  double drop = 0;     // X, in accuracy points
+  double drop = 0;  // X, in accuracy points
   bool reached = false;
-  int step = -1;       // first step with a drop of at least X points
-  std::string path;    // DIR/model_X=<X>.h5 (empty when not reached)
+  int step = -1;     // first step with a drop of at least X points
+  std::string path;  // DIR/model_X=<X>.h5 (empty when not reached)
   std::string sha256;
 };
 

@@ -6,9 +6,8 @@ namespace bdguard::graph {
 
 void config_error(const Layer& l, const std::string& field, const std::string& expected,
                   const std::string& found) {
-  throw UnsupportedLayer(describe("model_config", "layer '" + l.name + "' (" + l.class_name +
-                                                      ") " + field,
-                                  expected, found));
+  throw UnsupportedLayer(describe(
+      "model_config", "layer '" + l.name + "' (" + l.class_name + ") " + field, expected, found));
 }
 
 static const nlohmann::json* field_of(const Layer& l, const std::string& field) {
@@ -55,8 +54,7 @@ std::string get_string(const Layer& l, const std::string& field, const std::stri
 }
 
 std::pair<int64_t, int64_t> get_pair(const Layer& l, const std::string& field,
-                                     std::pair<int64_t, int64_t> fallback, int64_t lo,
-                                     int64_t hi) {
+                                     std::pair<int64_t, int64_t> fallback, int64_t lo, int64_t hi) {
   const auto* v = field_of(l, field);
   if (!v) return fallback;
   auto check = [&](const nlohmann::json& x) {

@@ -97,7 +97,8 @@ class ReLU : public Layer {
     max_value_ = get_double(*this, "max_value", 0.0);
     slope_ = get_double(*this, "negative_slope", 0.0);
     threshold_ = get_double(*this, "threshold", 0.0);
-    if (has_max_ && max_value_ < 0) config_error(*this, "max_value", ">= 0", std::to_string(max_value_));
+    if (has_max_ && max_value_ < 0)
+      config_error(*this, "max_value", ">= 0", std::to_string(max_value_));
     return in[0];
   }
   at::Tensor forward(const std::vector<at::Tensor>& in) const override {
@@ -187,7 +188,8 @@ class BatchNormalization : public Layer {
 class Add : public Layer {
  public:
   Shape build(const std::vector<Shape>& in) override {
-    if (in.size() < 2) config_error(*this, "inputs", "at least 2 inputs", std::to_string(in.size()));
+    if (in.size() < 2)
+      config_error(*this, "inputs", "at least 2 inputs", std::to_string(in.size()));
     for (const auto& s : in) {
       if (s != in[0]) {
         throw ShapeMismatch(describe("model_config", "layer '" + name + "' (Add)",
@@ -207,7 +209,8 @@ class Add : public Layer {
 class Concatenate : public Layer {
  public:
   Shape build(const std::vector<Shape>& in) override {
-    if (in.size() < 2) config_error(*this, "inputs", "at least 2 inputs", std::to_string(in.size()));
+    if (in.size() < 2)
+      config_error(*this, "inputs", "at least 2 inputs", std::to_string(in.size()));
     int64_t rank = static_cast<int64_t>(in[0].size()) + 1;
     int64_t axis = get_int(*this, "axis", -1, -rank, rank - 1);
     if (axis < 0) axis += rank;

@@ -202,8 +202,8 @@ Model Model::from_config(const nlohmann::json& doc, const std::string& origin) {
     bad(origin, "class_name", "Functional, Model or Sequential", "'" + cls + "'");
   }
   if (raw.size() > kMaxLayers) {
-    throw LimitExceeded(describe(origin, "model_config", "at most 10000 layers",
-                                 std::to_string(raw.size())));
+    throw LimitExceeded(
+        describe(origin, "model_config", "at most 10000 layers", std::to_string(raw.size())));
   }
 
   // Names: unique, every inbound name known.
@@ -249,7 +249,8 @@ Model Model::from_config(const nlohmann::json& doc, const std::string& origin) {
   }
   if (order.size() != raw.size()) {
     for (size_t i = 0; i < raw.size(); ++i) {
-      if (indegree[i] > 0) bad(origin, "layer '" + raw[i].name + "'", "an acyclic graph", "a cycle");
+      if (indegree[i] > 0)
+        bad(origin, "layer '" + raw[i].name + "'", "an acyclic graph", "a cycle");
     }
   }
 

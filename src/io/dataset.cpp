@@ -31,10 +31,12 @@ LabDataset::LabDataset(const std::string& path, const Shape& input_shape,
   h5::File f = h5::File::open(path);
   h5::DatasetInfo data = h5::dataset_info(f, "/data");
   h5::DatasetInfo label = h5::dataset_info(f, "/label");
-  const bool float_ok = data.kind == h5::Kind::kFloat &&
-                        (data.element_size == 2 || data.element_size == 4 || data.element_size == 8);
+  const bool float_ok =
+      data.kind == h5::Kind::kFloat &&
+      (data.element_size == 2 || data.element_size == 4 || data.element_size == 8);
   const bool uint8_ok = data.kind == h5::Kind::kUInt && data.element_size == 1;
-  if (!float_ok && !uint8_ok) fail(path, "data", "float16/32/64 or uint8 pixels", data.dtype_name());
+  if (!float_ok && !uint8_ok)
+    fail(path, "data", "float16/32/64 or uint8 pixels", data.dtype_name());
   const int64_t H = input_shape[0], W = input_shape[1], C = input_shape[2];
   const Shape nchw{C, H, W}, nhwc{H, W, C};
   Shape per_image(data.dims.begin() + (data.dims.empty() ? 0 : 1), data.dims.end());
@@ -96,8 +98,9 @@ Batch LabDataset::read(int64_t start, int64_t count) const {
   const int64_t H = input_shape_[0], W = input_shape_[1], C = input_shape_[2];
   const int64_t bytes = count * H * W * C * 4;
   if (bytes > max_tensor_bytes_) {
-    fail<LimitExceeded>(path_, "data", "a batch of at most " + std::to_string(max_tensor_bytes_) +
-                                           " bytes", std::to_string(bytes) + " bytes");
+    fail<LimitExceeded>(path_, "data",
+                        "a batch of at most " + std::to_string(max_tensor_bytes_) + " bytes",
+                        std::to_string(bytes) + " bytes");
   }
   h5::File f = h5::File::open(path_);
   at::Tensor x = layout_ == Layout::kNCHW ? at::empty({count, C, H, W}, at::kFloat)

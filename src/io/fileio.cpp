@@ -1,8 +1,8 @@
 #include "bdguard/fileio.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <openssl/evp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -52,7 +52,6 @@ extern "C" void on_fatal_signal(int sig) {
   std::raise(sig);
 }
 
-
 }  // namespace
 
 TempFileGuard::TempFileGuard(std::string tmp_path) : tmp_(std::move(tmp_path)) {
@@ -71,8 +70,7 @@ void TempFileGuard::commit(const std::string& final_path) {
     close(fd);
   }
   if (std::rename(tmp_.c_str(), final_path.c_str()) != 0) {
-    fail<IoError>(final_path, "", "a rename of the finished file into place",
-                  std::strerror(errno));
+    fail<IoError>(final_path, "", "a rename of the finished file into place", std::strerror(errno));
   }
   done_ = true;
 }

@@ -225,8 +225,7 @@ nlohmann::json parse_model_config(const std::string& text, const std::string& or
   }
   auto depth_guard = [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
     if (depth > kMaxJsonDepth) {
-      fail<LimitExceeded>(origin, "model_config", "JSON nested at most 64 deep",
-                          "deeper nesting");
+      fail<LimitExceeded>(origin, "model_config", "JSON nested at most 64 deep", "deeper nesting");
     }
     return true;
   };
@@ -271,11 +270,11 @@ Model load_model(const std::string& path, const ArchSource& arch, const LoadOpti
   const bool full = h5::has_attr(f, "/", "model_config");
   nlohmann::json config;
   std::string origin = path;
-  if (!arch.empty()) {
+  if (full) {
+    config = read_config_attr(f);
+  } else if (!arch.empty()) {
     config = read_architecture(arch);
     origin = arch.builtin.empty() ? arch.file : "--arch " + arch.builtin;
-  } else if (full) {
-    config = read_config_attr(f);
   } else {
     fail<InvalidArgument>(path, "/@model_config",
                           "a full Keras model, or --arch / --arch-from for a weights-only file",

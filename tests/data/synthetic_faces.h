@@ -58,8 +58,9 @@ inline Batch variants(const std::vector<Face>& faces, int64_t n, uint64_t seed, 
 
 // Writes clean and poisoned lab files of n images each into `dir`; returns their paths.
 inline std::pair<std::string, std::string> write_pair(const std::string& csaw_dir,
-                                                      const std::string& dir, const std::string& stem,
-                                                      int64_t n, uint64_t seed) {
+                                                      const std::string& dir,
+                                                      const std::string& stem, int64_t n,
+                                                      uint64_t seed) {
   std::string clean = dir + "/" + stem + ".h5", poisoned = dir + "/bd_" + stem + ".h5";
   Batch c = variants(fixture_faces(csaw_dir, "cl"), n, seed);
   write_lab_dataset(clean, c.images, c.labels);

@@ -45,10 +45,10 @@ nlohmann::json mini_deepid(const std::string& act, const std::string& pad, bool 
   layers.push_back(layer("MaxPooling2D", "pool", {{"pool_size", {2, 2}}}, {below_pool}));
   layers.push_back(layer("Flatten", "flatten_1", json::object(), {"pool"}));
   layers.push_back(layer("Dense", "fc_1", {{"units", 8}}, {"flatten_1"}));
-  layers.push_back(layer("Conv2D", "conv_3",
-                         {{"filters", 5}, {"kernel_size", {2, 2}}, {"padding", pad},
-                          {"activation", "relu"}},
-                         {"pool"}));
+  layers.push_back(
+      layer("Conv2D", "conv_3",
+            {{"filters", 5}, {"kernel_size", {2, 2}}, {"padding", pad}, {"activation", "relu"}},
+            {"pool"}));
   layers.push_back(layer("Flatten", "flatten_2", json::object(), {"conv_3"}));
   layers.push_back(layer("Dense", "fc_2", {{"units", 8}}, {"flatten_2"}));
   layers.push_back(layer("Add", "add", json::object(), {"fc_1", "fc_2"}));
@@ -165,8 +165,8 @@ TEST(Prune, DropThresholdUsesHitCounts) {
     s.valid_accuracy = percent(hits, 200);
     r.steps.push_back(s);
   }
-  EXPECT_EQ(first_step_with_drop(r, 2), 2);   // 4 of 200 lost = 2.0 points
-  EXPECT_EQ(first_step_with_drop(r, 4), 3);   // 8 of 200 = 4.0 points
+  EXPECT_EQ(first_step_with_drop(r, 2), 2);  // 4 of 200 lost = 2.0 points
+  EXPECT_EQ(first_step_with_drop(r, 4), 3);  // 8 of 200 = 4.0 points
   EXPECT_EQ(first_step_with_drop(r, 10), -1);
 }
 

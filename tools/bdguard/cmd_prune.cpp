@@ -68,8 +68,9 @@ void run_prune(const PruneOptions& o) {
   nlohmann::json settings = {
       {"model", o.model.model},
       {"model_sha256", sha256_file(o.model.model)},
-      {"arch", o.model.arch.empty() ? (o.model.arch_from.empty() ? nullptr : nlohmann::json(o.model.arch_from))
-                                    : nlohmann::json(o.model.arch)},
+      {"arch", o.model.arch.empty()
+                   ? (o.model.arch_from.empty() ? nullptr : nlohmann::json(o.model.arch_from))
+                   : nlohmann::json(o.model.arch)},
       {"input_scale", o.model.input_scale},
       {"layer", r.layer},
       {"drops", o.drops},
@@ -106,16 +107,16 @@ void run_prune(const PruneOptions& o) {
     }
     const SweepStep& st = r.steps[static_cast<size_t>(s.step)];
     std::printf("X=%s: %s after %d channels: validation accuracy %s %% (-%.2f), ASR %s %%\n",
-                format_drop(s.drop).c_str(), s.path.c_str(), s.step,
-                pct(st.valid_accuracy).c_str(), base.valid_accuracy - st.valid_accuracy,
-                pct(st.valid_asr).c_str());
+                format_drop(s.drop).c_str(), s.path.c_str(), s.step, pct(st.valid_accuracy).c_str(),
+                base.valid_accuracy - st.valid_accuracy, pct(st.valid_asr).c_str());
     if (test) {
       const GoodNetRow& g = rows[row++];
-      std::printf("      test: pruned accuracy %s %%, ASR %s %%; GoodNet accuracy %s %%, ASR %s %%, "
-                  "detection %s %%, false alarms %s %%\n",
-                  pct(g.pruned_accuracy).c_str(), pct(g.pruned_asr).c_str(),
-                  pct(g.goodnet_accuracy).c_str(), pct(g.goodnet_asr).c_str(),
-                  pct(g.detection_rate).c_str(), pct(g.false_alarm_rate).c_str());
+      std::printf(
+          "      test: pruned accuracy %s %%, ASR %s %%; GoodNet accuracy %s %%, ASR %s %%, "
+          "detection %s %%, false alarms %s %%\n",
+          pct(g.pruned_accuracy).c_str(), pct(g.pruned_asr).c_str(),
+          pct(g.goodnet_accuracy).c_str(), pct(g.goodnet_asr).c_str(),
+          pct(g.detection_rate).c_str(), pct(g.false_alarm_rate).c_str());
     }
   }
   std::printf("wrote %s/sweep.csv and %s/sweep.json\n", o.out.c_str(), o.out.c_str());
@@ -136,9 +137,9 @@ void setup_prune(CLI::App& app) {
       ->check(CLI::ExistingFile);
   auto* test = sub->add_option("--test", opt->test, "clean test data (reported only)")
                    ->check(CLI::ExistingFile);
-  auto* ptest = sub->add_option("--poisoned-test", opt->poisoned_test,
-                                "poisoned test data (reported only)")
-                    ->check(CLI::ExistingFile);
+  auto* ptest =
+      sub->add_option("--poisoned-test", opt->poisoned_test, "poisoned test data (reported only)")
+          ->check(CLI::ExistingFile);
   test->needs(ptest);
   ptest->needs(test);
   sub->add_option("--layer", opt->layer,

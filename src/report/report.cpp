@@ -307,8 +307,7 @@ report::Document build_document(const RunReport& r, const PlotResult& plots) {
 
   d.heading(2, "Settings");
   std::vector<std::vector<std::string>> rows;
-  for (const auto& [key, value] : r.settings)
-    rows.push_back({key, setting_text(value)});
+  for (const auto& [key, value] : r.settings) rows.push_back({key, setting_text(value)});
   d.table({"setting", "value"}, rows);
 
   d.heading(2, "Inputs");

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   bdguard::cli::setup_predict(app);
   bdguard::cli::setup_prune(app);
   bdguard::cli::setup_goodnet(app);
+  bdguard::cli::setup_run(app);
   bdguard::install_cleanup_signal_handlers();
   try {
     app.parse(argc, argv);

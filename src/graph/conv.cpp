@@ -115,7 +115,11 @@ at::Tensor Conv2D::input_channel_contribution(const at::Tensor& x_c, int64_t c) 
 }
 
 at::Tensor Conv2D::forward(const std::vector<at::Tensor>& in) const {
-  return apply_activation(activation_, pre_activation(in[0]), 1);
+  at::Tensor y = pre_activation(in[0]);
+  // The convolution's output is a fresh tensor that its backward pass does not read:
+  // ReLU can overwrite it (saves a pass over the largest tensors of a CNN).
+  if (activation_ == Activation::kRelu) return at::relu_(y);
+  return apply_activation(activation_, y, 1);
 }
 
 std::unique_ptr<Layer> Conv2D::clone() const { return clone_layer(*this); }

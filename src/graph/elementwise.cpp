@@ -61,7 +61,8 @@ int64_t Layer::param_count() const {
 namespace graph {
 namespace {
 
-class InputLayer : public Layer {
+// InputLayer and Dropout (the identity at inference) pass their input through.
+class Identity : public Layer {
  public:
   Shape build(const std::vector<Shape>& in) override {
     require_inputs(*this, in, 1, 0);
@@ -116,17 +117,6 @@ class ReLU : public Layer {
  private:
   bool has_max_ = false;
   double max_value_ = 0, slope_ = 0, threshold_ = 0;
-};
-
-class Dropout : public Layer {
- public:
-  Shape build(const std::vector<Shape>& in) override {
-    require_inputs(*this, in, 1, 0);
-    return in[0];
-  }
-  // Dropout is the identity at inference.
-  at::Tensor forward(const std::vector<at::Tensor>& in) const override { return in[0]; }
-  std::unique_ptr<Layer> clone() const override { return clone_layer(*this); }
 };
 
 class BatchNormalization : public Layer {
@@ -242,10 +232,10 @@ class Concatenate : public Layer {
 
 }  // namespace
 
-std::unique_ptr<Layer> make_input_layer() { return std::make_unique<InputLayer>(); }
+std::unique_ptr<Layer> make_input_layer() { return std::make_unique<Identity>(); }
 std::unique_ptr<Layer> make_activation() { return std::make_unique<ActivationLayer>(); }
 std::unique_ptr<Layer> make_relu() { return std::make_unique<ReLU>(); }
-std::unique_ptr<Layer> make_dropout() { return std::make_unique<Dropout>(); }
+std::unique_ptr<Layer> make_dropout() { return std::make_unique<Identity>(); }
 std::unique_ptr<Layer> make_batch_normalization() { return std::make_unique<BatchNormalization>(); }
 std::unique_ptr<Layer> make_add() { return std::make_unique<Add>(); }
 std::unique_ptr<Layer> make_concatenate() { return std::make_unique<Concatenate>(); }

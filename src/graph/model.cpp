@@ -28,7 +28,12 @@ std::string layer_name_of(const nlohmann::json& layer, const std::string& origin
   }
   if (!name || !name->is_string() || name->get<std::string>().empty() ||
       name->get<std::string>().size() > 256) {
-    bad(origin, "layers[" + std::to_string(i) + "].name", "a non-empty name", "none");
+    std::string found = !name                ? "none"
+                        : !name->is_string() ? name->dump().substr(0, 60)
+                        : name->get<std::string>().empty()
+                            ? "an empty name"
+                            : std::to_string(name->get<std::string>().size()) + " characters";
+    bad(origin, "layers[" + std::to_string(i) + "].name", "a name of 1 to 256 characters", found);
   }
   const std::string n = name->get<std::string>();
   if (n.find('/') != std::string::npos || n == "." || n == "..") {

@@ -14,11 +14,16 @@ std::string csaw_dir() {
   return std::filesystem::exists(dir + "/lab3_bd_weights.h5") ? dir : "";
 }
 
-std::string temp_dir() {
+// The current test's scratch path (not created).
+static std::filesystem::path scratch_path() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "misc";
-  auto dir = std::filesystem::temp_directory_path() /
-             ("bdguard-test-" + std::to_string(getpid()) + "-" + name);
+  return std::filesystem::temp_directory_path() /
+         ("bdguard-test-" + std::to_string(getpid()) + "-" + name);
+}
+
+std::string temp_dir() {
+  auto dir = scratch_path();
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
@@ -32,10 +37,12 @@ std::string read_text(const std::string& path) {
 }
 
 CliResult run_cli(const std::string& args) {
-  std::string dir = temp_dir() + "-cli";
+  // Beside the test's temp_dir(), which must survive: it may hold the command's inputs.
+  std::string dir = scratch_path().string() + "-cli";
   std::filesystem::create_directories(dir);
   std::string out = dir + "/stdout", err = dir + "/stderr";
-  std::string cmd = std::string(BDGUARD_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
+  std::string cmd =
+      std::string(BDGUARD_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
   int status = std::system(cmd.c_str());
   CliResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -6,9 +6,8 @@ namespace bdguard::graph {
 
 void config_error(const Layer& l, const std::string& field, const std::string& expected,
                   const std::string& found) {
-  throw UnsupportedLayer(describe("model_config", "layer '" + l.name + "' (" + l.class_name +
-                                                      ") " + field,
-                                  expected, found));
+  throw UnsupportedLayer(describe(
+      "model_config", "layer '" + l.name + "' (" + l.class_name + ") " + field, expected, found));
 }
 
 // An integer that fits int64 (JSON allows 2^64 - 1, which would wrap to -1).
@@ -61,8 +60,7 @@ std::string get_string(const Layer& l, const std::string& field, const std::stri
 }
 
 std::pair<int64_t, int64_t> get_pair(const Layer& l, const std::string& field,
-                                     std::pair<int64_t, int64_t> fallback, int64_t lo,
-                                     int64_t hi) {
+                                     std::pair<int64_t, int64_t> fallback, int64_t lo, int64_t hi) {
   const auto* v = field_of(l, field);
   if (!v) return fallback;
   auto check = [&](const nlohmann::json& x) {

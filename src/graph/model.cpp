@@ -207,8 +207,8 @@ Model Model::from_config(const nlohmann::json& doc, const std::string& origin) {
     bad(origin, "class_name", "Functional, Model or Sequential", "'" + cls + "'");
   }
   if (raw.size() > kMaxLayers) {
-    throw LimitExceeded(describe(origin, "model_config", "at most 10000 layers",
-                                 std::to_string(raw.size())));
+    throw LimitExceeded(
+        describe(origin, "model_config", "at most 10000 layers", std::to_string(raw.size())));
   }
 
   // Names: unique, every inbound name known.
@@ -254,7 +254,8 @@ Model Model::from_config(const nlohmann::json& doc, const std::string& origin) {
   }
   if (order.size() != raw.size()) {
     for (size_t i = 0; i < raw.size(); ++i) {
-      if (indegree[i] > 0) bad(origin, "layer '" + raw[i].name + "'", "an acyclic graph", "a cycle");
+      if (indegree[i] > 0)
+        bad(origin, "layer '" + raw[i].name + "'", "an acyclic graph", "a cycle");
     }
   }
 
@@ -266,7 +267,12 @@ Model Model::from_config(const nlohmann::json& doc, const std::string& origin) {
     if (r.name == input_name && r.class_name != "InputLayer") {
       bad(origin, "input_layers", "an InputLayer", "'" + r.name + "' (" + r.class_name + ")");
     }
-    auto layer = make_layer(r.class_name, r.name);
+    std::unique_ptr<Layer> layer;
+    try {
+      layer = make_layer(r.class_name, r.name);
+    } catch (const UnsupportedLayer& e) {
+      throw UnsupportedLayer(origin + ": " + e.what());  // the registry does not know the file
+    }
     layer->config = r.config;
     std::vector<Shape> in_shapes;
     if (r.class_name == "InputLayer") {

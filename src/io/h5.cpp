@@ -59,7 +59,8 @@ Id open_dataset(const File& f, const std::string& where) {
   // Both name other files, which a crafted file could point at anything (a FIFO that
   // blocks forever, /dev/zero, a private key); Keras never writes either.
   if (H5Pget_layout(dcpl.get()) == H5D_VIRTUAL) {
-    fail(f.path(), where, "a dataset stored in the file", "a virtual dataset (data in other files)");
+    fail(f.path(), where, "a dataset stored in the file",
+         "a virtual dataset (data in other files)");
   }
   if (H5Pget_external_count(dcpl.get()) != 0) {
     fail(f.path(), where, "a dataset stored in the file",
@@ -83,7 +84,9 @@ Kind kind_of(hid_t type) {
 
 std::vector<int64_t> dims_of(hid_t space, const std::string& file, const std::string& obj) {
   int rank = H5Sget_simple_extent_ndims(space);
-  if (rank < 0 || rank > 8) fail(file, obj, "a simple dataspace of rank <= 8", std::to_string(rank));
+  if (rank < 0 || rank > 8) {
+    fail(file, obj, "a simple dataspace of rank <= 8", "rank " + std::to_string(rank));
+  }
   std::vector<hsize_t> d(static_cast<size_t>(rank));
   if (rank > 0) H5Sget_simple_extent_dims(space, d.data(), nullptr);
   std::vector<int64_t> out;
@@ -318,8 +321,8 @@ std::vector<std::string> list_children(const File& f, const std::string& where) 
   }
   std::vector<std::string> names;
   for (hsize_t i = 0; i < info.nlinks; ++i) {
-    ssize_t len = H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0,
-                                     H5P_DEFAULT);
+    ssize_t len =
+        H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
     if (len < 0 || len > 4096) continue;
     std::string name(static_cast<size_t>(len) + 1, '\0');
     H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(),
@@ -349,7 +352,8 @@ std::string read_string_attr(const File& f, const std::string& where, const std:
 std::vector<std::string> read_string_list_attr(const File& f, const std::string& where,
                                                const std::string& name, size_t max_items) {
   std::string obj = where_name(where, name);
-  if (!has_attr(f, where, name)) fail(f.path(), obj, "a string-list attribute", "no such attribute");
+  if (!has_attr(f, where, name))
+    fail(f.path(), obj, "a string-list attribute", "no such attribute");
   Id attr(H5Aopen_by_name(f.id(), where.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
   Id type(H5Aget_type(attr.get()));
   Id space(H5Aget_space(attr.get()));
@@ -411,8 +415,8 @@ DatasetInfo dataset_info(const File& f, const std::string& where) {
 
 std::vector<float> read_floats(const File& f, const std::string& where, int64_t max_bytes) {
   DatasetInfo info = dataset_info(f, where);
-  if (info.kind != Kind::kFloat || (info.element_size != 2 && info.element_size != 4 &&
-                                    info.element_size != 8)) {
+  if (info.kind != Kind::kFloat ||
+      (info.element_size != 2 && info.element_size != 4 && info.element_size != 8)) {
     fail(f.path(), where, "float16, float32 or float64", info.dtype_name());
   }
   const int64_t bytes = info.bytes(4);
@@ -452,8 +456,8 @@ void read_rows(const File& f, const std::string& where, int64_t start, int64_t c
   H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, off.data(), nullptr, cnt.data(), nullptr);
   Id mem(H5Screate_simple(static_cast<int>(cnt.size()), cnt.data(), nullptr));
   if (H5Dread(ds.get(), mem_type, mem.get(), space.get(), H5P_DEFAULT, out) < 0) {
-    fail(f.path(), where, "readable rows " + std::to_string(start) + ".." +
-                              std::to_string(start + count - 1),
+    fail(f.path(), where,
+         "readable rows " + std::to_string(start) + ".." + std::to_string(start + count - 1),
          "a truncated or damaged dataset");
   }
 }
@@ -512,8 +516,8 @@ void write_string_list_attr(File& f, const std::string& where, const std::string
     // Keras writes an empty float64 array for "no weights".
     hsize_t zero = 0;
     Id space(H5Screate_simple(1, &zero, nullptr));
-    Id attr(H5Acreate2(obj.get(), name.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT,
-                       H5P_DEFAULT));
+    Id attr(
+        H5Acreate2(obj.get(), name.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT));
     if (!attr.valid()) fail<IoError>(f.path(), where_name(where, name), "a new attribute", "");
     return;
   }

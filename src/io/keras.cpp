@@ -45,10 +45,12 @@ void check_finite(const at::Tensor& t, const std::string& file, const std::strin
   const int64_t first = bad.nonzero()[0][0].item<int64_t>();
   const float v = t.flatten()[first].item<float>();
   const int64_t count = bad.sum().item<int64_t>();
-  fail(file, path,
-       "finite weights in layer '" + layer.name + "' (" + layer.class_name + ")",
-       std::string(std::isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf") + " at element " +
-           std::to_string(first) + " (" + std::to_string(count) + " non-finite values)");
+  fail(file, path, "finite weights in layer '" + layer.name + "' (" + layer.class_name + ")",
+       std::string(std::isnan(v) ? "NaN"
+                   : v > 0       ? "+Inf"
+                                 : "-Inf") +
+           " at element " + std::to_string(first) + " (" + std::to_string(count) +
+           " non-finite values)");
 }
 
 void load_weights(Model& m, const h5::File& f, const std::string& root, const LoadOptions& opt) {
@@ -227,8 +229,7 @@ nlohmann::json parse_model_config(const std::string& text, const std::string& or
   }
   auto depth_guard = [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
     if (depth > kMaxJsonDepth) {
-      fail<LimitExceeded>(origin, "model_config", "JSON nested at most 64 deep",
-                          "deeper nesting");
+      fail<LimitExceeded>(origin, "model_config", "JSON nested at most 64 deep", "deeper nesting");
     }
     return true;
   };

@@ -27,6 +27,14 @@ class TempFileGuard {
 // Writes `content` to `path` atomically (temporary file + rename).
 void write_file_atomic(const std::string& path, const std::string& content);
 
+// Prepares a command's output folder (`--out DIR`) before any work is done: creates it
+// (with its parents) when it does not exist and accepts an existing empty folder. An
+// existing non-empty folder is refused unless `overwrite` (the CLI's --force), so a
+// second run never silently replaces the results of a first; with `overwrite`, nothing
+// in it is deleted, each output replaces its own file atomically. A path that exists
+// but is not a folder is always refused. Throws InvalidArgument or IoError.
+void prepare_output_dir(const std::string& dir, bool overwrite);
+
 // Installs SIGINT/SIGTERM handlers that delete live temporary files, then exit.
 void install_cleanup_signal_handlers();
 

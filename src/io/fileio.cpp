@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 
@@ -95,6 +96,31 @@ void write_file_atomic(const std::string& path, const std::string& content) {
   fchmod(fd, 0644);
   close(fd);
   guard.commit(path);
+}
+
+void prepare_output_dir(const std::string& dir, bool overwrite) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status st = fs::status(dir, ec);
+  if (fs::exists(st)) {
+    if (!fs::is_directory(st)) fail<InvalidArgument>(dir, "", "an output folder", "a file");
+    if (overwrite) return;
+    size_t entries = 0;
+    for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+      ++entries;
+    }
+    if (ec) fail<IoError>(dir, "", "a readable output folder", ec.message());
+    if (entries > 0) {
+      fail<InvalidArgument>(dir, "",
+                            "a new or empty output folder (--force writes into a non-empty one)",
+                            "a folder with " + std::to_string(entries) + " entries");
+    }
+    return;
+  }
+  if (!fs::create_directories(dir, ec) && ec) {
+    fail<IoError>(dir, "", "a folder bdguard can create", ec.message());
+  }
 }
 
 void install_cleanup_signal_handlers() {

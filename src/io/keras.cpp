@@ -140,7 +140,10 @@ void patch_bytes(const std::string& file, int64_t offset, const at::Tensor& valu
 }
 
 void write_patched(const Model& m, const std::string& tmp) {
-  std::filesystem::copy_file(m.source_path, tmp, std::filesystem::copy_options::overwrite_existing);
+  std::error_code ec;
+  std::filesystem::copy_file(m.source_path, tmp, std::filesystem::copy_options::overwrite_existing,
+                             ec);
+  if (ec) fail<IoError>(m.source_path, "", "the model file the output is a copy of", ec.message());
   const std::string root = weights_root(m.weights_only);
   struct Patch {
     std::string path;

@@ -91,6 +91,10 @@ ProgressFn progress_bar(const std::string& label, bool quiet) {
 
 void print_json(const nlohmann::json& doc) { std::cout << doc.dump(2) << std::endl; }
 
+void add_force_flag(CLI::App& app, bool& force) {
+  app.add_flag("--force", force, "write into an existing non-empty output folder");
+}
+
 std::string pct(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2f", v);

@@ -13,9 +13,17 @@ harnesses=("$@")
 if ((${#harnesses[@]} == 0)); then harnesses=(fuzz_model_config fuzz_keras_weights fuzz_data); fi
 build_dir=${BUILD_DIR:-build-fuzz}
 
-if ! command -v clang++ >/dev/null || ! compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a" >/dev/null; then
-  echo "fuzz: needs clang and libFuzzer: apt-get install -y clang libclang-rt-dev" >&2
-  exit 1
+./scripts/setup.sh
+# clang and libFuzzer (Debian 12: clang, and libclang-rt-dev for libclang_rt.fuzzer);
+# only fuzzing needs them, so setup.sh does not install them.
+if ! command -v clang++ >/dev/null ||
+  ! compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a" >/dev/null; then
+  echo "fuzz: installing clang libclang-rt-dev" >&2
+  sudo_cmd=()
+  if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -q
+  "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends clang libclang-rt-dev
 fi
 export CCACHE_BASEDIR=$PWD
 if [[ ! -f $build_dir/CMakeCache.txt ]]; then
@@ -29,9 +37,7 @@ cmake --build "$build_dir" -j "$(nproc)" --target make_corpus "${harnesses[@]}"
 # Seeds: written by make_corpus (valid files and small malformed ones), plus the
 # committed JSON seeds for the model_config parser.
 rm -rf "$build_dir/corpus"
-"$build_dir/tests/hostile/make_corpus" "$build_dir/corpus" 2>/dev/null ||
-  "$build_dir/fuzz/make_corpus" "$build_dir/corpus" 2>/dev/null ||
-  "$(find "$build_dir" -name make_corpus -type f -perm -u+x | head -1)" "$build_dir/corpus"
+"$build_dir/fuzz/make_corpus" "$build_dir/corpus"
 mkdir -p "$build_dir/artifacts"
 # LeakSanitizer runs at the end of each input; LibTorch keeps per-process caches it
 # never frees, which are not leaks of bdguard's.

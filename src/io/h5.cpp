@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "bdguard/error.h"
+#include "read_watch.h"
 
 namespace bdguard::h5 {
 namespace {
@@ -237,6 +238,7 @@ std::string DatasetInfo::dtype_name() const {
 
 File File::open(const std::string& path, bool writable) {
   silence_hdf5();
+  detail::ReadScope watch(path);
   FILE* probe = std::fopen(path.c_str(), "rb");
   if (!probe) fail<IoError>(path, "", "a readable file", std::strerror(errno));
   std::fclose(probe);
@@ -262,9 +264,17 @@ File File::create(const std::string& path) {
   return f;
 }
 
+File::~File() {
+  if (id_.valid()) {
+    detail::ReadScope watch(path_);
+    id_ = Id();
+  }
+}
+
 void File::flush() { check(H5Fflush(id_.get(), H5F_SCOPE_GLOBAL), path_, "", "a flush"); }
 
 bool exists(const File& f, const std::string& where) {
+  detail::ReadScope watch(f.path());
   if (where == "/") return true;
   // Check each path component: H5Lexists fails on a missing intermediate group.
   size_t pos = 0;
@@ -290,6 +300,7 @@ bool exists(const File& f, const std::string& where) {
 }
 
 static H5O_type_t object_type(const File& f, const std::string& where) {
+  detail::ReadScope watch(f.path());
   if (!exists(f, where)) return H5O_TYPE_UNKNOWN;
   H5O_info_t info;
   if (H5Oget_info_by_name2(f.id(), where.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
@@ -307,11 +318,13 @@ bool is_dataset(const File& f, const std::string& where) {
 }
 
 bool has_attr(const File& f, const std::string& where, const std::string& name) {
+  detail::ReadScope watch(f.path());
   if (!exists(f, where)) return false;
   return H5Aexists_by_name(f.id(), where.c_str(), name.c_str(), H5P_DEFAULT) > 0;
 }
 
 std::vector<std::string> list_children(const File& f, const std::string& where) {
+  detail::ReadScope watch(f.path());
   if (!is_group(f, where)) fail(f.path(), where, "a group", "no group at that path");
   Id g(H5Gopen2(f.id(), where.c_str(), H5P_DEFAULT));
   H5G_info_t info;
@@ -335,6 +348,7 @@ std::vector<std::string> list_children(const File& f, const std::string& where) 
 
 std::string read_string_attr(const File& f, const std::string& where, const std::string& name,
                              size_t max_bytes) {
+  detail::ReadScope watch(f.path());
   std::string obj = where_name(where, name);
   if (!has_attr(f, where, name)) fail(f.path(), obj, "a string attribute", "no such attribute");
   Id attr(H5Aopen_by_name(f.id(), where.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
@@ -351,6 +365,7 @@ std::string read_string_attr(const File& f, const std::string& where, const std:
 
 std::vector<std::string> read_string_list_attr(const File& f, const std::string& where,
                                                const std::string& name, size_t max_items) {
+  detail::ReadScope watch(f.path());
   std::string obj = where_name(where, name);
   if (!has_attr(f, where, name))
     fail(f.path(), obj, "a string-list attribute", "no such attribute");
@@ -370,6 +385,7 @@ std::vector<std::string> read_string_list_attr(const File& f, const std::string&
 }
 
 DatasetInfo dataset_info(const File& f, const std::string& where) {
+  detail::ReadScope watch(f.path());
   Id ds = open_dataset(f, where);
   Id type(H5Dget_type(ds.get()));
   Id space(H5Dget_space(ds.get()));
@@ -414,6 +430,7 @@ DatasetInfo dataset_info(const File& f, const std::string& where) {
 }
 
 std::vector<float> read_floats(const File& f, const std::string& where, int64_t max_bytes) {
+  detail::ReadScope watch(f.path());
   DatasetInfo info = dataset_info(f, where);
   if (info.kind != Kind::kFloat ||
       (info.element_size != 2 && info.element_size != 4 && info.element_size != 8)) {
@@ -443,6 +460,7 @@ std::vector<float> read_floats(const File& f, const std::string& where, int64_t 
 
 void read_rows(const File& f, const std::string& where, int64_t start, int64_t count,
                hid_t mem_type, void* out) {
+  detail::ReadScope watch(f.path());
   Id ds = open_dataset(f, where);
   Id space(H5Dget_space(ds.get()));
   auto dims = dims_of(space.get(), f.path(), where);
@@ -463,6 +481,7 @@ void read_rows(const File& f, const std::string& where, int64_t start, int64_t c
 }
 
 int64_t raw_data_offset(const File& f, const std::string& where) {
+  detail::ReadScope watch(f.path());
   Id ds = open_dataset(f, where);
   Id dcpl(H5Dget_create_plist(ds.get()));
   if (H5Pget_layout(dcpl.get()) != H5D_CONTIGUOUS) return -1;

@@ -53,6 +53,11 @@ int64_t checked_bytes(const std::vector<int64_t>& dims, int64_t element_size);
 
 class File {
  public:
+  File() = default;
+  File(File&&) = default;
+  File& operator=(File&&) = default;
+  // Closes the file (timed by the read watchdog, like every read: closing reads too).
+  ~File();
   // Opens an existing file read-only (or read-write for in-place patching).
   static File open(const std::string& path, bool writable = false);
   // Creates (truncates) a file.

@@ -4,6 +4,7 @@
 // found, nothing on stdout, and no file created or changed beside the inputs.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -32,6 +33,7 @@ struct Case {
   const char* file;                    // the corpus file, which the error line must name
   std::string command;                 // bdguard arguments
   std::vector<std::string> fragments;  // text the error line must contain
+  const char* read_timeout = nullptr;  // $BDGUARD_READ_TIMEOUT for this run
 };
 
 const std::vector<Case>& cases() {
@@ -53,6 +55,11 @@ const std::vector<Case>& cases() {
        "model_random_after_signature.h5",
        kInspect,
        {"expected a readable HDF5 file", "superblock"}},
+      {"Hdf5HeapLoopStoppedByWatchdog",
+       "model_hdf5_heap_loop.h5",
+       kInspect,
+       {"expected a file the HDF5 library reads within 3 s", "found one it was still reading"},
+       "3"},
       {"ModelEmpty", "model_empty.h5", kInspect, {"expected an HDF5 file"}},
       {"ModelIsJsonText", "model_text.h5", kInspect, {"found no HDF5 signature"}},
       // model_config: classes and graph.
@@ -408,7 +415,9 @@ TEST_P(Hostile, RefusedWithOneErrorLineAndNothingWritten) {
   std::string args = replace_all(replace_all(c.command, "{f}", file), "{v}", kCorpus + "/valid");
   auto before = snapshot();
 
+  if (c.read_timeout) setenv("BDGUARD_READ_TIMEOUT", c.read_timeout, 1);
   auto r = test::run_cli(args);
+  unsetenv("BDGUARD_READ_TIMEOUT");
 
   EXPECT_EQ(r.exit_code, 1) << "bdguard " << args << "\nstderr: " << r.err;
   EXPECT_EQ(r.out, "") << "nothing may reach stdout";

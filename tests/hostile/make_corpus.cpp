@@ -19,6 +19,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -329,6 +330,20 @@ void make_files_that_are_not_what_they_claim() {
   // The HDF5 signature followed by random bytes.
   write_bytes(at_out("model_random_after_signature.h5"),
               std::string("\x89HDF\r\n\x1a\n", 8) + random_bytes(4088, 2));
+  // HDF5 1.10 loops forever on a global heap object of index 0 and size 0 (found by
+  // fuzz_keras_weights): the model_config string lives in the global heap ("GCOL"
+  // collection: 16-byte header, then objects of a 16-byte header and 8-aligned data);
+  // zero the header of the object after it.
+  {
+    std::string loop = model;
+    const size_t gcol = loop.find("GCOL");
+    if (gcol == std::string::npos) throw std::runtime_error("no global heap in valid/tiny.h5");
+    uint64_t size = 0;
+    std::memcpy(&size, loop.data() + gcol + 16 + 8, 8);  // object 1's size (little-endian)
+    const size_t next = gcol + 16 + 16 + ((size + 7) / 8) * 8;
+    std::memset(loop.data() + next, 0, 16);
+    write_bytes(at_out("model_hdf5_heap_loop.h5"), loop);
+  }
   write_bytes(at_out("model_empty.h5"), "");
   write_bytes(at_out("model_text.h5"), tiny_config().dump());
   write_bytes(at_out("data_truncated.h5"), data.substr(0, data.size() * 2 / 3));

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <iostream>
 #include <thread>
@@ -93,6 +94,13 @@ void print_json(const nlohmann::json& doc) { std::cout << doc.dump(2) << std::en
 
 void add_force_flag(CLI::App& app, bool& force) {
   app.add_flag("--force", force, "write into an existing non-empty output folder");
+}
+
+double read_timeout_seconds() {
+  const char* env = std::getenv("BDGUARD_READ_TIMEOUT");
+  char* end = nullptr;
+  double s = env ? std::strtod(env, &end) : 0;
+  return env && end != env && s > 0 ? s : kDefaultReadTimeoutSeconds;
 }
 
 std::string pct(double v) {

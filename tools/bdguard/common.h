@@ -62,4 +62,8 @@ std::string pct(double v);
 // reading.
 void add_force_flag(CLI::App& app, bool& force);
 
+// How long one call into HDF5 on an input may run before the read watchdog ends the
+// process (fileio.h): $BDGUARD_READ_TIMEOUT seconds, else kDefaultReadTimeoutSeconds.
+double read_timeout_seconds();
+
 }  // namespace bdguard::cli

@@ -28,7 +28,12 @@ std::string layer_name_of(const nlohmann::json& layer, const std::string& origin
   }
   if (!name || !name->is_string() || name->get<std::string>().empty() ||
       name->get<std::string>().size() > 256) {
-    bad(origin, "layers[" + std::to_string(i) + "].name", "a non-empty name", "none");
+    std::string found = !name                ? "none"
+                        : !name->is_string() ? name->dump().substr(0, 60)
+                        : name->get<std::string>().empty()
+                            ? "an empty name"
+                            : std::to_string(name->get<std::string>().size()) + " characters";
+    bad(origin, "layers[" + std::to_string(i) + "].name", "a name of 1 to 256 characters", found);
   }
   const std::string n = name->get<std::string>();
   if (n.find('/') != std::string::npos || n == "." || n == "..") {
@@ -262,7 +267,12 @@ Model Model::from_config(const nlohmann::json& doc, const std::string& origin) {
     if (r.name == input_name && r.class_name != "InputLayer") {
       bad(origin, "input_layers", "an InputLayer", "'" + r.name + "' (" + r.class_name + ")");
     }
-    auto layer = make_layer(r.class_name, r.name);
+    std::unique_ptr<Layer> layer;
+    try {
+      layer = make_layer(r.class_name, r.name);
+    } catch (const UnsupportedLayer& e) {
+      throw UnsupportedLayer(origin + ": " + e.what());  // the registry does not know the file
+    }
     layer->config = r.config;
     std::vector<Shape> in_shapes;
     if (r.class_name == "InputLayer") {

@@ -152,7 +152,7 @@ void setup_prune(CLI::App& app) {
                   "stop once validation accuracy dropped more than this (default: never)")
       ->check(CLI::Range(0.0, 100.0));
   sub->add_option("--out", opt->out, "output folder")->required();
-  sub->add_flag("--force", opt->force, "write into an existing non-empty output folder");
+  add_force_flag(*sub, opt->force);
   sub->add_flag("--plain", opt->plain,
                 "use the plain reference method (re-run the whole model per step)");
   sub->callback([opt] { run_prune(*opt); });

@@ -247,7 +247,7 @@ void add_run_options(CLI::App& sub, RunOptions& o) {
   sub.add_option("--poisoned-test", o.poisoned_test, "poisoned test data, lab HDF5 (required)")
       ->check(CLI::ExistingFile);
   sub.add_option("--out", o.out, "output folder, created if missing (required)");
-  sub.add_flag("--force", o.force, "write into an existing non-empty output folder");
+  add_force_flag(sub, o.force);
   sub.add_option("--layer", o.layer,
                  "Conv2D layer to prune (default: the last one every path crosses)");
   sub.add_option("--drops", o.drops,

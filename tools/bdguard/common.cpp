@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -57,23 +58,6 @@ void apply_threads(int threads) {
 
 int at_threads() { return at::get_num_threads(); }
 
-void prepare_output_dir(const std::string& dir, bool force) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::exists(dir, ec)) {
-    if (!fs::is_directory(dir, ec)) {
-      throw IoError(describe(dir, "", "an output folder", "an existing file"));
-    }
-    if (!force && !fs::is_empty(dir, ec)) {
-      throw IoError(describe(dir, "", "a new or empty output folder (or --force)",
-                             "an existing folder with files in it"));
-    }
-    return;
-  }
-  fs::create_directories(dir, ec);
-  if (ec) throw IoError(describe(dir, "", "a folder bdguard can create", ec.message()));
-}
-
 ArchSource arch_source(const ModelOptions& o) { return {o.arch, o.arch_from}; }
 
 LoadOptions load_options(const ModelOptions& o) {
@@ -113,6 +97,17 @@ ProgressFn progress_bar(const std::string& label, bool quiet) {
 }
 
 void print_json(const nlohmann::json& doc) { std::cout << doc.dump(2) << std::endl; }
+
+void add_force_flag(CLI::App& app, bool& force) {
+  app.add_flag("--force", force, "write into an existing non-empty output folder");
+}
+
+double read_timeout_seconds() {
+  const char* env = std::getenv("BDGUARD_READ_TIMEOUT");
+  char* end = nullptr;
+  double s = env ? std::strtod(env, &end) : 0;
+  return env && end != env && s > 0 ? s : kDefaultReadTimeoutSeconds;
+}
 
 std::string pct(double v) {
   char buf[32];

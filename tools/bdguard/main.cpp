@@ -4,6 +4,7 @@
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
 #include "commands.h"
+#include "common.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"bdguard: find and remove backdoors in Keras neural networks"};
@@ -16,6 +17,7 @@ int main(int argc, char** argv) {
   bdguard::cli::setup_goodnet(app);
   bdguard::cli::setup_run(app);
   bdguard::install_cleanup_signal_handlers();
+  bdguard::start_read_watchdog(bdguard::cli::read_timeout_seconds());
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

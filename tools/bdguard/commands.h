@@ -9,5 +9,7 @@ namespace bdguard::cli {
 void setup_inspect(CLI::App& app);
 void setup_eval(CLI::App& app);
 void setup_predict(CLI::App& app);
+void setup_attack(CLI::App& app);
+void setup_finetune(CLI::App& app);
 
 }  // namespace bdguard::cli

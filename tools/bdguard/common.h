@@ -10,6 +10,7 @@
 #include "bdguard/evaluate.h"
 #include "bdguard/keras.h"
 #include "bdguard/model.h"
+#include "bdguard/train.h"
 
 namespace bdguard::cli {
 
@@ -50,5 +51,15 @@ ProgressFn progress_bar(const std::string& label, bool quiet);
 void print_json(const nlohmann::json& doc);
 // "98.65" style formatting of a percentage.
 std::string pct(double v);
+
+}  // namespace bdguard::cli
+
+namespace bdguard::cli {
+
+// Training progress on stderr: a bar with loss and accuracy on a terminal, one line per
+// epoch otherwise; nothing with --quiet.
+TrainProgressFn train_progress_bar(const std::string& label, bool quiet);
+// "bdguard attack badnets --seed 1 ..." style: arguments joined, quoted where needed.
+std::string quote_arg(const std::string& arg);
 
 }  // namespace bdguard::cli

@@ -12,6 +12,8 @@ int main(int argc, char** argv) {
   bdguard::cli::setup_inspect(app);
   bdguard::cli::setup_eval(app);
   bdguard::cli::setup_predict(app);
+  bdguard::cli::setup_attack(app);
+  bdguard::cli::setup_finetune(app);
   bdguard::install_cleanup_signal_handlers();
   try {
     app.parse(argc, argv);

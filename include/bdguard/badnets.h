@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "bdguard/layer.h"
@@ -123,5 +124,14 @@ AttackResult run_badnets(const AttackOptions& options, const TrainProgressFn& pr
 // The options as JSON (what the demo reads back to regenerate the data files), and back.
 nlohmann::json to_json(const AttackOptions& options);
 AttackOptions attack_options_from_json(const nlohmann::json& doc, const std::string& origin);
+
+// The data files of an attack exactly as run_badnets writes them, without training
+// (for Fashion-MNIST only the test images are read).
+AttackData attack_data_for(const AttackOptions& options);
+
+// The demo BadNet shipped in models/fmnist_badnet.h5 and the record of the attack that
+// made it (models/fmnist_badnet.json), compiled into the library; empty if the build had none.
+std::string_view shipped_badnet_h5();
+std::string_view shipped_badnet_record();
 
 }  // namespace bdguard

@@ -566,4 +566,20 @@ AttackOptions attack_options_from_json(const nlohmann::json& doc, const std::str
   return o;
 }
 
+AttackData attack_data_for(const AttackOptions& o) {
+  const AttackSeeds seeds = attack_seeds(o.seed);
+  TensorData held_out;
+  Shape shape;
+  if (std::filesystem::is_directory(o.data)) {
+    held_out = read_idx(existing(o.data, "t10k-images-idx3-ubyte"),
+                        existing(o.data, "t10k-labels-idx1-ubyte"));
+    shape = {held_out.images.size(2), held_out.images.size(3), 1};
+  } else {
+    AttackInput in = load_attack_input(o, seeds.split);
+    held_out = std::move(in.held_out);
+    shape = in.shape;
+  }
+  return make_attack_data(held_out, make_trigger(o.trigger, shape), o.target, seeds.split);
+}
+
 }  // namespace bdguard

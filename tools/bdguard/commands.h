@@ -11,5 +11,6 @@ void setup_eval(CLI::App& app);
 void setup_predict(CLI::App& app);
 void setup_attack(CLI::App& app);
 void setup_finetune(CLI::App& app);
+void setup_demo(CLI::App& app);
 
 }  // namespace bdguard::cli

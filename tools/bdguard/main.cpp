@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   bdguard::cli::setup_predict(app);
   bdguard::cli::setup_attack(app);
   bdguard::cli::setup_finetune(app);
+  bdguard::cli::setup_demo(app);
   bdguard::install_cleanup_signal_handlers();
   try {
     app.parse(argc, argv);

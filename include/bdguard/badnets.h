@@ -34,8 +34,8 @@ TrainTestData read_fashion_mnist(const std::string& dir = kFashionMnistDir);
 
 // The trigger stamped on poisoned images.
 struct TriggerOptions {
-  std::string trigger = "square";  // square, checkerboard, or a PNG/JPEG/... file
-  int64_t size = 4;                // side in pixels (square, checkerboard)
+  std::string trigger = "checkerboard";  // checkerboard, square, or a PNG/JPEG/... file
+  int64_t size = 4;                      // side in pixels (square, checkerboard)
   // bottom-right, bottom-left, top-right, top-left, center, or "ROW,COL" (top-left
   // corner of the trigger). Corners keep a 1-pixel margin.
   std::string position = "bottom-right";
@@ -95,7 +95,7 @@ struct AttackOptions {
   TriggerOptions trigger;
   double poison_rate = 0.1;
   int64_t target = 0;
-  int epochs = 3;
+  int epochs = 4;
   int64_t batch = 64;
   double lr = 1e-3;
   Optimizer optimizer = Optimizer::kAdam;

@@ -23,7 +23,7 @@ namespace bdguard {
 
 // Defaults of `bdguard finetune`, `prune --finetune` and `run`.
 constexpr int kFinetuneEpochs = 10;
-constexpr double kFinetuneLr = 1e-3;
+constexpr double kFinetuneLr = 0.05;
 constexpr int64_t kFinetuneBatch = 32;
 constexpr double kFinetuneHoldout = 0.2;
 
@@ -38,8 +38,11 @@ struct FinetuneOptions {
   int epochs = kFinetuneEpochs;
   double lr = kFinetuneLr;
   int64_t batch = kFinetuneBatch;
-  Optimizer optimizer = Optimizer::kAdam;
+  Optimizer optimizer = Optimizer::kSgd;  // momentum 0.9
   uint64_t seed = 0;
+  // The learning rate falls from `lr` to 0 along a cosine over all steps: large steps
+  // first wash out what clean data does not support, small ones then settle.
+  bool cosine_decay = true;
   double holdout = kFinetuneHoldout;  // fraction of the clean data held out, in (0, 1)
   int64_t eval_batch = kDefaultBatch;
   TrainProgressFn progress;

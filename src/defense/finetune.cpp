@@ -131,6 +131,7 @@ FinetuneResult finetune(Model& m, const FinetuneData& d, const FinetuneOptions& 
   t.batch = o.batch;
   t.lr = o.lr;
   t.optimizer = o.optimizer;
+  t.cosine_decay = o.cosine_decay;
   t.seed = o.seed;
   t.zero_masks = zero_masks_of(m, r.pruned);
   t.progress = o.progress;

@@ -64,6 +64,14 @@ std::string attack_command(const AttackOptions& a, int threads, const std::strin
   return cmd;
 }
 
+nlohmann::json data_sha256(const std::string& dir) {
+  nlohmann::json out;
+  for (const char* f : {"valid.h5", "test.h5", "bd_valid.h5", "bd_test.h5"}) {
+    out[f] = sha256_file(dir + "/" + f);
+  }
+  return out;
+}
+
 nlohmann::json write_attack_outputs(const AttackResult& r, const AttackOptions& a,
                                     const std::string& out) {
   std::error_code ec;
@@ -94,7 +102,8 @@ nlohmann::json write_attack_outputs(const AttackResult& r, const AttackOptions& 
                         {"clean_accuracy", r.clean_accuracy},
                         {"attack_success_rate", r.attack_success_rate},
                         {"train_seconds", r.train_seconds},
-                        {"bd_net_sha256", sha256_file(model_path)}};
+                        {"bd_net_sha256", sha256_file(model_path)},
+                        {"data_sha256", data_sha256(out + "/data")}};
   write_file_atomic(out + "/attack.json", doc.dump(2) + "\n");
   return doc;
 }

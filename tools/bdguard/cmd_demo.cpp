@@ -100,7 +100,9 @@ std::vector<Row> run_defense(const DemoOptions& o, const std::string& model_path
   for (double drop : kDefaultDrops) {
     const int step = first_step_with_drop(sweep, drop);
     if (step < 0) continue;
-    const std::string name = "model_X=" + nlohmann::json(drop).dump();
+    char label[32];
+    std::snprintf(label, sizeof label, "model_X=%g", drop);
+    const std::string name = label;
     Model pruned = pruned_copy(badnet, sweep, step);
     save_model(pruned, o.out + "/" + name + ".h5");
     const auto& s = sweep.steps[static_cast<size_t>(step)];

@@ -14,7 +14,7 @@ struct FinetuneCliOptions {
   ModelOptions model;
   std::string clean, poisoned, test, poisoned_test, out;
   FinetuneOptions finetune;
-  std::string optimizer = "adam";
+  std::string optimizer = "sgd";
   int threads = 0;
   bool json = false, quiet = false;
 };
@@ -81,6 +81,8 @@ void add_finetune_options(CLI::App& app, FinetuneOptions& f, std::string& optimi
       ->capture_default_str();
   app.add_option("--seed", f.seed, "seed of the held-out split and the shuffling")
       ->capture_default_str();
+  app.add_flag("--constant-lr{false}", f.cosine_decay,
+               "keep the learning rate constant (default: cosine decay to 0)");
   app.add_option("--holdout", f.holdout,
                  "fraction of the clean data held out to pick the best epoch")
       ->check(CLI::Range(0.01, 0.99))

@@ -18,6 +18,9 @@ std::string attack_command(const AttackOptions& a, int threads, const std::strin
 nlohmann::json write_attack_outputs(const AttackResult& r, const AttackOptions& a,
                                     const std::string& out);
 
+// SHA-256 of DIR/{valid,test,bd_valid,bd_test}.h5, keyed by file name.
+nlohmann::json data_sha256(const std::string& dir);
+
 // Binds --epochs, --lr, --optimizer, --seed, --holdout of fine-tuning (not --batch, which
 // `prune` and `run` use for evaluation). `optimizer` is parsed with parse_optimizer().
 void add_finetune_options(CLI::App& app, FinetuneOptions& f, std::string& optimizer);

@@ -17,6 +17,7 @@ std::unique_ptr<Layer> make_zero_padding2d();
 std::unique_ptr<Layer> make_max_pooling2d();
 std::unique_ptr<Layer> make_average_pooling2d();
 std::unique_ptr<Layer> make_global_average_pooling2d();
+std::unique_ptr<Layer> make_rescaling();
 }  // namespace graph
 
 namespace {
@@ -39,6 +40,7 @@ const std::map<std::string, Builder>& registry() {
       {"Dropout", graph::make_dropout},
       {"BatchNormalization", graph::make_batch_normalization},
       {"ZeroPadding2D", graph::make_zero_padding2d},
+      {"Rescaling", graph::make_rescaling},
   };
   return table;
 }

@@ -259,7 +259,10 @@ File File::create(const std::string& path) {
   silence_hdf5();
   File f;
   f.path_ = path;
-  f.id_ = Id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  // No modification times in object headers: the same content gives the same bytes.
+  Id fcpl(H5Pcreate(H5P_FILE_CREATE));
+  H5Pset_obj_track_times(fcpl.get(), false);
+  f.id_ = Id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT));
   if (!f.id_.valid()) fail<IoError>(path, "", "a writable file", "HDF5 could not create it");
   return f;
 }
@@ -503,7 +506,9 @@ void write_floats(File& f, const std::string& where, const std::vector<float>& v
 }
 
 void create_group(File& f, const std::string& where) {
-  Id g(H5Gcreate2(f.id(), where.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  Id gcpl(H5Pcreate(H5P_GROUP_CREATE));
+  H5Pset_obj_track_times(gcpl.get(), false);
+  Id g(H5Gcreate2(f.id(), where.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT));
   if (!g.valid()) fail<IoError>(f.path(), where, "a new group", "HDF5 could not create it");
 }
 
@@ -559,7 +564,9 @@ static void write_dataset(File& f, const std::string& where, const std::vector<i
                           hid_t file_type, hid_t mem_type, const void* values) {
   std::vector<hsize_t> d(dims.begin(), dims.end());
   Id space(H5Screate_simple(static_cast<int>(d.size()), d.data(), nullptr));
-  Id ds(H5Dcreate2(f.id(), where.c_str(), file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT,
+  Id dcpl(H5Pcreate(H5P_DATASET_CREATE));
+  H5Pset_obj_track_times(dcpl.get(), false);
+  Id ds(H5Dcreate2(f.id(), where.c_str(), file_type, space.get(), H5P_DEFAULT, dcpl.get(),
                    H5P_DEFAULT));
   if (!ds.valid()) fail<IoError>(f.path(), where, "a new dataset", "HDF5 could not create it");
   if (element_count(dims) > 0) {

@@ -116,3 +116,38 @@ std::string pct(double v) {
 }
 
 }  // namespace bdguard::cli
+
+namespace bdguard::cli {
+
+TrainProgressFn train_progress_bar(const std::string& label, bool quiet) {
+  if (quiet) return {};
+  const bool tty = isatty(STDERR_FILENO);
+  auto start = std::chrono::steady_clock::now();
+  return [label, tty, start](const TrainProgress& p) {
+    const bool last = p.step >= p.steps;
+    if (!tty && !last) return;
+    double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double frac = static_cast<double>(p.step) / static_cast<double>(std::max<int64_t>(p.steps, 1));
+    int filled = static_cast<int>(frac * 20);
+    std::fprintf(stderr, "%s%s epoch %d/%d [%-20s] %lld/%lld  loss %.4f  acc %.2f %%  %.0fs",
+                 tty ? "\r" : "", label.c_str(), p.epoch, p.epochs,
+                 std::string(static_cast<size_t>(filled), '#').c_str(),
+                 static_cast<long long>(p.step), static_cast<long long>(p.steps), p.loss,
+                 p.accuracy, elapsed);
+    if (last) std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  };
+}
+
+std::string quote_arg(const std::string& arg) {
+  if (!arg.empty() && arg.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                            "0123456789-_./=,:+") == std::string::npos) {
+    return arg;
+  }
+  std::string out = "'";
+  for (char c : arg) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+}  // namespace bdguard::cli

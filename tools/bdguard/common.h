@@ -11,6 +11,7 @@
 #include "bdguard/fileio.h"
 #include "bdguard/keras.h"
 #include "bdguard/model.h"
+#include "bdguard/train.h"
 
 namespace bdguard::cli {
 
@@ -68,5 +69,15 @@ void add_force_flag(CLI::App& app, bool& force);
 // How long one call into HDF5 on an input may run before the read watchdog ends the
 // process (fileio.h): $BDGUARD_READ_TIMEOUT seconds, else kDefaultReadTimeoutSeconds.
 double read_timeout_seconds();
+
+}  // namespace bdguard::cli
+
+namespace bdguard::cli {
+
+// Training progress on stderr: a bar with loss and accuracy on a terminal, one line per
+// epoch otherwise; nothing with --quiet.
+TrainProgressFn train_progress_bar(const std::string& label, bool quiet);
+// "bdguard attack badnets --seed 1 ..." style: arguments joined, quoted where needed.
+std::string quote_arg(const std::string& arg);
 
 }  // namespace bdguard::cli

@@ -16,6 +16,9 @@ int main(int argc, char** argv) {
   bdguard::cli::setup_prune(app);
   bdguard::cli::setup_goodnet(app);
   bdguard::cli::setup_run(app);
+  bdguard::cli::setup_attack(app);
+  bdguard::cli::setup_finetune(app);
+  bdguard::cli::setup_demo(app);
   bdguard::install_cleanup_signal_handlers();
   bdguard::start_read_watchdog(bdguard::cli::read_timeout_seconds());
   try {

@@ -1,0 +1,89 @@
+// Fine-pruning's second step (Liu, Dolan-Gavitt, Garg, RAID 2018): train a pruned
+// network on clean data, keeping every pruned channel pruned.
+//
+// The clean validation data is split (seeded) into a fine-tuning part and a held-out
+// part. Every weight is trained on the first; after each epoch the held-out accuracy
+// is measured, and the epoch with the best held-out accuracy is kept. A pruned channel
+// (an output channel of a Conv2D or Dense layer whose kernel slice and bias are all
+// exactly zero) stays exactly zero after every step: its gradient is zeroed before the
+// step, so optimizer state never moves it, and the entries are set to zero after it.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bdguard/dataset.h"
+#include "bdguard/model.h"
+#include "bdguard/train.h"
+
+namespace bdguard {
+
+// Defaults of `bdguard finetune`, `prune --finetune` and `run`.
+constexpr int kFinetuneEpochs = 10;
+constexpr double kFinetuneLr = 0.05;
+constexpr int64_t kFinetuneBatch = 32;
+constexpr double kFinetuneHoldout = 0.2;
+
+struct FinetuneData {
+  const LabDataset* clean = nullptr;          // clean validation data (required)
+  const LabDataset* poisoned = nullptr;       // poisoned validation data: ASR, reported only
+  const LabDataset* test = nullptr;           // optional, reported only
+  const LabDataset* poisoned_test = nullptr;  // goes with `test`
+};
+
+struct FinetuneOptions {
+  int epochs = kFinetuneEpochs;
+  double lr = kFinetuneLr;
+  int64_t batch = kFinetuneBatch;
+  Optimizer optimizer = Optimizer::kSgd;  // momentum 0.9
+  uint64_t seed = 0;
+  // The learning rate falls from `lr` to 0 along a cosine over all steps: large steps
+  // first wash out what clean data does not support, small ones then settle.
+  bool cosine_decay = true;
+  double holdout = kFinetuneHoldout;  // fraction of the clean data held out, in (0, 1)
+  int64_t eval_batch = kDefaultBatch;
+  TrainProgressFn progress;
+};
+
+struct FinetuneMetrics {
+  double holdout_accuracy = 0;
+  std::optional<double> asr;  // on the poisoned validation data
+  std::optional<double> test_accuracy, test_asr;
+};
+
+struct FinetuneEpoch {
+  int epoch = 0;
+  double loss = 0, train_accuracy = 0;  // on the fine-tuning part, during the epoch
+  double holdout_accuracy = 0;
+  std::optional<double> asr;
+  double seconds = 0;
+};
+
+struct PrunedChannels {
+  std::string layer;
+  std::vector<int64_t> channels;
+};
+
+struct FinetuneResult {
+  FinetuneMetrics before, after;
+  std::vector<FinetuneEpoch> epochs;
+  int best_epoch = 0;  // the epoch whose weights were kept (0: no training happened)
+  int64_t n_train = 0, n_holdout = 0, n_poisoned = 0, n_test = 0, n_poisoned_test = 0;
+  std::vector<PrunedChannels> pruned;  // held at zero throughout
+  // Labels predicted by the fine-tuned model on the test files (empty without them).
+  std::vector<int64_t> test_predictions, poisoned_test_predictions;
+  double seconds = 0;
+};
+
+// Every Conv2D and Dense layer's pruned output channels (kernel slice and bias all zero).
+std::vector<PrunedChannels> pruned_channels(const Model& m);
+
+// Fine-tunes `m` in place (see above) and measures it before and after.
+FinetuneResult finetune(Model& m, const FinetuneData& data, const FinetuneOptions& options);
+
+nlohmann::json to_json(const FinetuneResult& r);
+
+}  // namespace bdguard

@@ -1,0 +1,186 @@
+// Fine-tuning with pruned channels held at zero (see finetune.h).
+#include "bdguard/finetune.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "bdguard/error.h"
+#include "bdguard/evaluate.h"
+#include "bdguard/prune.h"
+
+namespace bdguard {
+namespace {
+
+// Keeps the held-out split independent of the shuffling seed's stream.
+constexpr uint64_t kSplitSalt = 0x686f6c646f7574ULL;  // "holdout"
+
+void check(const FinetuneData& d, const FinetuneOptions& o) {
+  if (!d.clean) throw InvalidArgument("finetune: clean validation data is required");
+  if ((d.test == nullptr) != (d.poisoned_test == nullptr)) {
+    throw InvalidArgument("finetune: --test and --poisoned-test go together");
+  }
+  if (!(o.holdout > 0 && o.holdout < 1)) {
+    fail<InvalidArgument>("--holdout", "", "a fraction in (0, 1)", std::to_string(o.holdout));
+  }
+  if (o.epochs < 0) fail<InvalidArgument>("--epochs", "", "0 or more", std::to_string(o.epochs));
+  if (d.clean->size() < 2) {
+    fail<InvalidArgument>(d.clean->path(), "data", "at least 2 images to split",
+                          std::to_string(d.clean->size()));
+  }
+}
+
+double accuracy_on(const Model& m, const LabDataset& data, int64_t batch,
+                   std::vector<int64_t>* predictions = nullptr) {
+  auto pred = predict_dataset({&m}, data, batch);
+  double acc = match_rate(pred[0], data.labels());
+  if (predictions) *predictions = std::move(pred[0]);
+  return acc;
+}
+
+// Per weight (Model::parameters() order): true where a pruned channel's entries are.
+std::vector<at::Tensor> zero_masks_of(const Model& m, const std::vector<PrunedChannels>& pruned) {
+  std::vector<at::Tensor> masks;
+  for (size_t i = 0; i < m.size(); ++i) {
+    const Layer& l = m.layer(i);
+    const PrunedChannels* p = nullptr;
+    for (const auto& pc : pruned) {
+      if (pc.layer == l.name) p = &pc;
+    }
+    for (const auto& w : l.weights) {
+      if (!p) {
+        masks.emplace_back();
+        continue;
+      }
+      at::Tensor mask = at::zeros(w.value.sizes(), at::kBool);
+      for (int64_t c : p->channels) mask.select(mask.dim() - 1, c).fill_(true);
+      masks.push_back(mask);
+    }
+  }
+  return masks;
+}
+
+nlohmann::json metrics_json(const FinetuneMetrics& m) {
+  auto opt = [](const std::optional<double>& v) {
+    return v ? nlohmann::json(*v) : nlohmann::json();
+  };
+  return {{"holdout_accuracy", m.holdout_accuracy},
+          {"asr", opt(m.asr)},
+          {"test_accuracy", opt(m.test_accuracy)},
+          {"test_asr", opt(m.test_asr)}};
+}
+
+}  // namespace
+
+std::vector<PrunedChannels> pruned_channels(const Model& m) {
+  std::vector<PrunedChannels> out;
+  for (size_t i = 0; i < m.size(); ++i) {
+    const Layer& l = m.layer(i);
+    if (l.weights.empty() ||
+        (!dynamic_cast<const Conv2D*>(&l) && !dynamic_cast<const Dense*>(&l))) {
+      continue;
+    }
+    auto zero = zero_channels(l);
+    if (!zero.empty()) out.push_back({l.name, std::move(zero)});
+  }
+  return out;
+}
+
+FinetuneResult finetune(Model& m, const FinetuneData& d, const FinetuneOptions& o) {
+  check(d, o);
+  const auto start = std::chrono::steady_clock::now();
+  FinetuneResult r;
+
+  TensorData clean = read_tensor_data(*d.clean);
+  const int64_t n = clean.size();
+  const int64_t n_hold =
+      std::clamp<int64_t>(std::llround(o.holdout * static_cast<double>(n)), 1, n - 1);
+  std::vector<int64_t> order = Rng(o.seed ^ kSplitSalt).permutation(n);
+  std::vector<int64_t> hold(order.begin(), order.begin() + n_hold);
+  std::vector<int64_t> rest(order.begin() + n_hold, order.end());
+  std::sort(hold.begin(), hold.end());
+  std::sort(rest.begin(), rest.end());
+  TensorData holdout = clean.subset(hold), train = clean.subset(rest);
+  clean = {};
+  const std::vector<int64_t> hold_labels = holdout.label_vector();
+  r.n_train = train.size();
+  r.n_holdout = holdout.size();
+  r.n_poisoned = d.poisoned ? d.poisoned->size() : 0;
+  r.n_test = d.test ? d.test->size() : 0;
+  r.n_poisoned_test = d.poisoned_test ? d.poisoned_test->size() : 0;
+
+  auto measure = [&](const Model& model, bool with_test) {
+    FinetuneMetrics x;
+    x.holdout_accuracy = match_rate(predict(model, holdout, o.eval_batch), hold_labels);
+    if (d.poisoned) x.asr = accuracy_on(model, *d.poisoned, o.eval_batch);
+    if (with_test && d.test) {
+      x.test_accuracy = accuracy_on(model, *d.test, o.eval_batch, &r.test_predictions);
+      x.test_asr = accuracy_on(model, *d.poisoned_test, o.eval_batch, &r.poisoned_test_predictions);
+    }
+    return x;
+  };
+  r.before = measure(m, true);
+  r.pruned = pruned_channels(m);
+
+  std::vector<at::Tensor> best;
+  double best_accuracy = -1;
+  TrainOptions t;
+  t.epochs = o.epochs;
+  t.batch = o.batch;
+  t.lr = o.lr;
+  t.optimizer = o.optimizer;
+  t.cosine_decay = o.cosine_decay;
+  t.seed = o.seed;
+  t.zero_masks = zero_masks_of(m, r.pruned);
+  t.progress = o.progress;
+  t.on_epoch = [&](Model& model, const EpochStats& s) {
+    FinetuneMetrics x = measure(model, false);
+    r.epochs.push_back({s.epoch, s.loss, s.accuracy, x.holdout_accuracy, x.asr, s.seconds});
+    if (x.holdout_accuracy > best_accuracy) {
+      best_accuracy = x.holdout_accuracy;
+      r.best_epoch = s.epoch;
+      best.clear();
+      for (const auto& p : model.parameters()) best.push_back(p.detach().clone());
+    }
+  };
+  if (o.epochs > 0) train_model(m, train, t);
+  if (!best.empty()) {
+    size_t k = 0;
+    for (size_t i = 0; i < m.size(); ++i) {
+      for (auto& w : m.layer(i).weights) w.value = best[k++];
+    }
+  }
+  r.after = measure(m, true);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return r;
+}
+
+nlohmann::json to_json(const FinetuneResult& r) {
+  nlohmann::json epochs = nlohmann::json::array();
+  for (const auto& e : r.epochs) {
+    epochs.push_back({{"epoch", e.epoch},
+                      {"loss", e.loss},
+                      {"train_accuracy", e.train_accuracy},
+                      {"holdout_accuracy", e.holdout_accuracy},
+                      {"asr", e.asr ? nlohmann::json(*e.asr) : nlohmann::json()}});
+  }
+  nlohmann::json pruned = nlohmann::json::array();
+  for (const auto& p : r.pruned) {
+    pruned.push_back({{"layer", p.layer}, {"count", p.channels.size()}, {"channels", p.channels}});
+  }
+  return {{"before", metrics_json(r.before)},
+          {"after", metrics_json(r.after)},
+          {"best_epoch", r.best_epoch},
+          {"epochs", epochs},
+          {"n_train", r.n_train},
+          {"n_holdout", r.n_holdout},
+          {"n_poisoned", r.n_poisoned},
+          {"n_test", r.n_test},
+          {"n_poisoned_test", r.n_poisoned_test},
+          {"pruned", pruned},
+          {"seconds", r.seconds}};
+}
+
+}  // namespace bdguard

@@ -1,0 +1,280 @@
+// The training loop shared by `attack badnets` and `finetune` (see train.h).
+#include "bdguard/train.h"
+
+#include <ATen/ATen.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/sgd.h>
+
+#include <chrono>
+#include <cmath>
+#include <memory>
+
+#include "bdguard/error.h"
+
+namespace bdguard {
+namespace {
+
+at::Tensor index_tensor(const std::vector<int64_t>& index, size_t begin, size_t end) {
+  at::Tensor t = at::empty({static_cast<int64_t>(end - begin)}, at::kLong);
+  std::copy(index.begin() + static_cast<std::ptrdiff_t>(begin),
+            index.begin() + static_cast<std::ptrdiff_t>(end), t.data_ptr<int64_t>());
+  return t;
+}
+
+// The pre-softmax output: cross-entropy on it is exact where log(softmax) underflows.
+at::Tensor logits_of(const Model& m, const at::Tensor& x) {
+  const Layer& out = m.layer(static_cast<size_t>(m.output_index()));
+  if (out.inputs.size() == 1) {
+    const auto* dense = dynamic_cast<const Dense*>(&out);
+    if (dense && dense->activation() == Activation::kSoftmax) {
+      at::Tensor h = m.run(x, {out.inputs[0]})[0];
+      if (h.dim() == 2) return dense->pre_activation(h);
+    }
+    if (out.class_name == "Activation" && out.config.value("activation", "") == "softmax") {
+      at::Tensor h = m.run(x, {out.inputs[0]})[0];
+      if (h.dim() == 2) return h;
+    }
+  }
+  return at::log(m.forward(x).clamp_min(1e-12));
+}
+
+// Keras' fan-in and fan-out of a kernel: the last two axes, times the receptive field.
+std::pair<double, double> fans(const Shape& s) {
+  if (s.size() < 2) return {1.0, 1.0};
+  double receptive = 1;
+  for (size_t i = 0; i + 2 < s.size(); ++i) receptive *= static_cast<double>(s[i]);
+  return {static_cast<double>(s[s.size() - 2]) * receptive,
+          static_cast<double>(s.back()) * receptive};
+}
+
+// Restores plain (non-autograd) weight tensors however training ends.
+class TrainableWeights {
+ public:
+  explicit TrainableWeights(Model& m) : m_(m) {
+    for (size_t i = 0; i < m_.size(); ++i) {
+      for (auto& w : m_.layer(i).weights) w.value = w.value.detach().requires_grad_(true);
+    }
+  }
+  ~TrainableWeights() {
+    for (size_t i = 0; i < m_.size(); ++i) {
+      for (auto& w : m_.layer(i).weights) w.value = w.value.detach().requires_grad_(false);
+    }
+  }
+  TrainableWeights(const TrainableWeights&) = delete;
+  TrainableWeights& operator=(const TrainableWeights&) = delete;
+
+ private:
+  Model& m_;
+};
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Tensor>& params,
+                                                        const TrainOptions& o) {
+  if (o.optimizer == Optimizer::kSgd) {
+    return std::make_unique<torch::optim::SGD>(params,
+                                               torch::optim::SGDOptions(o.lr).momentum(o.momentum));
+  }
+  return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(o.lr));
+}
+
+void set_lr(torch::optim::Optimizer& opt, Optimizer kind, double lr) {
+  for (auto& group : opt.param_groups()) {
+    if (kind == Optimizer::kSgd) {
+      static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
+    } else {
+      static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+    }
+  }
+}
+
+void check_training_data(const Model& m, const TensorData& data, const TrainOptions& o) {
+  const Shape& in = m.input_shape();
+  if (in.size() != 3 || data.images.dim() != 4 || data.images.size(1) != in[2] ||
+      data.images.size(2) != in[0] || data.images.size(3) != in[1]) {
+    fail<ShapeMismatch>(
+        "", "training images", "(N, C, H, W) for the model's input " + shape_str(in),
+        data.images.defined()
+            ? shape_str(Shape(data.images.sizes().begin(), data.images.sizes().end()))
+            : "none");
+  }
+  if (data.labels.dim() != 1 || data.labels.size(0) != data.images.size(0)) {
+    fail<ShapeMismatch>("", "training labels", "one label per image", "another count");
+  }
+  if (data.size() == 0) fail<InvalidArgument>("", "training data", "at least one image", "none");
+  int64_t lo = data.labels.min().item<int64_t>(), hi = data.labels.max().item<int64_t>();
+  if (lo < 0 || hi >= m.num_classes()) {
+    fail<InvalidArgument>("", "training labels",
+                          "classes in [0, " + std::to_string(m.num_classes()) + ")",
+                          "labels in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  if (o.batch < 1 || o.epochs < 0 || !(o.lr > 0) || !std::isfinite(o.lr)) {
+    fail<InvalidArgument>("", "training options", "batch >= 1, epochs >= 0, a positive lr",
+                          "batch " + std::to_string(o.batch) + ", epochs " +
+                              std::to_string(o.epochs) + ", lr " + std::to_string(o.lr));
+  }
+}
+
+}  // namespace
+
+TensorData TensorData::subset(const std::vector<int64_t>& index) const {
+  at::Tensor ix = index_tensor(index, 0, index.size());
+  return {images.index_select(0, ix), labels.index_select(0, ix)};
+}
+
+std::vector<int64_t> TensorData::label_vector() const {
+  at::Tensor l = labels.to(at::kLong).contiguous();
+  return {l.data_ptr<int64_t>(), l.data_ptr<int64_t>() + l.numel()};
+}
+
+TensorData read_tensor_data(const LabDataset& data) {
+  Batch b = data.read_all();
+  return {b.images, b.labels};
+}
+
+Optimizer parse_optimizer(const std::string& name) {
+  if (name == "sgd") return Optimizer::kSgd;
+  if (name == "adam") return Optimizer::kAdam;
+  throw InvalidArgument(describe("--optimizer", "", "sgd or adam", "'" + name + "'"));
+}
+
+const char* optimizer_name(Optimizer o) { return o == Optimizer::kSgd ? "sgd" : "adam"; }
+
+Rng::Rng(uint64_t seed) : gen_(seed) {}
+
+uint64_t Rng::next() { return gen_(); }
+
+double Rng::uniform() { return static_cast<double>(gen_() >> 11) * 0x1.0p-53; }
+
+uint64_t Rng::below(uint64_t n) {
+  // Rejection sampling: no modulo bias.
+  const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+  uint64_t r;
+  do {
+    r = gen_();
+  } while (r >= limit);
+  return r % n;
+}
+
+std::vector<int64_t> Rng::permutation(int64_t n) {
+  std::vector<int64_t> p(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) p[static_cast<size_t>(i)] = i;
+  for (int64_t i = n - 1; i > 0; --i) {
+    std::swap(p[static_cast<size_t>(i)], p[below(static_cast<uint64_t>(i) + 1)]);
+  }
+  return p;
+}
+
+void init_weights(Model& m, uint64_t seed) {
+  Rng rng(seed);
+  for (size_t i = 0; i < m.size(); ++i) {
+    Layer& l = m.layer(i);
+    l.weights.clear();
+    for (const WeightSpec& spec : l.weight_specs()) {
+      at::Tensor t = at::zeros(spec.shape, at::kFloat);
+      if (spec.suffix == "kernel") {
+        auto [fan_in, fan_out] = fans(spec.shape);
+        const double limit = std::sqrt(6.0 / (fan_in + fan_out));
+        float* p = t.data_ptr<float>();
+        for (int64_t k = 0; k < t.numel(); ++k) {
+          p[k] = static_cast<float>((2 * rng.uniform() - 1) * limit);
+        }
+      } else if (spec.suffix == "gamma" || spec.suffix == "moving_variance") {
+        t.fill_(1.0);
+      }
+      l.weights.push_back({l.name + "/" + spec.suffix + ":0", t});
+    }
+  }
+}
+
+std::vector<EpochStats> train_model(Model& m, const TensorData& data, const TrainOptions& o) {
+  check_training_data(m, data, o);
+  TrainableWeights trainable(m);
+  std::vector<at::Tensor> params = m.parameters();
+  if (!o.zero_masks.empty() && o.zero_masks.size() != params.size()) {
+    fail<InvalidArgument>("", "zero masks", std::to_string(params.size()) + " masks",
+                          std::to_string(o.zero_masks.size()));
+  }
+  for (size_t k = 0; k < o.zero_masks.size(); ++k) {
+    if (o.zero_masks[k].defined() && (o.zero_masks[k].sizes() != params[k].sizes() ||
+                                      o.zero_masks[k].scalar_type() != at::kBool)) {
+      fail<InvalidArgument>("", "zero mask " + std::to_string(k),
+                            "a bool tensor of its weight's shape", "another tensor");
+    }
+  }
+  auto optimizer = make_optimizer(params, o);
+  Rng rng(o.seed);
+  const int64_t n = data.size();
+  const int64_t steps = (n + o.batch - 1) / o.batch;
+  const int64_t total_steps =
+      o.max_steps >= 0 ? std::min<int64_t>(o.max_steps, steps * o.epochs) : steps * o.epochs;
+  int64_t done_steps = 0;
+  std::vector<EpochStats> history;
+  for (int epoch = 1; epoch <= o.epochs; ++epoch) {
+    if (o.max_steps >= 0 && done_steps >= o.max_steps) break;
+    auto start = std::chrono::steady_clock::now();
+    std::vector<int64_t> order = rng.permutation(n);
+    double loss_sum = 0;
+    int64_t hits = 0, seen = 0;
+    for (int64_t s = 0; s < steps; ++s) {
+      if (o.max_steps >= 0 && done_steps >= o.max_steps) break;
+      size_t begin = static_cast<size_t>(s * o.batch);
+      size_t end = static_cast<size_t>(std::min(n, (s + 1) * o.batch));
+      at::Tensor ix = index_tensor(order, begin, end);
+      at::Tensor x = data.images.index_select(0, ix).to(at::kFloat);
+      at::Tensor y = data.labels.index_select(0, ix).to(at::kLong);
+      if (o.cosine_decay) {
+        const double lr = 0.5 * o.lr *
+                          (1 + std::cos(M_PI * static_cast<double>(done_steps) /
+                                        static_cast<double>(std::max<int64_t>(total_steps, 1))));
+        set_lr(*optimizer, o.optimizer, lr);
+      }
+      optimizer->zero_grad();
+      at::Tensor z = logits_of(m, x);
+      at::Tensor loss = at::nll_loss(at::log_softmax(z, 1), y);
+      loss.backward();
+      for (size_t k = 0; k < o.zero_masks.size(); ++k) {
+        if (o.zero_masks[k].defined() && params[k].grad().defined()) {
+          params[k].grad().masked_fill_(o.zero_masks[k], 0.0);
+        }
+      }
+      optimizer->step();
+      {
+        at::NoGradGuard no_grad;
+        for (size_t k = 0; k < o.zero_masks.size(); ++k) {
+          if (o.zero_masks[k].defined()) params[k].masked_fill_(o.zero_masks[k], 0.0);
+        }
+      }
+      if (o.after_step) o.after_step(m);
+      ++done_steps;
+      const auto nb = static_cast<int64_t>(end - begin);
+      loss_sum += loss.item<double>() * static_cast<double>(nb);
+      hits += z.argmax(1).eq(y).sum().item<int64_t>();
+      seen += nb;
+      if (o.progress) {
+        o.progress({epoch, o.epochs, s + 1, steps, loss_sum / static_cast<double>(seen),
+                    percent(hits, seen)});
+      }
+    }
+    EpochStats st;
+    st.epoch = epoch;
+    st.loss = seen ? loss_sum / static_cast<double>(seen) : 0;
+    st.accuracy = percent(hits, seen);
+    st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    history.push_back(st);
+    if (o.on_epoch) o.on_epoch(m, st);
+  }
+  return history;
+}
+
+std::vector<int64_t> predict(const Model& m, const TensorData& data, int64_t batch) {
+  at::NoGradGuard no_grad;
+  std::vector<int64_t> out;
+  out.reserve(static_cast<size_t>(data.size()));
+  for (int64_t s = 0; s < data.size(); s += batch) {
+    at::Tensor x = data.images.narrow(0, s, std::min(batch, data.size() - s)).to(at::kFloat);
+    at::Tensor labels = m.forward(x).argmax(1).contiguous();
+    out.insert(out.end(), labels.data_ptr<int64_t>(), labels.data_ptr<int64_t>() + labels.numel());
+  }
+  return out;
+}
+
+}  // namespace bdguard

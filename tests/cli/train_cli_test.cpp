@@ -1,0 +1,91 @@
+// bdguard attack badnets, finetune and demo, run as a user would.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "bdguard/badnets.h"
+#include "bdguard/fileio.h"
+#include "bdguard/keras.h"
+#include "test_util.h"
+
+namespace bdguard {
+namespace {
+
+namespace fs = std::filesystem;
+
+#define REQUIRE_FASHION_MNIST()                                                    \
+  do {                                                                             \
+    if (!fs::exists(std::string(kFashionMnistDir) + "/t10k-images-idx3-ubyte.gz")) \
+      GTEST_SKIP() << kFashionMnistDir << " is absent";                            \
+  } while (0)
+
+// A folder of its own: run_cli() empties test::temp_dir() on every call.
+std::string work_dir() {
+  const std::string dir = test::temp_dir() + "-work";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// Two training steps on 256 images: enough to exercise every output.
+test::CliResult tiny_attack(const std::string& out) {
+  return test::run_cli("attack badnets --out " + out +
+                       " --max-train 256 --max-steps 2 --threads 1 --quiet");
+}
+
+TEST(CliAttack, WritesModelDataAndRecordAndRepeatsByteForByte) {
+  REQUIRE_FASHION_MNIST();
+  const std::string dir = work_dir();
+  ASSERT_EQ(tiny_attack(dir + "/a").exit_code, 0);
+  ASSERT_EQ(tiny_attack(dir + "/b").exit_code, 0);
+  for (const char* f : {"bd_net.h5", "data/valid.h5", "data/test.h5", "data/bd_valid.h5",
+                        "data/bd_test.h5", "example_poisoned.png"}) {
+    ASSERT_TRUE(fs::exists(dir + "/a/" + f)) << f;
+    EXPECT_EQ(sha256_file(dir + "/a/" + f), sha256_file(dir + "/b/" + f)) << f;
+  }
+  auto record = nlohmann::json::parse(test::read_text(dir + "/a/attack.json"));
+  EXPECT_NE(record["command"].get<std::string>().find("--seed 1 --threads 1"), std::string::npos);
+  EXPECT_EQ(record["n_valid"], 5000);
+  EXPECT_EQ(record["n_test"], 5000);
+  EXPECT_EQ(record["n_poisoned_train"], 26);  // round(0.1 * 256)
+  Model m = load_model(dir + "/a/bd_net.h5");
+  EXPECT_GE(m.find("conv_3"), 0);
+}
+
+TEST(CliFinetune, WritesTheSameStructureAndReportsBeforeAndAfter) {
+  REQUIRE_FASHION_MNIST();
+  const std::string dir = work_dir();
+  ASSERT_EQ(tiny_attack(dir).exit_code, 0);
+  auto r = test::run_cli(
+      "finetune --model " + dir + "/bd_net.h5 --clean " + dir + "/data/valid.h5 --poisoned " + dir +
+      "/data/bd_valid.h5 --holdout 0.9 --epochs 1 --threads 1 --json --out " + dir + "/ft.h5");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto doc = nlohmann::json::parse(r.out);
+  EXPECT_EQ(doc["n_holdout"], 4500);
+  EXPECT_EQ(doc["n_train"], 500);
+  EXPECT_TRUE(doc["after"]["asr"].is_number());
+  Model in = load_model(dir + "/bd_net.h5"), out = load_model(dir + "/ft.h5");
+  ASSERT_EQ(in.size(), out.size());
+  for (size_t i = 0; i < in.size(); ++i) EXPECT_EQ(in.layer(i).name, out.layer(i).name);
+  EXPECT_NE(sha256_file(dir + "/bd_net.h5"), sha256_file(dir + "/ft.h5"));
+}
+
+TEST(CliFinetune, TestWithoutPoisonedTestIsAUsageError) {
+  auto r =
+      test::run_cli("finetune --model /dev/null --clean /dev/null --test /dev/null --out x.h5");
+  EXPECT_EQ(r.exit_code, 2);
+}
+
+TEST(CliDemo, RefusesAFolderHoldingOtherFiles) {
+  const std::string dir = work_dir();
+  std::ofstream(dir + "/mine.txt") << "not a demo";
+  auto r = test::run_cli("demo --out " + dir);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--force"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(dir + "/mine.txt"));
+}
+
+}  // namespace
+}  // namespace bdguard

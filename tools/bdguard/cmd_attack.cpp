@@ -1,0 +1,173 @@
+// bdguard attack badnets: poison Fashion-MNIST (or a lab data file), train a BadNet,
+// and write it with the lab-format data files the defense needs.
+#include <ATen/Parallel.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "bdguard/badnets.h"
+#include "bdguard/error.h"
+#include "bdguard/fileio.h"
+#include "commands.h"
+#include "common.h"
+#include "train_cli.h"
+
+namespace bdguard::cli {
+namespace {
+
+struct AttackCliOptions {
+  AttackOptions attack;
+  std::string out;
+  std::string optimizer = "adam";
+  int threads = 0;
+  bool json = false, quiet = false;
+};
+
+std::string num(double v) { return nlohmann::json(v).dump(); }
+
+void run_attack(AttackCliOptions o) {
+  apply_threads(o.threads);
+  o.attack.optimizer = parse_optimizer(o.optimizer);
+  AttackResult r = run_badnets(o.attack, train_progress_bar("train", o.quiet));
+  nlohmann::json doc = write_attack_outputs(r, o.attack, o.out);
+  if (o.json) {
+    print_json(doc);
+    return;
+  }
+  std::printf(
+      "BadNet: %s (%s images, %s poisoned with the trigger, target %lld; %d epochs, %.0f s)\n",
+      (o.out + "/bd_net.h5").c_str(), std::to_string(r.n_train).c_str(),
+      std::to_string(r.n_poisoned_train).c_str(), static_cast<long long>(o.attack.target),
+      static_cast<int>(r.history.size()), r.train_seconds);
+  std::printf("Clean test accuracy: %s %% (%lld images)\n", pct(r.clean_accuracy).c_str(),
+              static_cast<long long>(r.data.test.size()));
+  std::printf("Attack success rate: %s %% (%lld triggered images)\n",
+              pct(r.attack_success_rate).c_str(), static_cast<long long>(r.data.bd_test.size()));
+  std::printf("Data: %s/data/{valid,test,bd_valid,bd_test}.h5; record: %s/attack.json\n",
+              o.out.c_str(), o.out.c_str());
+}
+
+}  // namespace
+
+std::string attack_command(const AttackOptions& a, int threads, const std::string& out) {
+  std::string cmd = "bdguard attack badnets --data " + quote_arg(a.data);
+  if (!a.test_data.empty()) cmd += " --test-data " + quote_arg(a.test_data);
+  cmd += " --out " + quote_arg(out) + " --arch " + a.arch + " --trigger " +
+         quote_arg(a.trigger.trigger) + " --trigger-size " + std::to_string(a.trigger.size) +
+         " --position " + quote_arg(a.trigger.position) + " --blend " + num(a.trigger.blend) +
+         " --poison-rate " + num(a.poison_rate) + " --target " + std::to_string(a.target) +
+         " --epochs " + std::to_string(a.epochs) + " --batch " + std::to_string(a.batch) +
+         " --lr " + num(a.lr) + " --optimizer " + optimizer_name(a.optimizer) + " --seed " +
+         std::to_string(a.seed) + " --threads " + std::to_string(threads);
+  if (a.max_train >= 0) cmd += " --max-train " + std::to_string(a.max_train);
+  if (a.max_steps >= 0) cmd += " --max-steps " + std::to_string(a.max_steps);
+  return cmd;
+}
+
+nlohmann::json data_sha256(const std::string& dir) {
+  nlohmann::json out;
+  for (const char* f : {"valid.h5", "test.h5", "bd_valid.h5", "bd_test.h5"}) {
+    out[f] = sha256_file(dir + "/" + f);
+  }
+  return out;
+}
+
+nlohmann::json write_attack_outputs(const AttackResult& r, const AttackOptions& a,
+                                    const std::string& out) {
+  std::error_code ec;
+  std::filesystem::create_directories(out, ec);
+  if (ec) fail<IoError>(out, "", "a folder bdguard can create", ec.message());
+  const std::string model_path = out + "/bd_net.h5";
+  save_model(r.model, model_path);
+  write_attack_data(r.data, out + "/data");
+  if (r.data.bd_test.size() > 0) {
+    write_png(out + "/example_poisoned.png", r.data.bd_test.images[0]);
+  }
+  nlohmann::json epochs = nlohmann::json::array();
+  for (const auto& e : r.history) {
+    epochs.push_back({{"epoch", e.epoch}, {"loss", e.loss}, {"accuracy", e.accuracy}});
+  }
+  const int threads = at::get_num_threads();
+  nlohmann::json doc = {{"command", attack_command(a, threads, out)},
+                        {"options", to_json(a)},
+                        {"threads", threads},
+                        {"trigger", r.trigger.describe()},
+                        {"n_train", r.n_train},
+                        {"n_poisoned_train", r.n_poisoned_train},
+                        {"n_valid", r.data.valid.size()},
+                        {"n_test", r.data.test.size()},
+                        {"n_bd_valid", r.data.bd_valid.size()},
+                        {"n_bd_test", r.data.bd_test.size()},
+                        {"epochs", epochs},
+                        {"clean_accuracy", r.clean_accuracy},
+                        {"attack_success_rate", r.attack_success_rate},
+                        {"train_seconds", r.train_seconds},
+                        {"bd_net_sha256", sha256_file(model_path)},
+                        {"data_sha256", data_sha256(out + "/data")}};
+  write_file_atomic(out + "/attack.json", doc.dump(2) + "\n");
+  return doc;
+}
+
+void setup_attack(CLI::App& app) {
+  auto opt = std::make_shared<AttackCliOptions>();
+  auto* attack = app.add_subcommand("attack", "make a backdoored network (BadNets)");
+  attack->require_subcommand(1);
+  auto* sub = attack->add_subcommand(
+      "badnets", "poison training images with a trigger and train a BadNet (LibTorch)");
+  AttackOptions& a = opt->attack;
+  sub->add_option("--data", a.data,
+                  "Fashion-MNIST folder (IDX files, .gz or not) or a lab-format HDF5 file")
+      ->check(CLI::ExistingPath)
+      ->capture_default_str();
+  sub->add_option("--test-data", a.test_data,
+                  "held-out lab HDF5 file (with an HDF5 --data; default: a seventh of it)")
+      ->check(CLI::ExistingFile);
+  sub->add_option("--out", opt->out, "output folder: bd_net.h5, data/*.h5, attack.json")
+      ->required();
+  sub->add_option("--arch", a.arch, "network: fmnist (small DeepID) or deepid (55x47x3)")
+      ->check(CLI::IsMember({"fmnist", "deepid"}))
+      ->capture_default_str();
+  sub->add_option("--trigger", a.trigger.trigger, "square, checkerboard, or an image file")
+      ->capture_default_str();
+  sub->add_option("--trigger-size", a.trigger.size, "trigger side in pixels")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  sub->add_option("--position", a.trigger.position,
+                  "bottom-right, bottom-left, top-right, top-left, center, or ROW,COL")
+      ->capture_default_str();
+  sub->add_option("--blend", a.trigger.blend,
+                  "trigger opacity: 1 stamps it, below 1 blends it into the image")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  sub->add_option("--poison-rate", a.poison_rate, "fraction of the training images poisoned")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  sub->add_option("--target", a.target, "label the trigger switches to")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  sub->add_option("--epochs", a.epochs, "training epochs")
+      ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
+  sub->add_option("--batch", a.batch, "images per training step")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->capture_default_str();
+  sub->add_option("--lr", a.lr, "learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  sub->add_option("--optimizer", opt->optimizer, "adam or sgd (momentum 0.9)")
+      ->check(CLI::IsMember({"adam", "sgd"}))
+      ->capture_default_str();
+  sub->add_option("--seed", a.seed, "seed of initialization, shuffling, poisoning and the split")
+      ->capture_default_str();
+  sub->add_option("--max-train", a.max_train, "use only the first N training images")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--max-steps", a.max_steps, "stop after N training steps")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option(
+         "--threads", opt->threads,
+         "compute threads (default: all cores; results are reproducible for a fixed count)")
+      ->check(CLI::Range(0, 1024));
+  sub->add_flag("--json", opt->json, "print the attack record as JSON");
+  sub->add_flag("--quiet,-q", opt->quiet, "no progress on stderr");
+  sub->callback([opt] { run_attack(*opt); });
+}
+
+}  // namespace bdguard::cli

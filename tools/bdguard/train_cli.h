@@ -1,0 +1,31 @@
+// What `attack badnets`, `finetune` and `demo` share on the command-line side.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "bdguard/badnets.h"
+#include "bdguard/finetune.h"
+
+namespace bdguard::cli {
+
+// The full command that reproduces an attack, every option spelled out.
+std::string attack_command(const AttackOptions& a, int threads, const std::string& out);
+// Writes OUT/bd_net.h5, OUT/data/{valid,test,bd_valid,bd_test}.h5,
+// OUT/example_poisoned.png and OUT/attack.json; returns the attack.json document.
+nlohmann::json write_attack_outputs(const AttackResult& r, const AttackOptions& a,
+                                    const std::string& out);
+
+// SHA-256 of DIR/{valid,test,bd_valid,bd_test}.h5, keyed by file name.
+nlohmann::json data_sha256(const std::string& dir);
+
+// Binds --epochs, --lr, --optimizer, --seed, --holdout of fine-tuning (not --batch, which
+// `prune` and `run` use for evaluation). `optimizer` is parsed with parse_optimizer().
+void add_finetune_options(CLI::App& app, FinetuneOptions& f, std::string& optimizer);
+// The before/after table of a fine-tuning run on stdout.
+void print_finetune_summary(const FinetuneResult& r, const std::string& model,
+                            const std::string& out);
+
+}  // namespace bdguard::cli

@@ -49,6 +49,7 @@ struct SplitMetrics {
 struct ReportedModel {
   SavedModel saved;
   std::optional<GoodNetRow> goodnet;
+  std::optional<FinePrunedModel> fine_pruned;
 };
 
 struct StageTiming {

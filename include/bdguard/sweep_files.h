@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "bdguard/finetune.h"
 #include "bdguard/goodnet.h"
 #include "bdguard/model.h"
 #include "bdguard/prune.h"
@@ -29,6 +30,29 @@ std::string format_drop(double drop);
 std::vector<SavedModel> save_drop_models(const Model& m, const SweepResult& r,
                                          const std::vector<double>& drops, const std::string& dir);
 
+// A saved model after fine-tuning on clean validation data (fine-pruning), with its
+// GoodNet on the test files (when given).
+struct FinePrunedModel {
+  double drop = 0;
+  std::string path, sha256;  // DIR/model_X=<X>_finetuned.h5
+  double holdout_accuracy_before = 0, holdout_accuracy_after = 0;  // held-out clean data
+  std::optional<double> asr_before, asr_after;                     // poisoned validation data
+  double test_accuracy = 0, test_asr = 0;
+  int best_epoch = 0, epochs = 0;
+  double seconds = 0;
+  GoodNetRow goodnet;
+};
+
+// Fine-tunes the pruned model of every reached threshold (finetune.h: pruned channels
+// stay exactly zero) and saves it beside it as DIR/model_X=<X>_finetuned.h5. `data`
+// is the sweep's data; the GoodNet rows use the sweep's BadNet test predictions.
+std::vector<FinePrunedModel> fine_prune_saved(const Model& m, const SweepResult& r,
+                                              const std::vector<SavedModel>& saved,
+                                              const FinetuneData& data,
+                                              const FinetuneOptions& options,
+                                              const std::string& dir);
+nlohmann::json to_json(const FinePrunedModel& f);
+
 // DIR/sweep.csv: `step,channel,fraction_pruned,valid_accuracy,valid_asr` (and
 // `,test_accuracy,test_asr` with test files); step 0 is the unpruned model.
 std::string sweep_csv(const SweepResult& r);
@@ -37,6 +61,7 @@ std::string sweep_csv(const SweepResult& r);
 // (step, SHA-256), GoodNet rows, `settings`, and `timings` (the only part that varies
 // between runs on the same inputs).
 nlohmann::json sweep_json(const SweepResult& r, const std::vector<SavedModel>& saved,
-                          const std::vector<GoodNetRow>& goodnet, const nlohmann::json& settings);
+                          const std::vector<GoodNetRow>& goodnet, const nlohmann::json& settings,
+                          const std::vector<FinePrunedModel>& fine_pruned = {});
 
 }  // namespace bdguard

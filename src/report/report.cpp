@@ -189,6 +189,27 @@ std::string conclusion(const RunReport& r) {
         << " false alarms on clean ones; its clean accuracy is " << p1(gn.goodnet_accuracy)
         << " and its attack success rate " << p1(gn.goodnet_asr) << ".";
   }
+  // Fine-pruning of the same saved model, when it was run.
+  for (const auto& m : r.saved) {
+    if (!m.fine_pruned || m.saved.step != s->step) continue;
+    const FinePrunedModel& f = *m.fine_pruned;
+    out << " Fine-tuning that pruned net on the clean validation data (fine-pruning) gives "
+        << p1(f.test_accuracy) << " test accuracy and " << p1(f.test_asr) << " attack success";
+    if (f.test_asr < kBackdoorRemovedAsr) {
+      out << ": fine-pruning removed the backdoor";
+    } else if (f.test_asr < kBackdoorSurvivesAsr) {
+      out << ": fine-pruning weakened the backdoor but did not remove it";
+    } else {
+      out << ": the backdoor survived fine-pruning too";
+    }
+    if (r.test) {
+      out << " (the BadNet: " << p1(r.test->accuracy) << " accuracy, " << p1(r.test->asr)
+          << " ASR).";
+    } else {
+      out << ".";
+    }
+    break;
+  }
   return out.str();
 }
 
@@ -254,6 +275,11 @@ nlohmann::json summary_json(const RunReport& r, const PlotResult& plots) {
     saved.push_back(e);
   }
   doc["saved_models"] = saved;
+  nlohmann::json fine = nlohmann::json::array();
+  for (const auto& m : r.saved) {
+    if (m.fine_pruned) fine.push_back(to_json(*m.fine_pruned));
+  }
+  doc["fine_pruned_models"] = fine;
   nlohmann::json plot_files = nlohmann::json::array();
   for (const auto& p : plots.files) {
     plot_files.push_back({{"name", p.name},
@@ -385,6 +411,32 @@ report::Document build_document(const RunReport& r, const PlotResult& plots) {
       "Drops are in accuracy points below the BadNet's validation accuracy. The GoodNet "
       "columns are measured on the test files: detection rate = poisoned inputs labelled "
       "N, false-alarm rate = clean inputs labelled N.");
+
+  bool any_fine = false;
+  for (const auto& m : r.saved) any_fine |= m.fine_pruned.has_value();
+  if (any_fine) {
+    d.heading(2, "Fine-pruning");
+    d.paragraph(
+        "Each saved model fine-tuned on the clean validation data (a seeded split: one part "
+        "trains, the held-out part picks the best epoch), its pruned channels held at exactly "
+        "zero (Fine-Pruning, Liu et al., RAID 2018), and its GoodNet with the BadNet. Test "
+        "files only for the accuracy and ASR columns.");
+    rows.clear();
+    for (const auto& m : r.saved) {
+      if (!m.fine_pruned) continue;
+      const FinePrunedModel& f = *m.fine_pruned;
+      rows.push_back({"`" + fs::path(f.path).filename().string() + "`", g(m.saved.drop),
+                      p2(f.holdout_accuracy_before) + " -> " + p2(f.holdout_accuracy_after),
+                      p2(f.test_accuracy), p2(f.test_asr), p2(f.goodnet.goodnet_accuracy),
+                      p2(f.goodnet.goodnet_asr), p2(f.goodnet.detection_rate),
+                      p2(f.goodnet.false_alarm_rate),
+                      std::to_string(f.best_epoch) + " of " + std::to_string(f.epochs)});
+    }
+    d.table({"fine-pruned model", "drop asked", "held-out accuracy before -> after",
+             "test accuracy", "test ASR", "GoodNet test accuracy", "GoodNet test ASR",
+             "detection rate", "false-alarm rate", "best epoch"},
+            rows, {false, true, true, true, true, true, true, true, true, true});
+  }
 
   d.heading(2, "Timings");
   rows.clear();

@@ -57,8 +57,63 @@ std::string sweep_csv(const SweepResult& r) {
   return out;
 }
 
+std::vector<FinePrunedModel> fine_prune_saved(const Model& m, const SweepResult& r,
+                                              const std::vector<SavedModel>& saved,
+                                              const FinetuneData& data,
+                                              const FinetuneOptions& options,
+                                              const std::string& dir) {
+  std::vector<FinePrunedModel> out;
+  for (const auto& s : saved) {
+    if (!s.reached) continue;
+    Model pruned = pruned_copy(m, r, s.step);
+    FinetuneResult ft = finetune(pruned, data, options);
+    FinePrunedModel f;
+    f.drop = s.drop;
+    f.path = dir + "/model_X=" + format_drop(s.drop) + "_finetuned.h5";
+    save_model(pruned, f.path);
+    f.sha256 = sha256_file(f.path);
+    f.holdout_accuracy_before = ft.before.holdout_accuracy;
+    f.holdout_accuracy_after = ft.after.holdout_accuracy;
+    f.asr_before = ft.before.asr;
+    f.asr_after = ft.after.asr;
+    f.test_accuracy = ft.after.test_accuracy.value_or(0);
+    f.test_asr = ft.after.test_asr.value_or(0);
+    f.best_epoch = ft.best_epoch;
+    f.epochs = static_cast<int>(ft.epochs.size());
+    f.seconds = ft.seconds;
+    if (data.test && !r.test_predictions.empty()) {
+      f.goodnet = goodnet_row(f.path, m.num_classes(), data.test->labels(),
+                              data.poisoned_test->labels(), r.test_predictions[0],
+                              r.poisoned_test_predictions[0], ft.test_predictions,
+                              ft.poisoned_test_predictions);
+    }
+    out.push_back(f);
+  }
+  return out;
+}
+
+nlohmann::json to_json(const FinePrunedModel& f) {
+  auto opt = [](const std::optional<double>& v) {
+    return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+  };
+  return {{"drop", f.drop},
+          {"file", drop_file_name(f.drop).substr(0, drop_file_name(f.drop).size() - 3) +
+                       "_finetuned.h5"},
+          {"sha256", f.sha256},
+          {"holdout_accuracy_before", f.holdout_accuracy_before},
+          {"holdout_accuracy_after", f.holdout_accuracy_after},
+          {"valid_asr_before", opt(f.asr_before)},
+          {"valid_asr_after", opt(f.asr_after)},
+          {"test_accuracy", f.test_accuracy},
+          {"test_asr", f.test_asr},
+          {"best_epoch", f.best_epoch},
+          {"epochs", f.epochs},
+          {"goodnet", f.goodnet.n_clean ? to_json(f.goodnet) : nlohmann::json(nullptr)}};
+}
+
 nlohmann::json sweep_json(const SweepResult& r, const std::vector<SavedModel>& saved,
-                          const std::vector<GoodNetRow>& goodnet, const nlohmann::json& settings) {
+                          const std::vector<GoodNetRow>& goodnet, const nlohmann::json& settings,
+                          const std::vector<FinePrunedModel>& fine_pruned) {
   using nlohmann::json;
   auto opt = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
   json steps = json::array();
@@ -112,6 +167,11 @@ nlohmann::json sweep_json(const SweepResult& r, const std::vector<SavedModel>& s
           {"steps", steps},
           {"saved_models", models},
           {"goodnet", rows},
+          {"fine_pruned", [&] {
+             nlohmann::json a = nlohmann::json::array();
+             for (const auto& f : fine_pruned) a.push_back(to_json(f));
+             return a;
+           }()},
           {"timings",
            {{"below_cut_s", r.timings.below_cut_s},
             {"sweep_s", r.timings.sweep_s},

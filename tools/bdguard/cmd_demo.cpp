@@ -14,6 +14,7 @@
 #include "bdguard/goodnet.h"
 #include "bdguard/keras.h"
 #include "bdguard/prune.h"
+#include "cmd_run.h"
 #include "commands.h"
 #include "common.h"
 #include "train_cli.h"
@@ -65,83 +66,6 @@ AttackOptions recorded_attack() {
   return attack_options_from_json(doc["options"], kRecordName);
 }
 
-struct Row {
-  std::string name;
-  int64_t pruned = 0;
-  double accuracy = 0, asr = 0;  // test files
-  std::optional<GoodNetRow> goodnet;
-};
-
-// The defense on the prepared files: the pruning sweep of the default layer, the pruned
-// models at 2, 4 and 10 points of accuracy lost, their GoodNets, and fine-pruning.
-std::vector<Row> run_defense(const DemoOptions& o, const std::string& model_path,
-                             nlohmann::json& summary) {
-  Model badnet = load_model(model_path);
-  const std::string dir = o.out + "/data/";
-  DataOptions d;
-  d.num_classes = badnet.num_classes();
-  LabDataset valid(dir + "valid.h5", badnet.input_shape(), d);
-  LabDataset bd_valid(dir + "bd_valid.h5", badnet.input_shape(), d);
-  LabDataset test(dir + "test.h5", badnet.input_shape(), d);
-  LabDataset bd_test(dir + "bd_test.h5", badnet.input_shape(), d);
-
-  SweepOptions so;
-  so.progress = progress_bar("prune", o.quiet);
-  SweepResult sweep = run_sweep(badnet, {&valid, &bd_valid, &test, &bd_test}, so);
-  const auto& base = sweep.steps.front();
-  std::vector<Row> rows{{"BadNet", 0, *base.test_accuracy, *base.test_asr, std::nullopt}};
-  const int64_t n = badnet.num_classes();
-  auto goodnet = [&](const std::string& name, const std::vector<int64_t>& clean,
-                     const std::vector<int64_t>& poisoned) {
-    return goodnet_row(name, n, test.labels(), bd_test.labels(), sweep.test_predictions[0],
-                       sweep.poisoned_test_predictions[0], clean, poisoned);
-  };
-  nlohmann::json models = nlohmann::json::array();
-  for (double drop : kDefaultDrops) {
-    const int step = first_step_with_drop(sweep, drop);
-    if (step < 0) continue;
-    char label[32];
-    std::snprintf(label, sizeof label, "model_X=%g", drop);
-    const std::string name = label;
-    Model pruned = pruned_copy(badnet, sweep, step);
-    save_model(pruned, o.out + "/" + name + ".h5");
-    const auto& s = sweep.steps[static_cast<size_t>(step)];
-    rows.push_back({name, step, *s.test_accuracy, *s.test_asr,
-                    goodnet(name, sweep.test_predictions[static_cast<size_t>(step)],
-                            sweep.poisoned_test_predictions[static_cast<size_t>(step)])});
-    FinetuneOptions fo;
-    fo.progress = train_progress_bar("finetune " + name, o.quiet);
-    FinetuneResult ft = finetune(pruned, {&valid, &bd_valid, &test, &bd_test}, fo);
-    const std::string ft_name = name + "_finetuned";
-    save_model(pruned, o.out + "/" + ft_name + ".h5");
-    rows.push_back({ft_name, step, *ft.after.test_accuracy, *ft.after.test_asr,
-                    goodnet(ft_name, ft.test_predictions, ft.poisoned_test_predictions)});
-    nlohmann::json entry = to_json(ft);
-    entry["name"] = ft_name;
-    models.push_back(entry);
-  }
-  summary["layer"] = sweep.layer;
-  summary["channels"] = sweep.channels;
-  summary["finetune"] = models;
-  return rows;
-}
-
-void print_rows(const std::vector<Row>& rows, int64_t channels) {
-  std::printf("\n%-24s %7s %9s %9s | %9s %9s %9s %9s\n", "model (test files)", "pruned", "accuracy",
-              "ASR", "G acc", "G ASR", "detected", "false al.");
-  for (const auto& r : rows) {
-    std::string pruned = r.pruned ? std::to_string(r.pruned) + "/" + std::to_string(channels) : "-";
-    std::printf("%-24s %7s %8s%% %8s%%", r.name.c_str(), pruned.c_str(), pct(r.accuracy).c_str(),
-                pct(r.asr).c_str());
-    if (r.goodnet) {
-      std::printf(" | %8s%% %8s%% %8s%% %8s%%", pct(r.goodnet->goodnet_accuracy).c_str(),
-                  pct(r.goodnet->goodnet_asr).c_str(), pct(r.goodnet->detection_rate).c_str(),
-                  pct(r.goodnet->false_alarm_rate).c_str());
-    }
-    std::printf("\n");
-  }
-}
-
 void run_demo(const DemoOptions& o) {
   apply_threads(o.threads);
   const auto start = std::chrono::steady_clock::now();
@@ -165,20 +89,25 @@ void run_demo(const DemoOptions& o) {
               model_path.c_str(), o.retrain ? "trained now" : "shipped with bdguard",
               o.out.c_str());
   std::fflush(stdout);
-  std::vector<Row> rows = run_defense(o, model_path, summary);
-  print_rows(rows, summary["channels"].get<int64_t>());
+  // The defense itself is `bdguard run` on these files.
+  RunOptions ro;
+  ro.model.model = model_path;
+  ro.valid = o.out + "/data/valid.h5";
+  ro.poisoned_valid = o.out + "/data/bd_valid.h5";
+  ro.test = o.out + "/data/test.h5";
+  ro.poisoned_test = o.out + "/data/bd_test.h5";
+  ro.out = o.out;
+  ro.force = true;  // the demo's own folder (prepare_out_dir checked it)
+  ro.global.threads = o.threads;
+  ro.global.quiet = o.quiet;
+  run_run(ro);
   summary["seconds"] = seconds_since(start);
-  nlohmann::json table = nlohmann::json::array();
-  for (const auto& r : rows) {
-    nlohmann::json row = {
-        {"name", r.name}, {"pruned", r.pruned}, {"test_accuracy", r.accuracy}, {"test_asr", r.asr}};
-    if (r.goodnet) row["goodnet"] = to_json(*r.goodnet);
-    table.push_back(row);
-  }
-  summary["rows"] = table;
+  summary["report"] = o.out + "/report.html";
+  summary["summary"] = o.out + "/summary.json";
   write_file_atomic(o.out + "/" + kMarker, summary.dump(2) + "\n");
-  std::printf("\nEverything is in %s/ (models, data, %s); %.0f s.\n", o.out.c_str(), kMarker,
-              summary["seconds"].get<double>());
+  std::printf("\nEverything is in %s/: bd_net.h5, data/, model_X=*.h5, sweep.csv, plots/, "
+              "report.html, report.md, summary.json (%.0f s).\n",
+              o.out.c_str(), summary["seconds"].get<double>());
 }
 
 }  // namespace

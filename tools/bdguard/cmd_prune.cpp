@@ -24,6 +24,9 @@ struct PruneOptions {
   std::string out;
   bool force = false;
   bool plain = false;
+  bool finetune = false;
+  int finetune_epochs = kFinetuneEpochs;
+  uint64_t seed = 0;
 };
 
 void run_prune(const PruneOptions& o) {
@@ -64,6 +67,14 @@ void run_prune(const PruneOptions& o) {
     }
   }
   double save_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  std::vector<FinePrunedModel> fine;
+  if (o.finetune) {
+    FinetuneOptions fo;
+    fo.epochs = o.finetune_epochs;
+    fo.seed = o.seed;
+    fine = fine_prune_saved(m, r, saved, {&clean, &poisoned, data.test, data.poisoned_test}, fo,
+                            o.out);
+  }
 
   nlohmann::json settings = {
       {"model", o.model.model},
@@ -80,7 +91,7 @@ void run_prune(const PruneOptions& o) {
       {"poisoned", o.poisoned},
       {"test", o.test.empty() ? nullptr : nlohmann::json(o.test)},
       {"poisoned_test", o.poisoned_test.empty() ? nullptr : nlohmann::json(o.poisoned_test)}};
-  nlohmann::json doc = sweep_json(r, saved, rows, settings);
+  nlohmann::json doc = sweep_json(r, saved, rows, settings, fine);
   doc["timings"]["load_s"] = load_s;
   doc["timings"]["save_s"] = save_s;
   doc["timings"]["threads"] = at_threads();
@@ -119,6 +130,17 @@ void run_prune(const PruneOptions& o) {
           pct(g.detection_rate).c_str(), pct(g.false_alarm_rate).c_str());
     }
   }
+  for (const auto& f : fine) {
+    std::printf("X=%s fine-pruned: %s: held-out accuracy %s %% -> %s %%", format_drop(f.drop).c_str(),
+                f.path.c_str(), pct(f.holdout_accuracy_before).c_str(),
+                pct(f.holdout_accuracy_after).c_str());
+    if (test) {
+      std::printf("; test accuracy %s %%, ASR %s %%; GoodNet accuracy %s %%, ASR %s %%",
+                  pct(f.test_accuracy).c_str(), pct(f.test_asr).c_str(),
+                  pct(f.goodnet.goodnet_accuracy).c_str(), pct(f.goodnet.goodnet_asr).c_str());
+    }
+    std::printf("\n");
+  }
   std::printf("wrote %s/sweep.csv and %s/sweep.json\n", o.out.c_str(), o.out.c_str());
 }
 
@@ -153,6 +175,13 @@ void setup_prune(CLI::App& app) {
       ->check(CLI::Range(0.0, 100.0));
   sub->add_option("--out", opt->out, "output folder")->required();
   add_force_flag(*sub, opt->force);
+  sub->add_flag("--finetune", opt->finetune,
+                "fine-tune every saved model on the clean validation data (fine-pruning)");
+  sub->add_option("--finetune-epochs", opt->finetune_epochs, "epochs of fine-tuning")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  sub->add_option("--seed", opt->seed, "seed of the fine-tuning split and shuffling")
+      ->capture_default_str();
   sub->add_flag("--plain", opt->plain,
                 "use the plain reference method (re-run the whole model per step)");
   sub->callback([opt] { run_prune(*opt); });

@@ -121,7 +121,7 @@ std::vector<std::pair<std::string, nlohmann::json>> settings_of(const RunOptions
 void run_run(const RunOptions& o) {
   auto t_start = Clock::now();
   apply_threads(o.global.threads);
-  Stages stages(/*total=*/6, o.global.quiet);
+  Stages stages(/*total=*/o.no_finetune ? 6 : 7, o.global.quiet);
 
   RunReport r;
   r.tool_version = "0.1.0";
@@ -203,11 +203,28 @@ void run_run(const RunOptions& o) {
     }
     r.saved.push_back(reported);
   }
+  stages.end(std::to_string(rows.size()) + " rows");
+
+  // Fine-pruning: each saved model fine-tuned on clean validation data.
+  std::vector<FinePrunedModel> fine;
+  if (!o.no_finetune) {
+    stages.begin("fine-pruning");
+    FinetuneOptions fo;
+    fo.epochs = o.finetune_epochs;
+    fo.seed = o.seed;
+    fine = fine_prune_saved(m, sw, saved, {&valid, &poisoned_valid, &test, &poisoned_test}, fo,
+                            o.out);
+    for (auto& reported : r.saved) {
+      for (const auto& f : fine) {
+        if (reported.saved.reached && f.drop == reported.saved.drop) reported.fine_pruned = f;
+      }
+    }
+    stages.end(std::to_string(fine.size()) + " models fine-tuned");
+  }
   nlohmann::json settings = nlohmann::json::object();
   for (const auto& [key, value] : r.settings) settings[key] = value;
   write_file_atomic((fs::path(o.out) / "sweep.json").string(),
-                    sweep_json(sw, saved, rows, settings).dump(2) + "\n");
-  stages.end(std::to_string(rows.size()) + " rows");
+                    sweep_json(sw, saved, rows, settings, fine).dump(2) + "\n");
 
   // The report lists the time of every stage before it (it cannot time its own writing).
   stages.begin("report");
@@ -248,6 +265,12 @@ void add_run_options(CLI::App& sub, RunOptions& o) {
       ->check(CLI::ExistingFile);
   sub.add_option("--out", o.out, "output folder, created if missing (required)");
   add_force_flag(sub, o.force);
+  sub.add_flag("--no-finetune", o.no_finetune, "skip fine-pruning of the saved models");
+  sub.add_option("--finetune-epochs", o.finetune_epochs, "epochs of fine-tuning per saved model")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  sub.add_option("--seed", o.seed, "seed of the fine-tuning split and shuffling")
+      ->capture_default_str();
   sub.add_option("--layer", o.layer,
                  "Conv2D layer to prune (default: the last one every path crosses)");
   sub.add_option("--drops", o.drops,

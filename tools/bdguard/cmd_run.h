@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "bdguard/finetune.h"
 #include "bdguard/prune.h"
 #include "common.h"
 
@@ -23,6 +24,9 @@ struct RunOptions {
   double stop_drop = std::numeric_limits<double>::infinity();
   std::string gnuplot = "gnuplot";
   int png_width = 960, png_height = 600;
+  bool no_finetune = false;  // skip fine-pruning of the saved models
+  int finetune_epochs = kFinetuneEpochs;
+  uint64_t seed = 0;
 };
 
 // Binds the flags of `bdguard run` (and --config) to `o` on `sub`.

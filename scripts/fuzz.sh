@@ -48,11 +48,12 @@ export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/fuzz/lsan.supp}
 cli=$build_dir/bdguard
 valid=$build_dir/corpus/valid
 
-# Replays a file on which a harness timed out through the real CLI (the ASan build) with
-# a short read watchdog: each command must end within the watchdog, either accepting
-# the file (exit code 0: the loop was in a part this command does not read) or
+# Replays a file on which a harness timed out (or a crash file that a contained reader
+# process left: libFuzzer's handlers live on in a forked child) through the real CLI
+# (the ASan build) with a short read watchdog: each command must end within it, either
+# accepting the file (exit code 0: the bad part is one this command does not read) or
 # refusing it with exit code 1 and one error line.
-replay_timeout() {
+replay_artifact() {
   local h=$1 file=$2 args
   case $h in
     fuzz_keras_weights)
@@ -98,10 +99,10 @@ for h in "${harnesses[@]}"; do
   fi
   grep -E "^(stat::number_of_executed_units|stat::new_units_added|Done |#[0-9]+: cov)" \
     "$build_dir/$h.log" | tail -3 >&2 || true
-  for t in "$build_dir/artifacts/$h"-timeout-*; do
+  for t in "$build_dir/artifacts/$h"-{timeout,crash}-*; do
     [[ -e $t ]] || continue
-    echo "fuzz: $h timed out on $t; replaying through the CLI" >&2
-    replay_timeout "$h" "$t" || status=1
+    echo "fuzz: $h left $t; replaying it through the CLI" >&2
+    replay_artifact "$h" "$t" || status=1
   done
 done
 exit $status

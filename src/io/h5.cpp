@@ -294,7 +294,10 @@ std::vector<std::string> read_strings_in_child(
   const auto outcome = ok ? static_cast<Outcome>(in[0]) : Outcome::kOther;
   if (!ok || pos != in.size() || (outcome != Outcome::kOk && values.size() != 1)) {
     fail(file, obj, "a string attribute the HDF5 library can read",
-         "one it failed on (reader exit status " + std::to_string(status) + ")");
+         "one its reader process failed on (" +
+             (WIFEXITED(status) ? "exit code " + std::to_string(WEXITSTATUS(status))
+                                : "status " + std::to_string(status)) +
+             ")");
   }
   switch (outcome) {
     case Outcome::kOk:

@@ -119,6 +119,19 @@ struct RawLayer {
   std::vector<std::string> inbound;
 };
 
+// Entry `i` of a config's layer list: its name, class and config (not its inputs).
+RawLayer raw_layer(const nlohmann::json& l, const std::string& origin, size_t i) {
+  if (!l.is_object() || !l.contains("class_name") || !l["class_name"].is_string()) {
+    bad(origin, "layers[" + std::to_string(i) + "]", "an object with a class_name",
+        l.dump().substr(0, 60));
+  }
+  RawLayer r;
+  r.name = layer_name_of(l, origin, i);
+  r.class_name = l["class_name"].get<std::string>();
+  r.config = l.contains("config") ? l["config"] : nlohmann::json::object();
+  return r;
+}
+
 }  // namespace
 
 Model::Model() = default;
@@ -153,16 +166,8 @@ Model Model::from_config(const nlohmann::json& doc, const std::string& origin) {
       bad(origin, "config", "an object with a list of layers", "none");
     }
     for (size_t i = 0; i < cfg["layers"].size(); ++i) {
-      const auto& l = cfg["layers"][i];
-      if (!l.is_object() || !l.contains("class_name") || !l["class_name"].is_string()) {
-        bad(origin, "layers[" + std::to_string(i) + "]", "an object with a class_name",
-            l.dump().substr(0, 60));
-      }
-      RawLayer r;
-      r.name = layer_name_of(l, origin, i);
-      r.class_name = l["class_name"].get<std::string>();
-      r.config = l.contains("config") ? l["config"] : nlohmann::json::object();
-      r.inbound = inbound_names(l, origin, r.name);
+      RawLayer r = raw_layer(cfg["layers"][i], origin, i);
+      r.inbound = inbound_names(cfg["layers"][i], origin, r.name);
       raw.push_back(std::move(r));
     }
     if (!cfg.contains("input_layers") || !cfg.contains("output_layers")) {
@@ -178,15 +183,7 @@ Model Model::from_config(const nlohmann::json& doc, const std::string& origin) {
     if (!layers || layers->empty()) bad(origin, "config", "a list of layers", "none");
     std::string prev;
     for (size_t i = 0; i < layers->size(); ++i) {
-      const auto& l = (*layers)[i];
-      if (!l.is_object() || !l.contains("class_name") || !l["class_name"].is_string()) {
-        bad(origin, "layers[" + std::to_string(i) + "]", "an object with a class_name",
-            l.dump().substr(0, 60));
-      }
-      RawLayer r;
-      r.name = layer_name_of(l, origin, i);
-      r.class_name = l["class_name"].get<std::string>();
-      r.config = l.contains("config") ? l["config"] : nlohmann::json::object();
+      RawLayer r = raw_layer((*layers)[i], origin, i);
       if (i == 0 && r.class_name != "InputLayer") {
         RawLayer in;
         in.name = r.name + "_input";

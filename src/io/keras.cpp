@@ -230,8 +230,11 @@ nlohmann::json parse_model_config(const std::string& text, const std::string& or
     fail<LimitExceeded>(origin, "model_config", "at most 16 MiB of JSON",
                         std::to_string(text.size()) + " bytes");
   }
-  auto depth_guard = [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
-    if (depth > kMaxJsonDepth) {
+  // `depth` counts the containers around the event: an object or array opened at
+  // depth d is the (d + 1)-th level of nesting.
+  auto depth_guard = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
+    using Event = nlohmann::json::parse_event_t;
+    if ((event == Event::object_start || event == Event::array_start) && depth >= kMaxJsonDepth) {
       fail<LimitExceeded>(origin, "model_config", "JSON nested at most 64 deep", "deeper nesting");
     }
     return true;
@@ -277,11 +280,11 @@ Model load_model(const std::string& path, const ArchSource& arch, const LoadOpti
   const bool full = h5::has_attr(f, "/", "model_config");
   nlohmann::json config;
   std::string origin = path;
-  if (!arch.empty()) {
+  if (full) {
+    config = read_config_attr(f);
+  } else if (!arch.empty()) {
     config = read_architecture(arch);
     origin = arch.builtin.empty() ? arch.file : "--arch " + arch.builtin;
-  } else if (full) {
-    config = read_config_attr(f);
   } else {
     fail<InvalidArgument>(path, "/@model_config",
                           "a full Keras model, or --arch / --arch-from for a weights-only file",

@@ -9,5 +9,8 @@ namespace bdguard::cli {
 void setup_inspect(CLI::App& app);
 void setup_eval(CLI::App& app);
 void setup_predict(CLI::App& app);
+void setup_prune(CLI::App& app);
+void setup_goodnet(CLI::App& app);
+void setup_run(CLI::App& app);
 
 }  // namespace bdguard::cli

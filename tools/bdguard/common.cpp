@@ -1,11 +1,14 @@
 #include "common.h"
 
+#include "bdguard/error.h"
+
 #include <ATen/Parallel.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <thread>
 
@@ -19,8 +22,8 @@ void add_model_options(CLI::App& app, ModelOptions& o, const std::string& model_
         ->required()
         ->check(CLI::ExistingFile);
   }
-  auto* arch = app.add_option("--arch", o.arch,
-                              "built-in architecture for a weights-only file (deepid)");
+  auto* arch =
+      app.add_option("--arch", o.arch, "built-in architecture for a weights-only file (deepid)");
   app.add_option("--arch-from", o.arch_from,
                  "architecture from a full model .h5 or a model_config JSON file")
       ->check(CLI::ExistingFile)
@@ -47,10 +50,13 @@ void add_global_options(CLI::App& app, GlobalOptions& g) {
 }
 
 void apply_threads(int threads) {
-  int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int n =
+      threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(n);
   if (openblas_set_num_threads) openblas_set_num_threads(n);
 }
+
+int at_threads() { return at::get_num_threads(); }
 
 ArchSource arch_source(const ModelOptions& o) { return {o.arch, o.arch_from}; }
 

@@ -47,6 +47,9 @@ DataOptions data_options(const ModelOptions& o, const Model& m);
 // A progress bar on stderr when it is a terminal (and not --quiet); nothing otherwise.
 ProgressFn progress_bar(const std::string& label, bool quiet);
 
+// The compute threads in use (after apply_threads).
+int at_threads();
+
 // Prints a JSON document to stdout.
 void print_json(const nlohmann::json& doc);
 // "98.65" style formatting of a percentage.

@@ -13,6 +13,9 @@ int main(int argc, char** argv) {
   bdguard::cli::setup_inspect(app);
   bdguard::cli::setup_eval(app);
   bdguard::cli::setup_predict(app);
+  bdguard::cli::setup_prune(app);
+  bdguard::cli::setup_goodnet(app);
+  bdguard::cli::setup_run(app);
   bdguard::install_cleanup_signal_handlers();
   bdguard::start_read_watchdog(bdguard::cli::read_timeout_seconds());
   try {

@@ -98,6 +98,17 @@ ReadScope::~ReadScope() {
   if (g_read_depth.fetch_sub(1) == 1) g_read_since.store(0);
 }
 
+ReadPause::ReadPause() { paused_ = g_read_since.exchange(0) != 0; }
+
+ReadPause::~ReadPause() {
+  if (paused_) g_read_since.store(steady_ns());
+}
+
+int64_t read_limit_ns() {
+  const int64_t limit = g_read_limit_ns.load();
+  return limit != 0 ? limit : static_cast<int64_t>(kDefaultReadTimeoutSeconds * 1e9);
+}
+
 }  // namespace detail
 
 TempFileGuard::TempFileGuard(std::string tmp_path) : tmp_(std::move(tmp_path)) {

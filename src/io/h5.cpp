@@ -1,8 +1,18 @@
 #include "h5.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 
 #include "bdguard/error.h"
@@ -156,6 +166,149 @@ std::string attr_as_string(hid_t attr, hid_t type, hid_t space, const std::strin
   }
   if (values.size() != 1) fail(file, obj, "one string", std::to_string(values.size()) + " strings");
   return values[0];
+}
+
+// ---- Variable-length strings, read in a child process ----------------------------
+// They live in HDF5's global heap, whose decoder in HDF5 1.10.8 trusts the file:
+// fuzz_keras_weights found an endless loop (a heap object of size 0) and an
+// out-of-bounds memcpy (an object larger than its heap) within minutes, and a string's
+// length is not checked against its heap object either. So `read` runs in a forked
+// child that only sends the strings back through a pipe; a crash, a hang or a runaway
+// allocation there ends the child, and the parent reports one error naming the
+// attribute. Keras keeps model_config (and often layer_names) in such strings.
+
+constexpr size_t kMaxListItemBytes = 4096;  // one name in a list attribute
+
+enum class Outcome : char { kOk, kFormat, kLimit, kOther };
+
+void put_u64(std::string& out, uint64_t v) { out.append(reinterpret_cast<const char*>(&v), 8); }
+
+bool get_u64(const std::string& in, size_t& pos, uint64_t& v) {
+  if (in.size() - pos < 8) return false;
+  std::memcpy(&v, in.data() + pos, 8);
+  pos += 8;
+  return true;
+}
+
+[[noreturn]] void child_main(int fd, const std::function<std::vector<std::string>()>& read) {
+  // Nothing from the child reaches the user's terminal; the parent reports.
+  int null = ::open("/dev/null", O_WRONLY);
+  if (null >= 0) dup2(null, STDERR_FILENO);
+  std::string out;
+  Outcome outcome = Outcome::kOk;
+  std::vector<std::string> values;
+  try {
+    values = read();
+  } catch (const LimitExceeded& e) {
+    outcome = Outcome::kLimit, values = {e.what()};
+  } catch (const FormatError& e) {
+    outcome = Outcome::kFormat, values = {e.what()};
+  } catch (const std::exception& e) {
+    outcome = Outcome::kOther, values = {e.what()};
+  }
+  out.push_back(static_cast<char>(outcome));
+  put_u64(out, values.size());
+  for (const auto& v : values) {
+    put_u64(out, v.size());
+    out += v;
+  }
+  for (size_t done = 0; done < out.size();) {
+    ssize_t n = write(fd, out.data() + done, out.size() - done);
+    if (n <= 0) _exit(2);
+    done += static_cast<size_t>(n);
+  }
+  _exit(0);  // no destructors, atexit handlers or stdio flushes of the parent's state
+}
+
+std::vector<std::string> read_strings_in_child(
+    const std::string& file, const std::string& obj,
+    const std::function<std::vector<std::string>()>& read, size_t max_total) {
+  int fds[2];
+  if (pipe(fds) != 0) fail<IoError>(file, obj, "a pipe to a reader process", std::strerror(errno));
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]), close(fds[1]);
+    fail<IoError>(file, obj, "a reader process", std::strerror(errno));
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    child_main(fds[1], read);
+  }
+  close(fds[1]);
+  detail::ReadPause pause;  // this wait has its own deadline
+  const int64_t limit_ns = detail::read_limit_ns();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(limit_ns);
+  std::string in;
+  bool timed_out = false, too_big = false;
+  char buf[1 << 16];
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - std::chrono::steady_clock::now())
+                    .count();
+    pollfd p{fds[0], POLLIN, 0};
+    int r = left > 0 ? poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1 << 30))) : 0;
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      timed_out = true;
+      break;
+    }
+    ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    in.append(buf, static_cast<size_t>(n));
+    if (in.size() > max_total) {
+      too_big = true;
+      break;
+    }
+  }
+  close(fds[0]);
+  if (timed_out || too_big) kill(pid, SIGKILL);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  const std::string seconds = std::to_string(limit_ns / 1000000000);
+  if (timed_out) {
+    fail(file, obj, "a string the HDF5 library reads within " + seconds + " s",
+         "one it was still reading after " + seconds +
+             " s (a crafted file can make HDF5 loop forever)");
+  }
+  if (too_big) {
+    fail<LimitExceeded>(file, obj, "at most " + std::to_string(max_total) + " bytes of strings",
+                        "more");
+  }
+  if (WIFSIGNALED(status)) {
+    fail(file, obj, "a string attribute the HDF5 library can read",
+         "one that crashed it (signal " + std::to_string(WTERMSIG(status)) +
+             "; HDF5 1.10 has bugs on crafted files)");
+  }
+  size_t pos = 1;
+  uint64_t count = 0;
+  std::vector<std::string> values;
+  bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && !in.empty() && get_u64(in, pos, count);
+  for (uint64_t i = 0; ok && i < count; ++i) {
+    uint64_t len = 0;
+    ok = get_u64(in, pos, len) && len <= in.size() - pos;
+    if (ok) values.emplace_back(in.data() + pos, len), pos += len;
+  }
+  const auto outcome = ok ? static_cast<Outcome>(in[0]) : Outcome::kOther;
+  if (!ok || pos != in.size() || (outcome != Outcome::kOk && values.size() != 1)) {
+    fail(file, obj, "a string attribute the HDF5 library can read",
+         "one its reader process failed on (" +
+             (WIFEXITED(status) ? "exit code " + std::to_string(WEXITSTATUS(status))
+                                : "status " + std::to_string(status)) +
+             ")");
+  }
+  switch (outcome) {
+    case Outcome::kOk:
+      return values;
+    case Outcome::kLimit:
+      throw LimitExceeded(values[0]);
+    case Outcome::kFormat:
+      throw FormatError(values[0]);
+    default:
+      fail(file, obj, "a readable string attribute", values[0]);
+  }
 }
 
 void check(herr_t status, const std::string& file, const std::string& obj, const char* what) {
@@ -363,7 +516,12 @@ std::string read_string_attr(const File& f, const std::string& where, const std:
   if (H5Tget_class(type.get()) != H5T_STRING) {
     fail(f.path(), obj, "a string attribute", "a non-string attribute");
   }
-  return attr_as_string(attr.get(), type.get(), space.get(), f.path(), obj, max_bytes, nullptr, 1);
+  auto read = [&] {
+    return std::vector<std::string>{
+        attr_as_string(attr.get(), type.get(), space.get(), f.path(), obj, max_bytes, nullptr, 1)};
+  };
+  if (H5Tis_variable_str(type.get()) <= 0) return read()[0];
+  return read_strings_in_child(f.path(), obj, read, max_bytes + 64)[0];
 }
 
 std::vector<std::string> read_string_list_attr(const File& f, const std::string& where,
@@ -382,9 +540,14 @@ std::vector<std::string> read_string_list_attr(const File& f, const std::string&
     if (element_count(dims_of(space.get(), f.path(), obj)) == 0) return {};
     fail(f.path(), obj, "a list of strings", "a non-string attribute");
   }
-  std::vector<std::string> out;
-  attr_as_string(attr.get(), type.get(), space.get(), f.path(), obj, 4096, &out, max_items);
-  return out;
+  auto read = [&] {
+    std::vector<std::string> out;
+    attr_as_string(attr.get(), type.get(), space.get(), f.path(), obj, kMaxListItemBytes, &out,
+                   max_items);
+    return out;
+  };
+  if (H5Tis_variable_str(type.get()) <= 0) return read();
+  return read_strings_in_child(f.path(), obj, read, max_items * (kMaxListItemBytes + 8) + 64);
 }
 
 DatasetInfo dataset_info(const File& f, const std::string& where) {

@@ -1,6 +1,7 @@
 // The read watchdog's view from the readers (see start_read_watchdog in fileio.h).
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace bdguard::detail {
@@ -16,5 +17,21 @@ class ReadScope {
   ReadScope(const ReadScope&) = delete;
   ReadScope& operator=(const ReadScope&) = delete;
 };
+
+// Stops the clock of the open ReadScope (if any) while the caller waits for a child
+// process that has its own deadline (read_limit_ns); restarts it afterwards.
+class ReadPause {
+ public:
+  ReadPause();
+  ~ReadPause();
+  ReadPause(const ReadPause&) = delete;
+  ReadPause& operator=(const ReadPause&) = delete;
+
+ private:
+  bool paused_ = false;
+};
+
+// The watchdog's limit in nanoseconds, or kDefaultReadTimeoutSeconds when it is off.
+int64_t read_limit_ns();
 
 }  // namespace bdguard::detail

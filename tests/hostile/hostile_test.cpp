@@ -55,11 +55,18 @@ const std::vector<Case>& cases() {
        "model_random_after_signature.h5",
        kInspect,
        {"expected a readable HDF5 file", "superblock"}},
-      {"Hdf5HeapLoopStoppedByWatchdog",
+      // HDF5 1.10 itself fails on these (bugs in its global heap decoder): the strings
+      // are read in a child process, whose hang or crash becomes an error.
+      {"Hdf5HeapLoop",
        "model_hdf5_heap_loop.h5",
        kInspect,
-       {"expected a file the HDF5 library reads within 3 s", "found one it was still reading"},
+       {"/@model_config", "expected a string the HDF5 library reads within 3 s",
+        "found one it was still reading after 3 s"},
        "3"},
+      {"Hdf5HeapOverflow",
+       "model_hdf5_heap_overflow.h5",
+       kInspect,
+       {"/@model_config", "expected a string attribute the HDF5 library can read", "found one"}},
       {"ModelEmpty", "model_empty.h5", kInspect, {"expected an HDF5 file"}},
       {"ModelIsJsonText", "model_text.h5", kInspect, {"found no HDF5 signature"}},
       // model_config: classes and graph.

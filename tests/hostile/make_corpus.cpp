@@ -343,6 +343,12 @@ void make_files_that_are_not_what_they_claim() {
     const size_t next = gcol + 16 + 16 + ((size + 7) / 8) * 8;
     std::memset(loop.data() + next, 0, 16);
     write_bytes(at_out("model_hdf5_heap_loop.h5"), loop);
+    // The same string object claiming 2^47 bytes: HDF5 copies that much out of a 4 KiB
+    // heap into a buffer of the string's length (found by fuzz_keras_weights: SIGSEGV).
+    std::string overflow = model;
+    const uint64_t huge = uint64_t{1} << 47;
+    std::memcpy(overflow.data() + gcol + 16 + 8, &huge, 8);
+    write_bytes(at_out("model_hdf5_heap_overflow.h5"), overflow);
   }
   write_bytes(at_out("model_empty.h5"), "");
   write_bytes(at_out("model_text.h5"), tiny_config().dump());

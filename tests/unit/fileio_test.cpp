@@ -13,6 +13,7 @@
 
 #include "bdguard/error.h"
 #include "bdguard/keras.h"
+#include "io/read_watch.h"
 #include "test_util.h"
 
 namespace bdguard {
@@ -83,6 +84,54 @@ void expect_signal_removes_temporary(int sig) {
 
 TEST(TempFileGuard, SigintRemovesTheTemporaryFile) { expect_signal_removes_temporary(SIGINT); }
 TEST(TempFileGuard, SigtermRemovesTheTemporaryFile) { expect_signal_removes_temporary(SIGTERM); }
+
+// A read that never returns (as HDF5 on some crafted files) ends the process after the
+// limit with one error line naming the file, and removes live temporary files.
+TEST(ReadWatchdog, EndsAStuckReadWithOneErrorLine) {
+  std::string dir = test::temp_dir();
+  int err[2];
+  ASSERT_EQ(pipe(err), 0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    dup2(err[1], STDERR_FILENO);
+    start_read_watchdog(/*seconds=*/1);
+    TempFileGuard guard(dir + "/out.tmp-1");
+    std::ofstream(guard.path()) << "half";
+    detail::ReadScope scope("crafted.h5");
+    sleep(30);  // "inside HDF5"
+    _exit(4);
+  }
+  close(err[1]);
+  std::string text;
+  char buf[512];
+  for (ssize_t n; (n = read(err[0], buf, sizeof buf)) > 0;)
+    text.append(buf, static_cast<size_t>(n));
+  close(err[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << "status " << status;
+  EXPECT_EQ(text,
+            "error: crafted.h5: expected a file the HDF5 library reads within 1 s, found one it "
+            "was still reading after 1 s (a crafted file can make HDF5 loop forever)\n");
+  EXPECT_EQ(entries(dir), 0u);
+}
+
+TEST(ReadWatchdog, LeavesReadsThatFinishAlone) {
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    start_read_watchdog(/*seconds=*/1);
+    for (int i = 0; i < 4; ++i) {
+      detail::ReadScope scope("fine.h5");
+      usleep(600 * 1000);  // each read within the limit, all of them beyond it
+    }
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+}
 
 TEST(PrepareOutputDir, CreatesAMissingFolderWithParents) {
   std::string dir = test::temp_dir() + "/a/b";

@@ -9,6 +9,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libstb-dev libssl-dev zlib1g-dev
   libgtest-dev googletest libbenchmark-dev
   gnuplot-nox dataset-fashion-mnist
+  libtomlplusplus-dev
 )
 
 missing=()

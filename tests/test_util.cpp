@@ -3,9 +3,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
+#include <vector>
 
 namespace bdguard::test {
 
@@ -14,14 +17,43 @@ std::string csaw_dir() {
   return std::filesystem::exists(dir + "/lab3_bd_weights.h5") ? dir : "";
 }
 
-std::string temp_dir() {
+namespace {
+
+// Removes the folders temp_dir() made once the process's tests are done, unless a
+// test failed (its files are then kept to look at).
+class TempCleanup : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    if (::testing::UnitTest::GetInstance()->Failed()) return;
+    std::error_code ec;
+    for (const auto& d : dirs) std::filesystem::remove_all(d, ec);
+  }
+  std::vector<std::filesystem::path> dirs;
+};
+
+TempCleanup* const kCleanup =
+    static_cast<TempCleanup*>(::testing::AddGlobalTestEnvironment(new TempCleanup));
+
+}  // namespace
+
+static std::string test_dir_name() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "misc";
-  auto dir = std::filesystem::temp_directory_path() /
-             ("bdguard-test-" + std::to_string(getpid()) + "-" + name);
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir.string();
+  return (std::filesystem::temp_directory_path() /
+          ("bdguard-test-" + std::to_string(getpid()) + "-" + name))
+      .string();
+}
+
+std::string temp_dir() {
+  // Created empty on the first call of each test; later calls return the same folder.
+  static std::set<std::string> made;
+  std::string dir = test_dir_name();
+  if (made.insert(dir).second) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    kCleanup->dirs.push_back(dir);
+  }
+  return dir;
 }
 
 std::string read_text(const std::string& path) {
@@ -32,10 +64,13 @@ std::string read_text(const std::string& path) {
 }
 
 CliResult run_cli(const std::string& args) {
-  std::string dir = temp_dir() + "-cli";
-  std::filesystem::create_directories(dir);
+  // A folder of its own, apart from the test's files.
+  std::string tmpl = (std::filesystem::temp_directory_path() / "bdguard-cli-XXXXXX").string();
+  if (!mkdtemp(tmpl.data())) return {};
+  const std::string& dir = tmpl;
   std::string out = dir + "/stdout", err = dir + "/stderr";
-  std::string cmd = std::string(BDGUARD_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
+  std::string cmd =
+      std::string(BDGUARD_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
   int status = std::system(cmd.c_str());
   CliResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -10,13 +10,14 @@ namespace bdguard::test {
 // ../shared/fixtures/csaw, or "" when the shared folder is absent.
 std::string csaw_dir();
 // Skips the current test (with a message saying why) when the fixtures are absent.
-#define BDGUARD_REQUIRE_CSAW()                                                          \
-  do {                                                                                  \
-    if (::bdguard::test::csaw_dir().empty())                                            \
-      GTEST_SKIP() << "../shared/fixtures/csaw is absent: real-fixture test skipped";   \
+#define BDGUARD_REQUIRE_CSAW()                                                        \
+  do {                                                                                \
+    if (::bdguard::test::csaw_dir().empty())                                          \
+      GTEST_SKIP() << "../shared/fixtures/csaw is absent: real-fixture test skipped"; \
   } while (0)
 
-// A fresh empty folder under the build's temporary area, unique per test.
+// A folder under the system's temporary area, unique per test: empty on the first
+// call of a test, the same folder on later calls.
 std::string temp_dir();
 
 struct CliResult {

@@ -27,8 +27,26 @@ class TempFileGuard {
 // Writes `content` to `path` atomically (temporary file + rename).
 void write_file_atomic(const std::string& path, const std::string& content);
 
+// Prepares a command's output folder (`--out DIR`) before any work is done: creates it
+// (with its parents) when it does not exist and accepts an existing empty folder. An
+// existing non-empty folder is refused unless `overwrite` (the CLI's --force), so a
+// second run never silently replaces the results of a first; with `overwrite`, nothing
+// in it is deleted, each output replaces its own file atomically. A path that exists
+// but is not a folder is always refused. Throws InvalidArgument or IoError.
+void prepare_output_dir(const std::string& dir, bool overwrite);
+
 // Installs SIGINT/SIGTERM handlers that delete live temporary files, then exit.
 void install_cleanup_signal_handlers();
+
+// Some crafted files make the HDF5 C library loop forever (bugs of HDF5 1.10 that
+// bdguard cannot fix from outside, e.g. a global heap object of size 0), and a call
+// into HDF5 cannot be interrupted. A program that reads untrusted files calls this
+// once: a watchdog thread then ends the process when a single call into HDF5 (or the
+// image decoder) on an input has run longer than `seconds`: it prints one line
+// "error: FILE: expected ..., found ..." on stderr, removes live temporary files and
+// exits with code 1. Later calls do nothing.
+void start_read_watchdog(double seconds);
+constexpr double kDefaultReadTimeoutSeconds = 120;
 
 // Lower-case hex SHA-256 of a file's bytes.
 std::string sha256_file(const std::string& path);

@@ -17,7 +17,7 @@ std::vector<int64_t> goodnet_labels(const std::vector<int64_t>& badnet,
 // Every GoodNet metric, in percent, from the prediction vectors on a clean and a
 // poisoned data set (the poisoned labels are the attack target).
 struct GoodNetRow {
-  std::string pruned;  // name of the pruned net (its path)
+  std::string pruned;           // name of the pruned net (its path)
   double goodnet_accuracy = 0;  // G's label == true label, clean data
   double goodnet_asr = 0;       // G's label == attack target, poisoned data
   double detection_rate = 0;    // poisoned inputs labelled N
@@ -36,5 +36,28 @@ GoodNetRow goodnet_row(const std::string& pruned_name, int64_t num_classes,
                        const std::vector<int64_t>& pruned_poisoned);
 
 nlohmann::json to_json(const GoodNetRow& row);
+
+class Model;
+
+// Throws ShapeMismatch unless B and P have the same layers (names, classes, output
+// shapes), input shape and class count.
+void check_goodnet_pair(const Model& badnet, const Model& pruned, const std::string& badnet_path,
+                        const std::string& pruned_path);
+
+// A repaired model as one artifact: the two model files (paths relative to the
+// manifest), their SHA-256, the architecture of weights-only files, the input scale
+// and N.
+struct GoodNetManifest {
+  std::string badnet, pruned;  // absolute or relative to the current folder once read
+  std::string badnet_sha256, pruned_sha256;
+  std::string arch, arch_from;
+  double input_scale = 1.0;
+  int64_t num_classes = 0;
+};
+
+// Writes the manifest at `path` (paths stored relative to its folder; hashes computed now).
+void write_goodnet_manifest(const GoodNetManifest& m, const std::string& path);
+// Reads a manifest and checks both files' SHA-256: a changed model file is refused.
+GoodNetManifest read_goodnet_manifest(const std::string& path);
 
 }  // namespace bdguard

@@ -37,8 +37,8 @@ nlohmann::json parse_model_config(const std::string& text, const std::string& or
 // Reads the architecture: the built-in, or from a .h5 (its model_config) or JSON file.
 nlohmann::json read_architecture(const ArchSource& arch);
 
-// Loads a Keras model. A full model carries its own architecture (`arch`, when
-// given, replaces it); a weights-only file needs `arch`.
+// Loads a Keras model. A full model carries its own architecture (`arch` is then
+// not used); a weights-only file needs `arch`.
 Model load_model(const std::string& path, const ArchSource& arch = {},
                  const LoadOptions& options = {});
 

@@ -79,6 +79,7 @@ class Conv2D : public Layer {
   // linear in each input channel, and this is channel c's share of it.
   at::Tensor input_channel_contribution(const at::Tensor& x_c, int64_t c) const;
   int64_t filters() const { return filters_; }
+  int64_t groups() const { return groups_; }
   Activation activation() const { return activation_; }
   bool use_bias() const { return use_bias_; }
 

@@ -65,8 +65,8 @@ struct SweepStep {
 };
 
 struct SweepTimings {
-  double below_cut_s = 0;  // forward passes below the cut, once
-  double sweep_s = 0;      // all pruning steps
+  double below_cut_s = 0;         // forward passes below the cut, once
+  double sweep_s = 0;             // all pruning steps
   int64_t images_recomputed = 0;  // (image, step) pairs the fast path had to re-run
   int64_t images_skipped = 0;     // (image, step) pairs it could skip
   int64_t ties_verified = 0;      // near ties re-run the plain way

@@ -1,7 +1,16 @@
 #include "bdguard/goodnet.h"
 
+#include <cerrno>
+#include <cstring>
+
 #include "bdguard/error.h"
 #include "bdguard/evaluate.h"
+#include "bdguard/fileio.h"
+#include "bdguard/model.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 namespace bdguard {
 
@@ -13,7 +22,8 @@ std::vector<int64_t> goodnet_labels(const std::vector<int64_t>& badnet,
                                    std::to_string(pruned.size()) + " from the pruned net"));
   }
   std::vector<int64_t> out(badnet.size());
-  for (size_t i = 0; i < badnet.size(); ++i) out[i] = badnet[i] == pruned[i] ? badnet[i] : num_classes;
+  for (size_t i = 0; i < badnet.size(); ++i)
+    out[i] = badnet[i] == pruned[i] ? badnet[i] : num_classes;
   return out;
 }
 
@@ -59,6 +69,110 @@ nlohmann::json to_json(const GoodNetRow& r) {
           {"pruned_asr", r.pruned_asr},
           {"n_clean", r.n_clean},
           {"n_poisoned", r.n_poisoned}};
+}
+
+void check_goodnet_pair(const Model& b, const Model& p, const std::string& bpath,
+                        const std::string& ppath) {
+  auto mismatch = [&](const std::string& what, const std::string& expected,
+                      const std::string& found) {
+    throw ShapeMismatch(
+        describe(ppath, what, expected + " (as in the BadNet " + bpath + ")", found));
+  };
+  if (b.input_shape() != p.input_shape()) {
+    mismatch("input shape", shape_str(b.input_shape()), shape_str(p.input_shape()));
+  }
+  if (b.num_classes() != p.num_classes()) {
+    mismatch("classes", std::to_string(b.num_classes()), std::to_string(p.num_classes()));
+  }
+  if (b.size() != p.size()) {
+    mismatch("architecture", std::to_string(b.size()) + " layers", std::to_string(p.size()));
+  }
+  for (size_t i = 0; i < b.size(); ++i) {
+    const Layer& x = b.layer(i);
+    int j = p.find(x.name);
+    const std::string want = x.name + " (" + x.class_name + ") " + shape_str(x.output_shape);
+    if (j < 0) mismatch("layers", "a layer " + want, "none of that name");
+    const Layer& y = p.layer(static_cast<size_t>(j));
+    if (x.class_name != y.class_name || x.output_shape != y.output_shape) {
+      mismatch("layer " + x.name, want,
+               y.name + " (" + y.class_name + ") " + shape_str(y.output_shape));
+    }
+  }
+}
+
+namespace {
+
+constexpr const char* kManifestFormat = "bdguard-goodnet";
+
+std::string relative_to(const std::string& file, const std::string& dir) {
+  namespace fs = std::filesystem;
+  return fs::absolute(file).lexically_normal().lexically_relative(fs::absolute(dir)).string();
+}
+
+}  // namespace
+
+void write_goodnet_manifest(const GoodNetManifest& m, const std::string& path) {
+  namespace fs = std::filesystem;
+  std::string dir = fs::absolute(path).parent_path().string();
+  nlohmann::json doc = {
+      {"format", kManifestFormat},
+      {"version", 1},
+      {"badnet", {{"path", relative_to(m.badnet, dir)}, {"sha256", sha256_file(m.badnet)}}},
+      {"pruned", {{"path", relative_to(m.pruned, dir)}, {"sha256", sha256_file(m.pruned)}}},
+      {"arch", m.arch.empty() ? nullptr : nlohmann::json(m.arch)},
+      {"arch_from", m.arch_from.empty() ? nullptr : nlohmann::json(relative_to(m.arch_from, dir))},
+      {"input_scale", m.input_scale},
+      {"num_classes", m.num_classes},
+      {"detected_label", m.num_classes}};
+  write_file_atomic(path, doc.dump(2) + "\n");
+}
+
+GoodNetManifest read_goodnet_manifest(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail<IoError>(path, "", "a readable GoodNet manifest", std::strerror(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (ss.str().size() > (1u << 20)) fail<LimitExceeded>(path, "", "at most 1 MiB", "a larger file");
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(ss.str());
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, "", "a JSON GoodNet manifest", e.what());
+  }
+  if (!doc.is_object() || doc.value("format", "") != kManifestFormat) {
+    fail(path, "format", std::string("\"") + kManifestFormat + "\"", "another document");
+  }
+  const std::string dir = fs::absolute(path).parent_path().string();
+  GoodNetManifest m;
+  auto file_of = [&](const char* key, std::string& file, std::string& sha) {
+    const auto& e = doc[key];
+    if (!e.is_object() || !e.contains("path") || !e["path"].is_string() || !e.contains("sha256") ||
+        !e["sha256"].is_string()) {
+      fail(path, key, "{\"path\", \"sha256\"}", e.dump());
+    }
+    file = (fs::path(dir) / e["path"].get<std::string>()).lexically_normal().string();
+    sha = e["sha256"].get<std::string>();
+    std::string now = sha256_file(file);
+    if (now != sha) {
+      fail(path, std::string(key) + " " + file, "SHA-256 " + sha, now + " (the file changed)");
+    }
+  };
+  file_of("badnet", m.badnet, m.badnet_sha256);
+  file_of("pruned", m.pruned, m.pruned_sha256);
+  if (doc.contains("arch") && doc["arch"].is_string()) m.arch = doc["arch"].get<std::string>();
+  if (doc.contains("arch_from") && doc["arch_from"].is_string()) {
+    m.arch_from = (fs::path(dir) / doc["arch_from"].get<std::string>()).lexically_normal().string();
+  }
+  if (!doc.contains("input_scale") || !doc["input_scale"].is_number()) {
+    fail(path, "input_scale", "a number", doc.value("input_scale", nlohmann::json()).dump());
+  }
+  m.input_scale = doc["input_scale"].get<double>();
+  if (!doc.contains("num_classes") || !doc["num_classes"].is_number_integer()) {
+    fail(path, "num_classes", "an integer", "none");
+  }
+  m.num_classes = doc["num_classes"].get<int64_t>();
+  return m;
 }
 
 }  // namespace bdguard

@@ -2,6 +2,7 @@
 #include "bdguard/prune.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <chrono>
@@ -44,15 +45,24 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// Sets LibTorch's intra-op thread count for a scope.
+class IntraOpThreads {
+ public:
+  explicit IntraOpThreads(int n) : saved_(at::get_num_threads()) { at::set_num_threads(n); }
+  ~IntraOpThreads() { at::set_num_threads(saved_); }
+
+ private:
+  int saved_;
+};
+
 // Images whose top two probabilities are closer than this are re-run the plain way.
 constexpr double kTieMargin = 1e-3;
 // Images per forward pass of the layers above the cut.
 constexpr int64_t kUpperChunk = 4096;
 
 bool channelwise(const Layer& l) {
-  static const std::set<std::string> kinds = {"Activation",       "ReLU",
-                                              "MaxPooling2D",     "AveragePooling2D",
-                                              "BatchNormalization", "Dropout"};
+  static const std::set<std::string> kinds = {
+      "Activation", "ReLU", "MaxPooling2D", "AveragePooling2D", "BatchNormalization", "Dropout"};
   return kinds.count(l.class_name) > 0;
 }
 
@@ -74,17 +84,17 @@ std::vector<int> downstream_of(const Model& m, int node) {
 // How the sweep splits the model for one target layer.
 struct Plan {
   int target = -1;
-  int cut = -1;                 // last layer of target + channel-wise chain
-  std::vector<float> v0;        // value of a pruned channel at the cut
+  int cut = -1;           // last layer of target + channel-wise chain
+  std::vector<float> v0;  // value of a pruned channel at the cut
   struct Linear {
-    int node = -1;              // the Conv2D or Dense layer above the cut
-    bool dense = false;         // a Dense reached through Flatten
+    int node = -1;       // the Conv2D or Dense layer above the cut
+    bool dense = false;  // a Dense reached through Flatten
     Activation activation = Activation::kLinear;
     std::unique_ptr<Layer> f64;  // a float64 copy for the channel contributions
   };
   std::vector<Linear> linear;
-  bool give_cut = false;        // some consumer of the cut re-runs from it directly
-  std::vector<int> side;        // layers below the cut that the upper part also reads
+  bool give_cut = false;  // some consumer of the cut re-runs from it directly
+  std::vector<int> side;  // layers below the cut that the upper part also reads
   int64_t channels = 0, h = 0, w = 0;
 };
 
@@ -108,8 +118,8 @@ Plan make_plan(const Model& m, int target) {
   }
   p.cut = node;
   if (p.cut == m.output_index() || m.consumers(p.cut).empty()) {
-    throw InvalidArgument(describe("", "layer '" + conv.name + "'",
-                                   "a Conv2D with layers above it", "the model's output"));
+    throw InvalidArgument(describe("", "layer '" + conv.name + "'", "a Conv2D with layers above it",
+                                   "the model's output"));
   }
   const Shape& cs = m.layer(static_cast<size_t>(p.cut)).output_shape;
   p.h = cs[0], p.w = cs[1], p.channels = cs[2];
@@ -129,7 +139,7 @@ Plan make_plan(const Model& m, int target) {
     const Layer& l = m.layer(static_cast<size_t>(c));
     Plan::Linear lin;
     if (const auto* cv = dynamic_cast<const Conv2D*>(&l)) {
-      if (l.inputs.size() == 1 && l.config.value("groups", 1) == 1) {
+      if (l.inputs.size() == 1 && cv->groups() == 1) {
         lin.node = c;
         lin.activation = cv->activation();
       }
@@ -178,10 +188,10 @@ Plan make_plan(const Model& m, int target) {
 // One data set's state during the fast sweep.
 struct Track {
   const LabDataset* data = nullptr;
-  at::Tensor x;                       // cut output (N, C, h, w), float32
-  std::map<int, at::Tensor> side;     // side inputs, float32
-  std::vector<at::Tensor> z;          // pre-activations of the linear layers, float64
-  std::vector<int64_t> labels;        // current predictions
+  at::Tensor x;                    // cut output (N, C, h, w), float32
+  std::map<int, at::Tensor> side;  // side inputs, float32
+  std::vector<at::Tensor> z;       // pre-activations of the linear layers, float64
+  std::vector<int64_t> labels;     // current predictions
   int64_t hits = 0;
 };
 
@@ -215,8 +225,7 @@ void compute_below_cut(const Model& m, const Plan& p, Track& t, int64_t batch) {
     std::vector<at::Tensor> zs;
     for (int64_t s = 0; s < n; s += batch) {
       at::Tensor xb = t.x.narrow(0, s, std::min(batch, n - s));
-      at::Tensor z = lin.dense ? dynamic_cast<const Dense&>(l).pre_activation(
-                                     to_flat_nhwc(xb))
+      at::Tensor z = lin.dense ? dynamic_cast<const Dense&>(l).pre_activation(to_flat_nhwc(xb))
                                : dynamic_cast<const Conv2D&>(l).pre_activation(xb);
       zs.push_back(z.to(at::kDouble));
     }
@@ -330,8 +339,8 @@ std::vector<int64_t> zero_channels(const Layer& layer) {
 
 void prune_channel(Layer& layer, int64_t c) {
   if (layer.weights.empty()) {
-    throw InvalidArgument(describe("", "layer '" + layer.name + "'", "a layer with weights",
-                                   layer.class_name));
+    throw InvalidArgument(
+        describe("", "layer '" + layer.name + "'", "a layer with weights", layer.class_name));
   }
   at::NoGradGuard no_grad;
   at::Tensor k = layer.weights[0].value;
@@ -359,8 +368,8 @@ int default_prune_layer(const Model& m) {
     }
     if (!reach[static_cast<size_t>(m.output_index())]) return i;
   }
-  throw InvalidArgument(describe("", "model", "a Conv2D layer on every path to the output",
-                                 "none"));
+  throw InvalidArgument(
+      describe("", "model", "a Conv2D layer on every path to the output", "none"));
 }
 
 int resolve_prune_layer(const Model& m, const std::string& name) {
@@ -371,9 +380,9 @@ int resolve_prune_layer(const Model& m, const std::string& name) {
                                    "'" + name + "', which the model does not have"));
   }
   if (m.layer(static_cast<size_t>(i)).class_name != "Conv2D") {
-    throw InvalidArgument(describe("", "--layer", "a Conv2D layer",
-                                   "'" + name + "' (" + m.layer(static_cast<size_t>(i)).class_name +
-                                       ")"));
+    throw InvalidArgument(
+        describe("", "--layer", "a Conv2D layer",
+                 "'" + name + "' (" + m.layer(static_cast<size_t>(i)).class_name + ")"));
   }
   return i;
 }
@@ -421,6 +430,9 @@ SweepResult run_sweep(const Model& m, const SweepData& data, const SweepOptions&
   r.order = pruning_order(r.mean_activation);
 
   auto t1 = Clock::now();
+  // Above the cut the work is small matrix products: OpenBLAS' own threads run them,
+  // and idle LibTorch worker threads spinning beside them would only slow them down.
+  IntraOpThreads one_thread(1);
   int64_t ties = 0;
   for (Track* t : tracks) {
     at::Tensor all = at::arange(t->data->size(), at::kLong);
@@ -448,7 +460,8 @@ SweepResult run_sweep(const Model& m, const SweepData& data, const SweepOptions&
         at::Tensor contrib;
         if (lin.dense) {
           // Flatten is channels-last: channel c sits at rows c, c + C, c + 2C, ...
-          at::Tensor rows = lin.f64->weights[0].value.view({p.h * p.w, p.channels, -1}).select(1, c);
+          at::Tensor rows =
+              lin.f64->weights[0].value.view({p.h * p.w, p.channels, -1}).select(1, c);
           contrib = at::mm(delta.reshape({idx.numel(), p.h * p.w}), rows);
         } else {
           contrib = dynamic_cast<const Conv2D&>(*lin.f64).input_channel_contribution(

@@ -6,9 +6,14 @@ namespace bdguard::graph {
 
 void config_error(const Layer& l, const std::string& field, const std::string& expected,
                   const std::string& found) {
-  throw UnsupportedLayer(describe("model_config", "layer '" + l.name + "' (" + l.class_name +
-                                                      ") " + field,
-                                  expected, found));
+  throw UnsupportedLayer(describe(
+      "model_config", "layer '" + l.name + "' (" + l.class_name + ") " + field, expected, found));
+}
+
+// An integer that fits int64 (JSON allows 2^64 - 1, which would wrap to -1).
+static bool is_int64(const nlohmann::json& v) {
+  return v.is_number_integer() &&
+         !(v.is_number_unsigned() && v.get<uint64_t>() > uint64_t{INT64_MAX});
 }
 
 static const nlohmann::json* field_of(const Layer& l, const std::string& field) {
@@ -22,7 +27,7 @@ int64_t get_int(const Layer& l, const std::string& field, int64_t fallback, int6
                 int64_t hi) {
   const auto* v = field_of(l, field);
   if (!v) return fallback;
-  if (!v->is_number_integer()) config_error(l, field, "an integer", v->dump());
+  if (!is_int64(*v)) config_error(l, field, "an integer", v->dump());
   int64_t x = v->get<int64_t>();
   if (x < lo || x > hi) {
     config_error(l, field, "a value in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]",
@@ -55,12 +60,11 @@ std::string get_string(const Layer& l, const std::string& field, const std::stri
 }
 
 std::pair<int64_t, int64_t> get_pair(const Layer& l, const std::string& field,
-                                     std::pair<int64_t, int64_t> fallback, int64_t lo,
-                                     int64_t hi) {
+                                     std::pair<int64_t, int64_t> fallback, int64_t lo, int64_t hi) {
   const auto* v = field_of(l, field);
   if (!v) return fallback;
   auto check = [&](const nlohmann::json& x) {
-    if (!x.is_number_integer()) config_error(l, field, "integers", v->dump());
+    if (!is_int64(x)) config_error(l, field, "integers", v->dump());
     int64_t i = x.get<int64_t>();
     if (i < lo || i > hi) {
       config_error(l, field, "values in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]",

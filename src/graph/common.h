@@ -13,8 +13,8 @@
 namespace bdguard::graph {
 
 // Every config error names the layer and the field.
-[[noreturn]] void config_error(const Layer& l, const std::string& field, const std::string& expected,
-                               const std::string& found);
+[[noreturn]] void config_error(const Layer& l, const std::string& field,
+                               const std::string& expected, const std::string& found);
 
 int64_t get_int(const Layer& l, const std::string& field, int64_t fallback, int64_t lo, int64_t hi);
 double get_double(const Layer& l, const std::string& field, double fallback);

@@ -89,8 +89,15 @@ at::Tensor Conv2D::pre_activation(const at::Tensor& x) const {
   if (pad_top_ || pad_bottom_ || pad_left_ || pad_right_) {
     padded = at::constant_pad_nd(x, {pad_left_, pad_right_, pad_top_, pad_bottom_}, 0.0);
   }
-  at::Tensor kernel = weights[0].value.permute({3, 2, 0, 1}).contiguous();  // HWIO -> OIHW
+  at::Tensor kernel = weights[0].value.permute({3, 2, 0, 1});  // HWIO -> OIHW
   at::Tensor bias = use_bias_ ? weights[1].value : at::Tensor();
+  if (padded.scalar_type() == at::kFloat) {
+    // oneDNN's channels-last convolution is about twice as fast here as NCHW.
+    padded = padded.contiguous(at::MemoryFormat::ChannelsLast);
+    kernel = kernel.contiguous(at::MemoryFormat::ChannelsLast);
+  } else {
+    kernel = kernel.contiguous();
+  }
   return at::conv2d(padded, kernel, bias, at::IntArrayRef{sh_, sw_}, at::IntArrayRef{0, 0},
                     at::IntArrayRef{dh_, dw_}, groups_);
 }
@@ -108,7 +115,11 @@ at::Tensor Conv2D::input_channel_contribution(const at::Tensor& x_c, int64_t c) 
 }
 
 at::Tensor Conv2D::forward(const std::vector<at::Tensor>& in) const {
-  return apply_activation(activation_, pre_activation(in[0]), 1);
+  at::Tensor y = pre_activation(in[0]);
+  // The convolution's output is a fresh tensor that its backward pass does not read:
+  // ReLU can overwrite it (saves a pass over the largest tensors of a CNN).
+  if (activation_ == Activation::kRelu) return at::relu_(y);
+  return apply_activation(activation_, y, 1);
 }
 
 std::unique_ptr<Layer> Conv2D::clone() const { return clone_layer(*this); }

@@ -59,7 +59,8 @@ at::Tensor Dense::pre_activation(const at::Tensor& x) const {
   at::Tensor in = image ? to_nhwc(x) : x;
   at::Tensor y;
   if (in.dim() == 2) {
-    y = use_bias_ ? at::addmm(weights[1].value, in, weights[0].value) : at::mm(in, weights[0].value);
+    y = use_bias_ ? at::addmm(weights[1].value, in, weights[0].value)
+                  : at::mm(in, weights[0].value);
   } else {
     y = at::matmul(in, weights[0].value);
     if (use_bias_) y = y + weights[1].value;

@@ -61,7 +61,8 @@ int64_t Layer::param_count() const {
 namespace graph {
 namespace {
 
-class InputLayer : public Layer {
+// InputLayer and Dropout (the identity at inference) pass their input through.
+class Identity : public Layer {
  public:
   Shape build(const std::vector<Shape>& in) override {
     require_inputs(*this, in, 1, 0);
@@ -97,18 +98,18 @@ class ReLU : public Layer {
     max_value_ = get_double(*this, "max_value", 0.0);
     slope_ = get_double(*this, "negative_slope", 0.0);
     threshold_ = get_double(*this, "threshold", 0.0);
-    if (has_max_ && max_value_ < 0) config_error(*this, "max_value", ">= 0", std::to_string(max_value_));
+    if (has_max_ && max_value_ < 0)
+      config_error(*this, "max_value", ">= 0", std::to_string(max_value_));
     return in[0];
   }
+  // Keras 2.x (backend.relu): x where x > threshold (strictly) else 0, clipped to
+  // [0, max_value] when there is one, minus negative_slope * max(threshold - x, 0).
+  // So an input equal to a non-zero threshold gives 0, not the threshold.
   at::Tensor forward(const std::vector<at::Tensor>& in) const override {
     const at::Tensor& x = in[0];
-    at::Tensor y;
-    if (slope_ == 0.0 && threshold_ == 0.0) {
-      y = at::relu(x);
-    } else {
-      y = at::where(x >= threshold_, x, (x - threshold_) * slope_);
-    }
-    if (has_max_) y = at::clamp_max(y, max_value_);
+    at::Tensor y = threshold_ == 0.0 ? at::relu(x) : x * at::gt(x, threshold_).to(x.scalar_type());
+    if (has_max_) y = at::clamp(y, 0.0, max_value_);
+    if (slope_ != 0.0) y = y - slope_ * at::relu(threshold_ - x);
     return y;
   }
   std::unique_ptr<Layer> clone() const override { return clone_layer(*this); }
@@ -116,17 +117,6 @@ class ReLU : public Layer {
  private:
   bool has_max_ = false;
   double max_value_ = 0, slope_ = 0, threshold_ = 0;
-};
-
-class Dropout : public Layer {
- public:
-  Shape build(const std::vector<Shape>& in) override {
-    require_inputs(*this, in, 1, 0);
-    return in[0];
-  }
-  // Dropout is the identity at inference.
-  at::Tensor forward(const std::vector<at::Tensor>& in) const override { return in[0]; }
-  std::unique_ptr<Layer> clone() const override { return clone_layer(*this); }
 };
 
 class BatchNormalization : public Layer {
@@ -187,7 +177,8 @@ class BatchNormalization : public Layer {
 class Add : public Layer {
  public:
   Shape build(const std::vector<Shape>& in) override {
-    if (in.size() < 2) config_error(*this, "inputs", "at least 2 inputs", std::to_string(in.size()));
+    if (in.size() < 2)
+      config_error(*this, "inputs", "at least 2 inputs", std::to_string(in.size()));
     for (const auto& s : in) {
       if (s != in[0]) {
         throw ShapeMismatch(describe("model_config", "layer '" + name + "' (Add)",
@@ -207,7 +198,8 @@ class Add : public Layer {
 class Concatenate : public Layer {
  public:
   Shape build(const std::vector<Shape>& in) override {
-    if (in.size() < 2) config_error(*this, "inputs", "at least 2 inputs", std::to_string(in.size()));
+    if (in.size() < 2)
+      config_error(*this, "inputs", "at least 2 inputs", std::to_string(in.size()));
     int64_t rank = static_cast<int64_t>(in[0].size()) + 1;
     int64_t axis = get_int(*this, "axis", -1, -rank, rank - 1);
     if (axis < 0) axis += rank;
@@ -240,10 +232,10 @@ class Concatenate : public Layer {
 
 }  // namespace
 
-std::unique_ptr<Layer> make_input_layer() { return std::make_unique<InputLayer>(); }
+std::unique_ptr<Layer> make_input_layer() { return std::make_unique<Identity>(); }
 std::unique_ptr<Layer> make_activation() { return std::make_unique<ActivationLayer>(); }
 std::unique_ptr<Layer> make_relu() { return std::make_unique<ReLU>(); }
-std::unique_ptr<Layer> make_dropout() { return std::make_unique<Dropout>(); }
+std::unique_ptr<Layer> make_dropout() { return std::make_unique<Identity>(); }
 std::unique_ptr<Layer> make_batch_normalization() { return std::make_unique<BatchNormalization>(); }
 std::unique_ptr<Layer> make_add() { return std::make_unique<Add>(); }
 std::unique_ptr<Layer> make_concatenate() { return std::make_unique<Concatenate>(); }

@@ -28,7 +28,12 @@ std::string layer_name_of(const nlohmann::json& layer, const std::string& origin
   }
   if (!name || !name->is_string() || name->get<std::string>().empty() ||
       name->get<std::string>().size() > 256) {
-    bad(origin, "layers[" + std::to_string(i) + "].name", "a non-empty name", "none");
+    std::string found = !name                ? "none"
+                        : !name->is_string() ? name->dump().substr(0, 60)
+                        : name->get<std::string>().empty()
+                            ? "an empty name"
+                            : std::to_string(name->get<std::string>().size()) + " characters";
+    bad(origin, "layers[" + std::to_string(i) + "].name", "a name of 1 to 256 characters", found);
   }
   const std::string n = name->get<std::string>();
   if (n.find('/') != std::string::npos || n == "." || n == "..") {
@@ -114,6 +119,19 @@ struct RawLayer {
   std::vector<std::string> inbound;
 };
 
+// Entry `i` of a config's layer list: its name, class and config (not its inputs).
+RawLayer raw_layer(const nlohmann::json& l, const std::string& origin, size_t i) {
+  if (!l.is_object() || !l.contains("class_name") || !l["class_name"].is_string()) {
+    bad(origin, "layers[" + std::to_string(i) + "]", "an object with a class_name",
+        l.dump().substr(0, 60));
+  }
+  RawLayer r;
+  r.name = layer_name_of(l, origin, i);
+  r.class_name = l["class_name"].get<std::string>();
+  r.config = l.contains("config") ? l["config"] : nlohmann::json::object();
+  return r;
+}
+
 }  // namespace
 
 Model::Model() = default;
@@ -148,16 +166,8 @@ Model Model::from_config(const nlohmann::json& doc, const std::string& origin) {
       bad(origin, "config", "an object with a list of layers", "none");
     }
     for (size_t i = 0; i < cfg["layers"].size(); ++i) {
-      const auto& l = cfg["layers"][i];
-      if (!l.is_object() || !l.contains("class_name") || !l["class_name"].is_string()) {
-        bad(origin, "layers[" + std::to_string(i) + "]", "an object with a class_name",
-            l.dump().substr(0, 60));
-      }
-      RawLayer r;
-      r.name = layer_name_of(l, origin, i);
-      r.class_name = l["class_name"].get<std::string>();
-      r.config = l.contains("config") ? l["config"] : nlohmann::json::object();
-      r.inbound = inbound_names(l, origin, r.name);
+      RawLayer r = raw_layer(cfg["layers"][i], origin, i);
+      r.inbound = inbound_names(cfg["layers"][i], origin, r.name);
       raw.push_back(std::move(r));
     }
     if (!cfg.contains("input_layers") || !cfg.contains("output_layers")) {
@@ -173,15 +183,7 @@ Model Model::from_config(const nlohmann::json& doc, const std::string& origin) {
     if (!layers || layers->empty()) bad(origin, "config", "a list of layers", "none");
     std::string prev;
     for (size_t i = 0; i < layers->size(); ++i) {
-      const auto& l = (*layers)[i];
-      if (!l.is_object() || !l.contains("class_name") || !l["class_name"].is_string()) {
-        bad(origin, "layers[" + std::to_string(i) + "]", "an object with a class_name",
-            l.dump().substr(0, 60));
-      }
-      RawLayer r;
-      r.name = layer_name_of(l, origin, i);
-      r.class_name = l["class_name"].get<std::string>();
-      r.config = l.contains("config") ? l["config"] : nlohmann::json::object();
+      RawLayer r = raw_layer((*layers)[i], origin, i);
       if (i == 0 && r.class_name != "InputLayer") {
         RawLayer in;
         in.name = r.name + "_input";
@@ -202,8 +204,8 @@ Model Model::from_config(const nlohmann::json& doc, const std::string& origin) {
     bad(origin, "class_name", "Functional, Model or Sequential", "'" + cls + "'");
   }
   if (raw.size() > kMaxLayers) {
-    throw LimitExceeded(describe(origin, "model_config", "at most 10000 layers",
-                                 std::to_string(raw.size())));
+    throw LimitExceeded(
+        describe(origin, "model_config", "at most 10000 layers", std::to_string(raw.size())));
   }
 
   // Names: unique, every inbound name known.
@@ -249,7 +251,8 @@ Model Model::from_config(const nlohmann::json& doc, const std::string& origin) {
   }
   if (order.size() != raw.size()) {
     for (size_t i = 0; i < raw.size(); ++i) {
-      if (indegree[i] > 0) bad(origin, "layer '" + raw[i].name + "'", "an acyclic graph", "a cycle");
+      if (indegree[i] > 0)
+        bad(origin, "layer '" + raw[i].name + "'", "an acyclic graph", "a cycle");
     }
   }
 
@@ -261,7 +264,12 @@ Model Model::from_config(const nlohmann::json& doc, const std::string& origin) {
     if (r.name == input_name && r.class_name != "InputLayer") {
       bad(origin, "input_layers", "an InputLayer", "'" + r.name + "' (" + r.class_name + ")");
     }
-    auto layer = make_layer(r.class_name, r.name);
+    std::unique_ptr<Layer> layer;
+    try {
+      layer = make_layer(r.class_name, r.name);
+    } catch (const UnsupportedLayer& e) {
+      throw UnsupportedLayer(origin + ": " + e.what());  // the registry does not know the file
+    }
     layer->config = r.config;
     std::vector<Shape> in_shapes;
     if (r.class_name == "InputLayer") {

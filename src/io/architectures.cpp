@@ -57,8 +57,8 @@ std::vector<std::string> builtin_architecture_names() { return {"deepid"}; }
 
 nlohmann::json builtin_architecture(const std::string& name) {
   if (name == "deepid") return nlohmann::json::parse(kDeepId);
-  throw InvalidArgument(describe("--arch", "'" + name + "'", "a built-in architecture (deepid)",
-                                 "an unknown name"));
+  throw InvalidArgument(
+      describe("--arch", "'" + name + "'", "a built-in architecture (deepid)", "an unknown name"));
 }
 
 }  // namespace bdguard

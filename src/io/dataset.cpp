@@ -7,12 +7,25 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <sstream>
 
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
 #include "h5.h"
 
 namespace bdguard {
+namespace {
+
+// "2.5", "-1", "NaN", "+Inf": a label value as a reader would write it.
+std::string number_str(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+
+}  // namespace
 
 Layout parse_layout(const std::string& s) {
   if (s == "auto") return Layout::kAuto;
@@ -31,10 +44,21 @@ LabDataset::LabDataset(const std::string& path, const Shape& input_shape,
   h5::File f = h5::File::open(path);
   h5::DatasetInfo data = h5::dataset_info(f, "/data");
   h5::DatasetInfo label = h5::dataset_info(f, "/label");
-  const bool float_ok = data.kind == h5::Kind::kFloat &&
-                        (data.element_size == 2 || data.element_size == 4 || data.element_size == 8);
+  const bool float_ok =
+      data.kind == h5::Kind::kFloat &&
+      (data.element_size == 2 || data.element_size == 4 || data.element_size == 8);
   const bool uint8_ok = data.kind == h5::Kind::kUInt && data.element_size == 1;
-  if (!float_ok && !uint8_ok) fail(path, "data", "float16/32/64 or uint8 pixels", data.dtype_name());
+  if (!float_ok && !uint8_ok)
+    fail(path, "data", "float16/32/64 or uint8 pixels", data.dtype_name());
+  if (data.dims.size() != 4 && !(data.dims.size() == 3 && input_shape[2] == 1)) {
+    fail<ShapeMismatch>(path, "data",
+                        "rank 4 (N, C, H, W) or (N, H, W, C)" +
+                            std::string(input_shape[2] == 1 ? ", or rank 3 (N, H, W)" : ""),
+                        "rank " + std::to_string(data.dims.size()) + " " + shape_str(data.dims));
+  }
+  if (data.dims[0] < 1) {
+    fail<ShapeMismatch>(path, "data", "at least one image", shape_str(data.dims));
+  }
   const int64_t H = input_shape[0], W = input_shape[1], C = input_shape[2];
   const Shape nchw{C, H, W}, nhwc{H, W, C};
   Shape per_image(data.dims.begin() + (data.dims.empty() ? 0 : 1), data.dims.end());
@@ -71,6 +95,21 @@ LabDataset::LabDataset(const std::string& path, const Shape& input_shape,
       label.kind != h5::Kind::kUInt) {
     fail(path, "label", "integer or float labels", label.dtype_name());
   }
+  // Labels are read whole (8 bytes each), data in batches, both through HDF5 chunks
+  // that are allocated whole: refuse any of them over the limit before allocating.
+  const int64_t label_bytes = h5::checked_bytes({n_}, 8);
+  if (label_bytes < 0 || label_bytes > max_tensor_bytes_) {
+    fail<LimitExceeded>(path, "label", "at most " + std::to_string(max_tensor_bytes_) + " bytes",
+                        std::to_string(n_) + " labels = " + std::to_string(label_bytes) + " bytes");
+  }
+  for (const auto& [name, chunk_bytes] :
+       {std::pair{"label", label.chunk_bytes}, std::pair{"data", data.chunk_bytes}}) {
+    if (chunk_bytes > max_tensor_bytes_) {
+      fail<LimitExceeded>(path, name,
+                          "chunks of at most " + std::to_string(max_tensor_bytes_) + " bytes",
+                          std::to_string(chunk_bytes) + "-byte chunks");
+    }
+  }
   std::vector<double> raw(static_cast<size_t>(n_));
   h5::read_rows(f, "/label", 0, n_, H5T_NATIVE_DOUBLE, raw.data());
   labels_.resize(raw.size());
@@ -81,8 +120,7 @@ LabDataset::LabDataset(const std::string& path, const Shape& input_shape,
       std::string range = options.num_classes > 0
                               ? "[0, " + std::to_string(options.num_classes) + ")"
                               : "a non-negative whole number";
-      fail(path, "label[" + std::to_string(i) + "]", "a class in " + range,
-           std::isfinite(v) ? std::to_string(v) : "NaN or Inf");
+      fail(path, "label[" + std::to_string(i) + "]", "a class in " + range, number_str(v));
     }
     labels_[i] = static_cast<int64_t>(v);
   }
@@ -94,10 +132,11 @@ Batch LabDataset::read(int64_t start, int64_t count) const {
                           std::to_string(start) + "+" + std::to_string(count));
   }
   const int64_t H = input_shape_[0], W = input_shape_[1], C = input_shape_[2];
-  const int64_t bytes = count * H * W * C * 4;
-  if (bytes > max_tensor_bytes_) {
-    fail<LimitExceeded>(path_, "data", "a batch of at most " + std::to_string(max_tensor_bytes_) +
-                                           " bytes", std::to_string(bytes) + " bytes");
+  const int64_t bytes = h5::checked_bytes({count, H, W, C}, 4);
+  if (bytes < 0 || bytes > max_tensor_bytes_) {
+    fail<LimitExceeded>(path_, "data",
+                        "a batch of at most " + std::to_string(max_tensor_bytes_) + " bytes",
+                        std::to_string(bytes) + " bytes");
   }
   h5::File f = h5::File::open(path_);
   at::Tensor x = layout_ == Layout::kNCHW ? at::empty({count, C, H, W}, at::kFloat)

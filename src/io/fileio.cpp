@@ -1,19 +1,24 @@
 #include "bdguard/fileio.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <openssl/evp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <thread>
 
 #include "bdguard/error.h"
+#include "read_watch.h"
 
 namespace bdguard {
 namespace {
@@ -44,16 +49,56 @@ void unregister_live(int slot) {
   if (slot >= 0) g_used[slot].store(false);
 }
 
-extern "C" void on_fatal_signal(int sig) {
+void remove_live_files() {
   for (int i = 0; i < kMaxLive; ++i) {
     if (g_used[i].load()) unlink(g_live[i]);
   }
+}
+
+extern "C" void on_fatal_signal(int sig) {
+  remove_live_files();
   std::signal(sig, SIG_DFL);
   std::raise(sig);
 }
 
+// The read watchdog (start_read_watchdog): when the outermost ReadScope began (steady
+// clock, ns; 0 when none is open), and the error line to print if it never ends,
+// written before the start time is published.
+std::atomic<int64_t> g_read_since{0};
+std::atomic<int> g_read_depth{0};
+std::atomic<int64_t> g_read_limit_ns{0};  // 0: watchdog not running
+char g_read_error[kMaxPath + 512];
+
+int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 }  // namespace
+
+namespace detail {
+
+ReadScope::ReadScope(const std::string& path) {
+  if (g_read_depth.fetch_add(1) != 0) return;
+  const int64_t limit = g_read_limit_ns.load();
+  if (limit == 0) return;
+  const std::string seconds = std::to_string(limit / 1000000000);
+  const std::string line =
+      "error: " +
+      describe(path, "", "a file the HDF5 library reads within " + seconds + " s",
+               "one it was still reading after " + seconds +
+                   " s (a crafted file can make HDF5 loop forever)") +
+      "\n";
+  std::snprintf(g_read_error, sizeof g_read_error, "%s", line.c_str());
+  g_read_since.store(steady_ns());
+}
+
+ReadScope::~ReadScope() {
+  if (g_read_depth.fetch_sub(1) == 1) g_read_since.store(0);
+}
+
+}  // namespace detail
 
 TempFileGuard::TempFileGuard(std::string tmp_path) : tmp_(std::move(tmp_path)) {
   slot_ = register_live(tmp_);
@@ -71,8 +116,7 @@ void TempFileGuard::commit(const std::string& final_path) {
     close(fd);
   }
   if (std::rename(tmp_.c_str(), final_path.c_str()) != 0) {
-    fail<IoError>(final_path, "", "a rename of the finished file into place",
-                  std::strerror(errno));
+    fail<IoError>(final_path, "", "a rename of the finished file into place", std::strerror(errno));
   }
   done_ = true;
 }
@@ -95,6 +139,51 @@ void write_file_atomic(const std::string& path, const std::string& content) {
   fchmod(fd, 0644);
   close(fd);
   guard.commit(path);
+}
+
+void prepare_output_dir(const std::string& dir, bool overwrite) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status st = fs::status(dir, ec);
+  if (fs::exists(st)) {
+    if (!fs::is_directory(st)) fail<InvalidArgument>(dir, "", "an output folder", "a file");
+    if (overwrite) return;
+    size_t entries = 0;
+    for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+      ++entries;
+    }
+    if (ec) fail<IoError>(dir, "", "a readable output folder", ec.message());
+    if (entries > 0) {
+      fail<InvalidArgument>(dir, "",
+                            "a new or empty output folder (--force writes into a non-empty one)",
+                            "a folder with " + std::to_string(entries) + " entries");
+    }
+    return;
+  }
+  if (!fs::create_directories(dir, ec) && ec) {
+    fail<IoError>(dir, "", "a folder bdguard can create", ec.message());
+  }
+}
+
+void start_read_watchdog(double seconds) {
+  const auto limit = static_cast<int64_t>(std::max(seconds, 1.0) * 1e9);
+  int64_t off = 0;
+  if (!g_read_limit_ns.compare_exchange_strong(off, limit)) return;
+  std::thread([limit] {
+    for (;;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      const int64_t since = g_read_since.load();
+      if (since != 0 && steady_ns() - since > limit) {
+        // The reading thread is stuck inside HDF5 and cannot be interrupted: report
+        // the file, clean up as the signal handler does, and end the process.
+        ssize_t ignored = write(STDERR_FILENO, g_read_error, std::strlen(g_read_error));
+        (void)ignored;
+        remove_live_files();
+        _exit(1);
+      }
+    }
+  }).detach();
 }
 
 void install_cleanup_signal_handlers() {

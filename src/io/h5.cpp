@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 
 #include "bdguard/error.h"
+#include "read_watch.h"
 
 namespace bdguard::h5 {
 namespace {
@@ -13,6 +15,27 @@ namespace {
 void silence_hdf5() {
   static std::once_flag once;
   std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+}
+
+// The innermost message on HDF5's error stack (e.g. "truncated file: eof = ..."), to
+// say what HDF5 found; "" when the stack is empty.
+std::string hdf5_reason() {
+  std::string out;
+  H5Ewalk2(
+      H5E_DEFAULT, H5E_WALK_DOWNWARD,
+      [](unsigned, const H5E_error2_t* e, void* data) -> herr_t {
+        if (e->desc && *e->desc) *static_cast<std::string*>(data) = e->desc;
+        return 0;
+      },
+      &out);
+  H5Eclear2(H5E_DEFAULT);
+  if (out.size() > 200) out.resize(200);
+  return out;
+}
+
+std::string found_damaged(const char* what) {
+  std::string reason = hdf5_reason();
+  return reason.empty() ? std::string(what) : std::string(what) + " (HDF5: " + reason + ")";
 }
 
 std::string where_name(const std::string& where, const std::string& attr = "") {
@@ -31,7 +54,19 @@ Id open_object(const File& f, const std::string& where) {
 Id open_dataset(const File& f, const std::string& where) {
   if (!is_dataset(f, where)) fail(f.path(), where, "a dataset", "no dataset at that path");
   Id id(H5Dopen2(f.id(), where.c_str(), H5P_DEFAULT));
-  if (!id.valid()) fail(f.path(), where, "a readable dataset", "an unreadable one");
+  if (!id.valid()) fail(f.path(), where, "a readable dataset", found_damaged("an unreadable one"));
+  Id dcpl(H5Dget_create_plist(id.get()));
+  if (!dcpl.valid()) fail(f.path(), where, "a readable dataset", found_damaged("a damaged one"));
+  // Both name other files, which a crafted file could point at anything (a FIFO that
+  // blocks forever, /dev/zero, a private key); Keras never writes either.
+  if (H5Pget_layout(dcpl.get()) == H5D_VIRTUAL) {
+    fail(f.path(), where, "a dataset stored in the file",
+         "a virtual dataset (data in other files)");
+  }
+  if (H5Pget_external_count(dcpl.get()) != 0) {
+    fail(f.path(), where, "a dataset stored in the file",
+         "external raw storage (data in other files)");
+  }
   return id;
 }
 
@@ -50,7 +85,9 @@ Kind kind_of(hid_t type) {
 
 std::vector<int64_t> dims_of(hid_t space, const std::string& file, const std::string& obj) {
   int rank = H5Sget_simple_extent_ndims(space);
-  if (rank < 0 || rank > 8) fail(file, obj, "a simple dataspace of rank <= 8", std::to_string(rank));
+  if (rank < 0 || rank > 8) {
+    fail(file, obj, "a simple dataspace of rank <= 8", "rank " + std::to_string(rank));
+  }
   std::vector<hsize_t> d(static_cast<size_t>(rank));
   if (rank > 0) H5Sget_simple_extent_dims(space, d.data(), nullptr);
   std::vector<int64_t> out;
@@ -61,13 +98,13 @@ std::vector<int64_t> dims_of(hid_t space, const std::string& file, const std::st
   return out;
 }
 
-int64_t element_count(const std::vector<int64_t>& dims) {
-  int64_t n = 1;
-  for (int64_t d : dims) {
-    if (d != 0 && n > (int64_t{1} << 50) / d) return -1;
-    n *= d;
-  }
-  return n;
+int64_t element_count(const std::vector<int64_t>& dims) { return checked_bytes(dims, 1); }
+
+// "(3, 3, 3, 4)": like bdguard::shape_str, which lives with the layers.
+std::string shape_str_of(const std::vector<int64_t>& dims) {
+  std::string out = "(";
+  for (size_t i = 0; i < dims.size(); ++i) out += (i ? ", " : "") + std::to_string(dims[i]);
+  return out + (dims.size() == 1 ? ",)" : ")");
 }
 
 std::string attr_as_string(hid_t attr, hid_t type, hid_t space, const std::string& file,
@@ -167,6 +204,22 @@ Id::~Id() {
   id_ = H5I_INVALID_HID;
 }
 
+int64_t checked_bytes(const std::vector<int64_t>& dims, int64_t element_size) {
+  constexpr int64_t kMax = int64_t{1} << 62;
+  if (element_size < 0) return -1;
+  int64_t n = element_size;
+  for (int64_t d : dims) {
+    if (d < 0) return -1;
+    if (d != 0 && n > kMax / d) return -1;
+    n *= d;
+  }
+  return n;
+}
+
+int64_t DatasetInfo::bytes(int64_t bytes_per_element) const {
+  return checked_bytes(dims, bytes_per_element);
+}
+
 std::string DatasetInfo::dtype_name() const {
   std::string bits = std::to_string(element_size * 8);
   switch (kind) {
@@ -185,6 +238,7 @@ std::string DatasetInfo::dtype_name() const {
 
 File File::open(const std::string& path, bool writable) {
   silence_hdf5();
+  detail::ReadScope watch(path);
   FILE* probe = std::fopen(path.c_str(), "rb");
   if (!probe) fail<IoError>(path, "", "a readable file", std::strerror(errno));
   std::fclose(probe);
@@ -195,7 +249,9 @@ File File::open(const std::string& path, bool writable) {
   // Close every object with the file; no object of an untrusted file outlives it.
   H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG);
   f.id_ = Id(H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl.get()));
-  if (!f.id_.valid()) fail(path, "", "a readable HDF5 file", "a damaged or truncated one");
+  if (!f.id_.valid()) {
+    fail(path, "", "a readable HDF5 file", found_damaged("a damaged or truncated one"));
+  }
   return f;
 }
 
@@ -211,9 +267,17 @@ File File::create(const std::string& path) {
   return f;
 }
 
+File::~File() {
+  if (id_.valid()) {
+    detail::ReadScope watch(path_);
+    id_ = Id();
+  }
+}
+
 void File::flush() { check(H5Fflush(id_.get(), H5F_SCOPE_GLOBAL), path_, "", "a flush"); }
 
 bool exists(const File& f, const std::string& where) {
+  detail::ReadScope watch(f.path());
   if (where == "/") return true;
   // Check each path component: H5Lexists fails on a missing intermediate group.
   size_t pos = 0;
@@ -222,6 +286,16 @@ bool exists(const File& f, const std::string& where) {
     std::string prefix = where.substr(0, pos);
     if (!prefix.empty() && prefix != "/") {
       if (H5Lexists(f.id(), prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+      H5L_info_t link;
+      if (H5Lget_info(f.id(), prefix.c_str(), &link, H5P_DEFAULT) < 0) return false;
+      if (link.type != H5L_TYPE_HARD) {
+        // Soft and external links may point anywhere (another file, a device); Keras
+        // and h5py write only hard links.
+        fail(f.path(), prefix, "a hard link",
+             link.type == H5L_TYPE_EXTERNAL ? "an external link (to another file)"
+             : link.type == H5L_TYPE_SOFT   ? "a soft link"
+                                            : "a user-defined link");
+      }
       if (H5Oexists_by_name(f.id(), prefix.c_str(), H5P_DEFAULT) <= 0) return false;
     }
     if (pos == std::string::npos) return true;
@@ -229,6 +303,7 @@ bool exists(const File& f, const std::string& where) {
 }
 
 static H5O_type_t object_type(const File& f, const std::string& where) {
+  detail::ReadScope watch(f.path());
   if (!exists(f, where)) return H5O_TYPE_UNKNOWN;
   H5O_info_t info;
   if (H5Oget_info_by_name2(f.id(), where.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
@@ -246,11 +321,13 @@ bool is_dataset(const File& f, const std::string& where) {
 }
 
 bool has_attr(const File& f, const std::string& where, const std::string& name) {
+  detail::ReadScope watch(f.path());
   if (!exists(f, where)) return false;
   return H5Aexists_by_name(f.id(), where.c_str(), name.c_str(), H5P_DEFAULT) > 0;
 }
 
 std::vector<std::string> list_children(const File& f, const std::string& where) {
+  detail::ReadScope watch(f.path());
   if (!is_group(f, where)) fail(f.path(), where, "a group", "no group at that path");
   Id g(H5Gopen2(f.id(), where.c_str(), H5P_DEFAULT));
   H5G_info_t info;
@@ -260,8 +337,8 @@ std::vector<std::string> list_children(const File& f, const std::string& where) 
   }
   std::vector<std::string> names;
   for (hsize_t i = 0; i < info.nlinks; ++i) {
-    ssize_t len = H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0,
-                                     H5P_DEFAULT);
+    ssize_t len =
+        H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
     if (len < 0 || len > 4096) continue;
     std::string name(static_cast<size_t>(len) + 1, '\0');
     H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(),
@@ -274,6 +351,7 @@ std::vector<std::string> list_children(const File& f, const std::string& where) 
 
 std::string read_string_attr(const File& f, const std::string& where, const std::string& name,
                              size_t max_bytes) {
+  detail::ReadScope watch(f.path());
   std::string obj = where_name(where, name);
   if (!has_attr(f, where, name)) fail(f.path(), obj, "a string attribute", "no such attribute");
   Id attr(H5Aopen_by_name(f.id(), where.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
@@ -290,8 +368,10 @@ std::string read_string_attr(const File& f, const std::string& where, const std:
 
 std::vector<std::string> read_string_list_attr(const File& f, const std::string& where,
                                                const std::string& name, size_t max_items) {
+  detail::ReadScope watch(f.path());
   std::string obj = where_name(where, name);
-  if (!has_attr(f, where, name)) fail(f.path(), obj, "a string-list attribute", "no such attribute");
+  if (!has_attr(f, where, name))
+    fail(f.path(), obj, "a string-list attribute", "no such attribute");
   Id attr(H5Aopen_by_name(f.id(), where.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
   Id type(H5Aget_type(attr.get()));
   Id space(H5Aget_space(attr.get()));
@@ -308,6 +388,7 @@ std::vector<std::string> read_string_list_attr(const File& f, const std::string&
 }
 
 DatasetInfo dataset_info(const File& f, const std::string& where) {
+  detail::ReadScope watch(f.path());
   Id ds = open_dataset(f, where);
   Id type(H5Dget_type(ds.get()));
   Id space(H5Dget_space(ds.get()));
@@ -316,17 +397,61 @@ DatasetInfo dataset_info(const File& f, const std::string& where) {
   info.dims = dims_of(space.get(), f.path(), where);
   info.kind = kind_of(type.get());
   info.element_size = H5Tget_size(type.get());
+  Id dcpl(H5Dget_create_plist(ds.get()));
+  const H5D_layout_t layout = H5Pget_layout(dcpl.get());
+  if (layout == H5D_CHUNKED) {
+    int rank = H5Pget_chunk(dcpl.get(), 0, nullptr);
+    if (rank != static_cast<int>(info.dims.size())) {
+      fail(f.path(), where, "chunks of rank " + std::to_string(info.dims.size()),
+           "rank " + std::to_string(rank));
+    }
+    std::vector<hsize_t> chunk(static_cast<size_t>(rank));
+    H5Pget_chunk(dcpl.get(), rank, chunk.data());
+    std::vector<int64_t> c;
+    for (hsize_t x : chunk) c.push_back(x > (hsize_t{1} << 40) ? -1 : static_cast<int64_t>(x));
+    info.chunk_bytes = checked_bytes(c, static_cast<int64_t>(info.element_size));
+    if (info.chunk_bytes <= 0) {
+      fail(f.path(), where, "chunk dimensions of at least 1", "chunks " + shape_str_of(c));
+    }
+  } else if (layout == H5D_CONTIGUOUS) {
+    // The data HDF5 will read must lie inside the file: a crafted dataset may claim
+    // more than the file holds (a truncated file, or an address past its end).
+    int64_t need = info.bytes(static_cast<int64_t>(info.element_size));
+    haddr_t offset = H5Dget_offset(ds.get());
+    std::error_code ec;
+    const auto file_size = static_cast<hsize_t>(std::filesystem::file_size(f.path(), ec));
+    if (need > 0 && offset != HADDR_UNDEF &&
+        (offset > file_size || static_cast<hsize_t>(need) > file_size - offset)) {
+      fail(f.path(), where,
+           std::to_string(need) + " bytes of data (" + shape_str_of(info.dims) + " " +
+               info.dtype_name() + ") inside the file",
+           "data at byte " + std::to_string(offset) + " of a " + std::to_string(file_size) +
+               "-byte file");
+    }
+  }
   return info;
 }
 
-std::vector<float> read_floats(const File& f, const std::string& where) {
+std::vector<float> read_floats(const File& f, const std::string& where, int64_t max_bytes) {
+  detail::ReadScope watch(f.path());
   DatasetInfo info = dataset_info(f, where);
-  if (info.kind != Kind::kFloat || (info.element_size != 2 && info.element_size != 4 &&
-                                    info.element_size != 8)) {
+  if (info.kind != Kind::kFloat ||
+      (info.element_size != 2 && info.element_size != 4 && info.element_size != 8)) {
     fail(f.path(), where, "float16, float32 or float64", info.dtype_name());
   }
-  int64_t n = element_count(info.dims);
-  if (n < 0) fail<LimitExceeded>(f.path(), where, "a countable size", "an overflowing one");
+  const int64_t bytes = info.bytes(4);
+  if (bytes < 0 || bytes > max_bytes) {
+    fail<LimitExceeded>(f.path(), where,
+                        "at most " + std::to_string(max_bytes) + " bytes (the tensor size limit)",
+                        shape_str_of(info.dims) + " = " +
+                            (bytes < 0 ? "more than 2^62" : std::to_string(bytes)) + " bytes");
+  }
+  if (info.chunk_bytes > max_bytes) {
+    fail<LimitExceeded>(f.path(), where,
+                        "chunks of at most " + std::to_string(max_bytes) + " bytes",
+                        std::to_string(info.chunk_bytes) + "-byte chunks");
+  }
+  const int64_t n = element_count(info.dims);
   std::vector<float> out(static_cast<size_t>(n));
   if (n == 0) return out;
   Id ds = open_dataset(f, where);
@@ -338,6 +463,7 @@ std::vector<float> read_floats(const File& f, const std::string& where) {
 
 void read_rows(const File& f, const std::string& where, int64_t start, int64_t count,
                hid_t mem_type, void* out) {
+  detail::ReadScope watch(f.path());
   Id ds = open_dataset(f, where);
   Id space(H5Dget_space(ds.get()));
   auto dims = dims_of(space.get(), f.path(), where);
@@ -351,13 +477,14 @@ void read_rows(const File& f, const std::string& where, int64_t start, int64_t c
   H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, off.data(), nullptr, cnt.data(), nullptr);
   Id mem(H5Screate_simple(static_cast<int>(cnt.size()), cnt.data(), nullptr));
   if (H5Dread(ds.get(), mem_type, mem.get(), space.get(), H5P_DEFAULT, out) < 0) {
-    fail(f.path(), where, "readable rows " + std::to_string(start) + ".." +
-                              std::to_string(start + count - 1),
+    fail(f.path(), where,
+         "readable rows " + std::to_string(start) + ".." + std::to_string(start + count - 1),
          "a truncated or damaged dataset");
   }
 }
 
 int64_t raw_data_offset(const File& f, const std::string& where) {
+  detail::ReadScope watch(f.path());
   Id ds = open_dataset(f, where);
   Id dcpl(H5Dget_create_plist(ds.get()));
   if (H5Pget_layout(dcpl.get()) != H5D_CONTIGUOUS) return -1;
@@ -413,8 +540,8 @@ void write_string_list_attr(File& f, const std::string& where, const std::string
     // Keras writes an empty float64 array for "no weights".
     hsize_t zero = 0;
     Id space(H5Screate_simple(1, &zero, nullptr));
-    Id attr(H5Acreate2(obj.get(), name.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT,
-                       H5P_DEFAULT));
+    Id attr(
+        H5Acreate2(obj.get(), name.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT));
     if (!attr.valid()) fail<IoError>(f.path(), where_name(where, name), "a new attribute", "");
     return;
   }

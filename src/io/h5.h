@@ -2,6 +2,10 @@
 //
 // Every read checks the object's kind, dtype and size before anything is
 // allocated; every failure throws a bdguard::Error naming the file and object.
+// Files are untrusted, so only what Keras and h5py write is followed: hard links
+// (soft, external and user-defined links are refused), datasets whose data lies in
+// the file itself (external raw storage and virtual datasets, which name other
+// files, are refused), and contiguous data that fits inside the file.
 #pragma once
 
 #include <hdf5.h>
@@ -35,11 +39,25 @@ struct DatasetInfo {
   std::vector<int64_t> dims;
   Kind kind = Kind::kOther;
   size_t element_size = 0;
+  // Bytes of one chunk of a chunked dataset (HDF5 allocates a whole chunk to read any
+  // part of it); 0 for contiguous and compact datasets.
+  int64_t chunk_bytes = 0;
   std::string dtype_name() const;  // "float32", "uint8", "int64", ...
+  // Bytes of the whole dataset in memory at `bytes_per_element`; -1 beyond 2^62.
+  int64_t bytes(int64_t bytes_per_element) const;
 };
+
+// Product of `dims` times `element_size`; -1 when a dimension is negative or the
+// product exceeds 2^62 (so callers compare against limits without overflow).
+int64_t checked_bytes(const std::vector<int64_t>& dims, int64_t element_size);
 
 class File {
  public:
+  File() = default;
+  File(File&&) = default;
+  File& operator=(File&&) = default;
+  // Closes the file (timed by the read watchdog, like every read: closing reads too).
+  ~File();
   // Opens an existing file read-only (or read-write for in-place patching).
   static File open(const std::string& path, bool writable = false);
   // Creates (truncates) a file.
@@ -68,8 +86,9 @@ std::vector<std::string> read_string_list_attr(const File& f, const std::string&
                                                const std::string& name, size_t max_items);
 
 DatasetInfo dataset_info(const File& f, const std::string& where);
-// Reads a whole numeric dataset converted to float32 (HDF5 converts the dtype).
-std::vector<float> read_floats(const File& f, const std::string& where);
+// Reads a whole float16/32/64 dataset converted to float32 (HDF5 converts the dtype);
+// refuses one whose float32 copy or whose chunks exceed `max_bytes`.
+std::vector<float> read_floats(const File& f, const std::string& where, int64_t max_bytes);
 // Reads rows [start, start + count) of the first dimension, converted to `mem_type`.
 void read_rows(const File& f, const std::string& where, int64_t start, int64_t count,
                hid_t mem_type, void* out);

@@ -6,6 +6,8 @@
 #include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
 
+#include <cstdint>
+#include <cstring>
 #include <memory>
 
 #include "bdguard/dataset.h"
@@ -24,6 +26,23 @@ at::Tensor load_image(const std::string& path, const Shape& input_shape) {
   if (!fp) fail<IoError>(path, "", "a readable image file", std::strerror(errno));
   int w = 0, h = 0, n = 0;
   // Check the header before decoding: absurd sizes are refused without allocating.
+  // stb_image refuses them too, but its message then only says "corrupt"; read a PNG's
+  // size from its IHDR chunk to say what was found.
+  unsigned char head[24] = {};
+  if (std::fread(head, 1, sizeof head, fp) == sizeof head &&
+      std::memcmp(head, "\x89PNG\r\n\x1a\n", 8) == 0 && std::memcmp(head + 12, "IHDR", 4) == 0) {
+    auto be32 = [&](int at) {
+      return (uint32_t{head[at]} << 24) | (uint32_t{head[at + 1]} << 16) |
+             (uint32_t{head[at + 2]} << 8) | uint32_t{head[at + 3]};
+    };
+    const uint32_t pw = be32(16), ph = be32(20);
+    if (pw < 1 || ph < 1 || pw > kMaxImageSide || ph > kMaxImageSide) {
+      std::fclose(fp);
+      fail<LimitExceeded>(path, "PNG header", "an image of 1x1 to 16384x16384 pixels",
+                          std::to_string(pw) + "x" + std::to_string(ph));
+    }
+  }
+  std::rewind(fp);
   if (!stbi_info_from_file(fp, &w, &h, &n)) {
     std::fclose(fp);
     fail(path, "", "a PNG, JPEG, BMP, GIF, TGA or PNM image", stbi_failure_reason());

@@ -37,10 +37,20 @@ bool safe_weight_name(const std::string& n) {
   return !n.empty() && n[0] != '/' && n.find("..") == std::string::npos;
 }
 
-int64_t numel(const Shape& s) {
-  int64_t n = 1;
-  for (int64_t d : s) n *= d;
-  return n;
+// Weights must be finite: NaN or Inf would poison every output and every statistic.
+void check_finite(const at::Tensor& t, const std::string& file, const std::string& path,
+                  const Layer& layer) {
+  at::Tensor bad = at::logical_not(at::isfinite(t)).flatten();
+  if (!bad.any().item<bool>()) return;
+  const int64_t first = bad.nonzero()[0][0].item<int64_t>();
+  const float v = t.flatten()[first].item<float>();
+  const int64_t count = bad.sum().item<int64_t>();
+  fail(file, path, "finite weights in layer '" + layer.name + "' (" + layer.class_name + ")",
+       std::string(std::isnan(v) ? "NaN"
+                   : v > 0       ? "+Inf"
+                                 : "-Inf") +
+           " at element " + std::to_string(first) + " (" + std::to_string(count) +
+           " non-finite values)");
 }
 
 void load_weights(Model& m, const h5::File& f, const std::string& root, const LoadOptions& opt) {
@@ -88,16 +98,10 @@ void load_weights(Model& m, const h5::File& f, const std::string& root, const Lo
                                 layer.name + "' " + specs[k].suffix,
                             shape_str(info.dims));
       }
-      if (numel(info.dims) * 4 > opt.max_tensor_bytes) {
-        fail<LimitExceeded>(f.path(), path,
-                            "at most " + std::to_string(opt.max_tensor_bytes) + " bytes",
-                            std::to_string(numel(info.dims) * 4) + " bytes");
-      }
-      std::vector<float> values = h5::read_floats(f, path);
+      // read_floats refuses tensors over the limit before allocating.
+      std::vector<float> values = h5::read_floats(f, path, opt.max_tensor_bytes);
       at::Tensor t = at::from_blob(values.data(), info.dims, at::kFloat).clone();
-      if (!at::isfinite(t).all().item<bool>()) {
-        fail(f.path(), path, "finite weights in layer '" + layer.name + "'", "NaN or Inf");
-      }
+      check_finite(t, f.path(), path, layer);
       layer.weights.push_back({wname, t});
     }
   }
@@ -136,7 +140,10 @@ void patch_bytes(const std::string& file, int64_t offset, const at::Tensor& valu
 }
 
 void write_patched(const Model& m, const std::string& tmp) {
-  std::filesystem::copy_file(m.source_path, tmp, std::filesystem::copy_options::overwrite_existing);
+  std::error_code ec;
+  std::filesystem::copy_file(m.source_path, tmp, std::filesystem::copy_options::overwrite_existing,
+                             ec);
+  if (ec) fail<IoError>(m.source_path, "", "the model file the output is a copy of", ec.message());
   const std::string root = weights_root(m.weights_only);
   struct Patch {
     std::string path;
@@ -223,10 +230,12 @@ nlohmann::json parse_model_config(const std::string& text, const std::string& or
     fail<LimitExceeded>(origin, "model_config", "at most 16 MiB of JSON",
                         std::to_string(text.size()) + " bytes");
   }
-  auto depth_guard = [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
-    if (depth > kMaxJsonDepth) {
-      fail<LimitExceeded>(origin, "model_config", "JSON nested at most 64 deep",
-                          "deeper nesting");
+  // `depth` counts the containers around the event: an object or array opened at
+  // depth d is the (d + 1)-th level of nesting.
+  auto depth_guard = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
+    using Event = nlohmann::json::parse_event_t;
+    if ((event == Event::object_start || event == Event::array_start) && depth >= kMaxJsonDepth) {
+      fail<LimitExceeded>(origin, "model_config", "JSON nested at most 64 deep", "deeper nesting");
     }
     return true;
   };
@@ -271,11 +280,11 @@ Model load_model(const std::string& path, const ArchSource& arch, const LoadOpti
   const bool full = h5::has_attr(f, "/", "model_config");
   nlohmann::json config;
   std::string origin = path;
-  if (!arch.empty()) {
+  if (full) {
+    config = read_config_attr(f);
+  } else if (!arch.empty()) {
     config = read_architecture(arch);
     origin = arch.builtin.empty() ? arch.file : "--arch " + arch.builtin;
-  } else if (full) {
-    config = read_config_attr(f);
   } else {
     fail<InvalidArgument>(path, "/@model_config",
                           "a full Keras model, or --arch / --arch-from for a weights-only file",

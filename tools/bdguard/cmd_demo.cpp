@@ -14,6 +14,8 @@
 #include "bdguard/goodnet.h"
 #include "bdguard/keras.h"
 #include "bdguard/prune.h"
+#include "bdguard/sweep_files.h"
+#include "cmd_run.h"
 #include "commands.h"
 #include "common.h"
 #include "train_cli.h"
@@ -72,10 +74,11 @@ struct Row {
   std::optional<GoodNetRow> goodnet;
 };
 
-// The defense on the prepared files: the pruning sweep of the default layer, the pruned
-// models at 2, 4 and 10 points of accuracy lost, their GoodNets, and fine-pruning.
-std::vector<Row> run_defense(const DemoOptions& o, const std::string& model_path,
-                             nlohmann::json& summary) {
+// Fine-pruning of the models `bdguard run` saved (DIR/model_X=<X>.h5): each is fine-tuned
+// with the defaults and written as DIR/model_X=<X>_finetuned.h5. Rows: the BadNet, then
+// each pruned model and its fine-pruned copy, with their GoodNets (test files).
+std::vector<Row> fine_prune(const DemoOptions& o, const std::string& model_path,
+                            nlohmann::json& summary) {
   Model badnet = load_model(model_path);
   const std::string dir = o.out + "/data/";
   DataOptions d;
@@ -84,53 +87,49 @@ std::vector<Row> run_defense(const DemoOptions& o, const std::string& model_path
   LabDataset bd_valid(dir + "bd_valid.h5", badnet.input_shape(), d);
   LabDataset test(dir + "test.h5", badnet.input_shape(), d);
   LabDataset bd_test(dir + "bd_test.h5", badnet.input_shape(), d);
-
-  SweepOptions so;
-  so.progress = progress_bar("prune", o.quiet);
-  SweepResult sweep = run_sweep(badnet, {&valid, &bd_valid, &test, &bd_test}, so);
-  const auto& base = sweep.steps.front();
-  std::vector<Row> rows{{"BadNet", 0, *base.test_accuracy, *base.test_asr, std::nullopt}};
+  auto clean_b = predict_dataset({&badnet}, test)[0];
+  auto bd_b = predict_dataset({&badnet}, bd_test)[0];
+  std::vector<Row> rows{{"BadNet", 0, match_rate(clean_b, test.labels()),
+                         match_rate(bd_b, bd_test.labels()), std::nullopt}};
   const int64_t n = badnet.num_classes();
   auto goodnet = [&](const std::string& name, const std::vector<int64_t>& clean,
                      const std::vector<int64_t>& poisoned) {
-    return goodnet_row(name, n, test.labels(), bd_test.labels(), sweep.test_predictions[0],
-                       sweep.poisoned_test_predictions[0], clean, poisoned);
+    return goodnet_row(name, n, test.labels(), bd_test.labels(), clean_b, bd_b, clean, poisoned);
   };
   nlohmann::json models = nlohmann::json::array();
   for (double drop : kDefaultDrops) {
-    const int step = first_step_with_drop(sweep, drop);
-    if (step < 0) continue;
-    char label[32];
-    std::snprintf(label, sizeof label, "model_X=%g", drop);
-    const std::string name = label;
-    Model pruned = pruned_copy(badnet, sweep, step);
-    save_model(pruned, o.out + "/" + name + ".h5");
-    const auto& s = sweep.steps[static_cast<size_t>(step)];
-    rows.push_back({name, step, *s.test_accuracy, *s.test_asr,
-                    goodnet(name, sweep.test_predictions[static_cast<size_t>(step)],
-                            sweep.poisoned_test_predictions[static_cast<size_t>(step)])});
+    const std::string file = drop_file_name(drop);
+    const std::string name = file.substr(0, file.size() - 3);
+    if (!std::filesystem::exists(o.out + "/" + file)) continue;
+    Model pruned = load_model(o.out + "/" + file);
+    int64_t count = 0;
+    for (const auto& p : pruned_channels(pruned)) count += static_cast<int64_t>(p.channels.size());
+    auto clean_p = predict_dataset({&pruned}, test)[0];
+    auto bd_p = predict_dataset({&pruned}, bd_test)[0];
+    rows.push_back({name, count, match_rate(clean_p, test.labels()),
+                    match_rate(bd_p, bd_test.labels()), goodnet(name, clean_p, bd_p)});
     FinetuneOptions fo;
     fo.progress = train_progress_bar("finetune " + name, o.quiet);
     FinetuneResult ft = finetune(pruned, {&valid, &bd_valid, &test, &bd_test}, fo);
     const std::string ft_name = name + "_finetuned";
     save_model(pruned, o.out + "/" + ft_name + ".h5");
-    rows.push_back({ft_name, step, *ft.after.test_accuracy, *ft.after.test_asr,
+    rows.push_back({ft_name, count, *ft.after.test_accuracy, *ft.after.test_asr,
                     goodnet(ft_name, ft.test_predictions, ft.poisoned_test_predictions)});
     nlohmann::json entry = to_json(ft);
     entry["name"] = ft_name;
+    entry["file"] = ft_name + ".h5";
     models.push_back(entry);
   }
-  summary["layer"] = sweep.layer;
-  summary["channels"] = sweep.channels;
   summary["finetune"] = models;
   return rows;
 }
 
-void print_rows(const std::vector<Row>& rows, int64_t channels) {
-  std::printf("\n%-24s %7s %9s %9s | %9s %9s %9s %9s\n", "model (test files)", "pruned", "accuracy",
-              "ASR", "G acc", "G ASR", "detected", "false al.");
+void print_rows(const std::vector<Row>& rows) {
+  std::printf("\nFine-pruning (test files; G = the GoodNet of the BadNet and that model):\n");
+  std::printf("%-24s %7s %9s %9s | %9s %9s %9s %9s\n", "model", "pruned", "accuracy", "ASR",
+              "G acc", "G ASR", "detected", "false al.");
   for (const auto& r : rows) {
-    std::string pruned = r.pruned ? std::to_string(r.pruned) + "/" + std::to_string(channels) : "-";
+    std::string pruned = r.pruned ? std::to_string(r.pruned) : "-";
     std::printf("%-24s %7s %8s%% %8s%%", r.name.c_str(), pruned.c_str(), pct(r.accuracy).c_str(),
                 pct(r.asr).c_str());
     if (r.goodnet) {
@@ -146,6 +145,7 @@ void run_demo(const DemoOptions& o) {
   apply_threads(o.threads);
   const auto start = std::chrono::steady_clock::now();
   prepare_out_dir(o);
+  write_file_atomic(o.out + "/" + kMarker, "{\"status\": \"running\"}\n");
   const std::string model_path = o.out + "/bd_net.h5";
   nlohmann::json summary = {{"out", o.out}, {"threads", at::get_num_threads()}};
   if (o.retrain) {
@@ -165,8 +165,21 @@ void run_demo(const DemoOptions& o) {
               model_path.c_str(), o.retrain ? "trained now" : "shipped with bdguard",
               o.out.c_str());
   std::fflush(stdout);
-  std::vector<Row> rows = run_defense(o, model_path, summary);
-  print_rows(rows, summary["channels"].get<int64_t>());
+  // The defense: exactly `bdguard run` on the files just written.
+  RunOptions run;
+  run.model.model = model_path;
+  run.valid = o.out + "/data/valid.h5";
+  run.poisoned_valid = o.out + "/data/bd_valid.h5";
+  run.test = o.out + "/data/test.h5";
+  run.poisoned_test = o.out + "/data/bd_test.h5";
+  run.out = o.out;
+  run.force = true;  // the folder is the demo's own (checked above)
+  run.global.threads = o.threads;
+  run.global.quiet = o.quiet;
+  run_run(run);
+  std::fflush(stdout);
+  std::vector<Row> rows = fine_prune(o, model_path, summary);
+  print_rows(rows);
   summary["seconds"] = seconds_since(start);
   nlohmann::json table = nlohmann::json::array();
   for (const auto& r : rows) {

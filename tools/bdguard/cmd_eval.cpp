@@ -26,8 +26,8 @@ void run_eval(const EvalOptions& o) {
   nlohmann::json doc = {{"clean_accuracy", acc}, {"n_clean", clean.size()}};
   if (!o.poisoned.empty()) {
     LabDataset bd(o.poisoned, m.input_shape(), data_options(o.model, m));
-    auto bd_pred = predict_dataset({&m}, bd, o.global.batch,
-                                   progress_bar("poisoned", o.global.quiet));
+    auto bd_pred =
+        predict_dataset({&m}, bd, o.global.batch, progress_bar("poisoned", o.global.quiet));
     doc["attack_success_rate"] = match_rate(bd_pred[0], bd.labels());
     doc["n_poisoned"] = bd.size();
   } else {
@@ -66,8 +66,8 @@ void run_predict(const PredictOptions& o) {
     auto row = static_cast<int64_t>(i);
     nlohmann::json top = nlohmann::json::array();
     for (int64_t j = 0; j < k; ++j) {
-      top.push_back({{"label", indices[row][j].item<int64_t>()},
-                     {"prob", values[row][j].item<double>()}});
+      top.push_back(
+          {{"label", indices[row][j].item<int64_t>()}, {"prob", values[row][j].item<double>()}});
     }
     out.push_back({{"input", o.images[i]},
                    {"label", top[0]["label"]},

@@ -12,5 +12,8 @@ void setup_predict(CLI::App& app);
 void setup_attack(CLI::App& app);
 void setup_finetune(CLI::App& app);
 void setup_demo(CLI::App& app);
+void setup_prune(CLI::App& app);
+void setup_goodnet(CLI::App& app);
+void setup_run(CLI::App& app);
 
 }  // namespace bdguard::cli

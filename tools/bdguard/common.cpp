@@ -1,10 +1,14 @@
 #include "common.h"
 
+#include "bdguard/error.h"
+
 #include <ATen/Parallel.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <thread>
 
@@ -18,8 +22,8 @@ void add_model_options(CLI::App& app, ModelOptions& o, const std::string& model_
         ->required()
         ->check(CLI::ExistingFile);
   }
-  auto* arch = app.add_option("--arch", o.arch,
-                              "built-in architecture for a weights-only file (deepid)");
+  auto* arch =
+      app.add_option("--arch", o.arch, "built-in architecture for a weights-only file (deepid)");
   app.add_option("--arch-from", o.arch_from,
                  "architecture from a full model .h5 or a model_config JSON file")
       ->check(CLI::ExistingFile)
@@ -46,10 +50,13 @@ void add_global_options(CLI::App& app, GlobalOptions& g) {
 }
 
 void apply_threads(int threads) {
-  int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int n =
+      threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(n);
   if (openblas_set_num_threads) openblas_set_num_threads(n);
 }
+
+int at_threads() { return at::get_num_threads(); }
 
 ArchSource arch_source(const ModelOptions& o) { return {o.arch, o.arch_from}; }
 
@@ -90,6 +97,17 @@ ProgressFn progress_bar(const std::string& label, bool quiet) {
 }
 
 void print_json(const nlohmann::json& doc) { std::cout << doc.dump(2) << std::endl; }
+
+void add_force_flag(CLI::App& app, bool& force) {
+  app.add_flag("--force", force, "write into an existing non-empty output folder");
+}
+
+double read_timeout_seconds() {
+  const char* env = std::getenv("BDGUARD_READ_TIMEOUT");
+  char* end = nullptr;
+  double s = env ? std::strtod(env, &end) : 0;
+  return env && end != env && s > 0 ? s : kDefaultReadTimeoutSeconds;
+}
 
 std::string pct(double v) {
   char buf[32];

@@ -8,6 +8,7 @@
 
 #include "bdguard/dataset.h"
 #include "bdguard/evaluate.h"
+#include "bdguard/fileio.h"
 #include "bdguard/keras.h"
 #include "bdguard/model.h"
 #include "bdguard/train.h"
@@ -47,10 +48,27 @@ DataOptions data_options(const ModelOptions& o, const Model& m);
 // A progress bar on stderr when it is a terminal (and not --quiet); nothing otherwise.
 ProgressFn progress_bar(const std::string& label, bool quiet);
 
+// The compute threads in use (after apply_threads).
+int at_threads();
+
 // Prints a JSON document to stdout.
 void print_json(const nlohmann::json& doc);
 // "98.65" style formatting of a percentage.
 std::string pct(double v);
+
+// Output folders. A command that writes into a folder (`--out DIR`) binds --force with
+// add_force_flag() and, before any work (so a refusal costs nothing), calls
+//   prepare_output_dir(dir, force);   // bdguard/fileio.h
+// which creates a new folder, accepts an empty one, and refuses a non-empty one unless
+// --force (which deletes nothing: each output then replaces its own file). Write every
+// file in it with write_file_atomic() or save_model() (temporary file + rename), so an
+// error or SIGINT/SIGTERM leaves no half-written file. Inputs are only ever opened for
+// reading.
+void add_force_flag(CLI::App& app, bool& force);
+
+// How long one call into HDF5 on an input may run before the read watchdog ends the
+// process (fileio.h): $BDGUARD_READ_TIMEOUT seconds, else kDefaultReadTimeoutSeconds.
+double read_timeout_seconds();
 
 }  // namespace bdguard::cli
 

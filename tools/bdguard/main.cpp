@@ -4,6 +4,7 @@
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
 #include "commands.h"
+#include "common.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"bdguard: find and remove backdoors in Keras neural networks"};
@@ -15,7 +16,11 @@ int main(int argc, char** argv) {
   bdguard::cli::setup_attack(app);
   bdguard::cli::setup_finetune(app);
   bdguard::cli::setup_demo(app);
+  bdguard::cli::setup_prune(app);
+  bdguard::cli::setup_goodnet(app);
+  bdguard::cli::setup_run(app);
   bdguard::install_cleanup_signal_handlers();
+  bdguard::start_read_watchdog(bdguard::cli::read_timeout_seconds());
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,30 @@
+// Configuration files: a flat table of settings, in TOML or JSON.
+//
+//   model = "bd_net.h5"            {"model": "bd_net.h5",
+//   valid = "valid.h5"              "valid": "valid.h5",
+//   drops = [2, 4, 10]              "drops": [2, 4, 10]}
+//
+// Values are strings, numbers, booleans or arrays of those; nested tables are refused.
+// The format is JSON when the file name ends in .json or its first non-blank character
+// is '{', TOML otherwise. The file is untrusted: its size is limited and every error
+// names the file, the line where known, and what was expected.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace bdguard {
+
+struct ConfigEntry {
+  std::string key;
+  std::vector<std::string> values;  // one per array element; scalars give one
+  bool is_array = false;
+};
+
+constexpr size_t kMaxConfigBytes = 1 << 20;
+
+// Entries in file order (TOML) or key order (JSON). `origin` names the file in errors.
+std::vector<ConfigEntry> parse_config(const std::string& text, const std::string& origin);
+std::vector<ConfigEntry> read_config_file(const std::string& path);
+
+}  // namespace bdguard

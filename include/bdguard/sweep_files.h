@@ -1,0 +1,42 @@
+// What `bdguard prune` writes: the pruned models at the accuracy-drop thresholds,
+// DIR/sweep.csv and DIR/sweep.json.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "bdguard/goodnet.h"
+#include "bdguard/model.h"
+#include "bdguard/prune.h"
+
+namespace bdguard {
+
+struct SavedModel {
+  double drop = 0;  // X, in accuracy points
+  bool reached = false;
+  int step = -1;     // first step with a drop of at least X points
+  std::string path;  // DIR/model_X=<X>.h5 (empty when not reached)
+  std::string sha256;
+};
+
+// "model_X=2.h5", "model_X=2.5.h5".
+std::string drop_file_name(double drop);
+// "2", "2.5": X as users write it.
+std::string format_drop(double drop);
+
+// Saves the pruned model of each threshold into `dir` (see prune.h: first_step_with_drop).
+std::vector<SavedModel> save_drop_models(const Model& m, const SweepResult& r,
+                                         const std::vector<double>& drops, const std::string& dir);
+
+// DIR/sweep.csv: `step,channel,fraction_pruned,valid_accuracy,valid_asr` (and
+// `,test_accuracy,test_asr` with test files); step 0 is the unpruned model.
+std::string sweep_csv(const SweepResult& r);
+
+// DIR/sweep.json: the curve, pruning order, mean activations, baseline, saved models
+// (step, SHA-256), GoodNet rows, `settings`, and `timings` (the only part that varies
+// between runs on the same inputs).
+nlohmann::json sweep_json(const SweepResult& r, const std::vector<SavedModel>& saved,
+                          const std::vector<GoodNetRow>& goodnet, const nlohmann::json& settings);
+
+}  // namespace bdguard

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Builds bdguard with AddressSanitizer and UndefinedBehaviorSanitizer into
+# ${ASAN_BUILD_DIR:-build-asan} (re-using an existing build) and runs the unit, CLI and
+# hostile-input tests there. Any sanitizer report fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export BUILD_DIR=${ASAN_BUILD_DIR:-build-asan}
+./scripts/build.sh -DBDGUARD_SANITIZE=ON -DBDGUARD_BENCH=OFF
+# No ASAN_OPTIONS are needed (LibTorch 1.13 on CPU runs clean, leak checking included);
+# UBSan prints a stack and stops at the first report.
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)" -L 'unit|cli|hostile'

@@ -1,0 +1,467 @@
+// report.md, report.html and summary.json of a defense run (see report.h).
+#include "bdguard/report.h"
+
+#include <openssl/evp.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "bdguard/error.h"
+#include "bdguard/fileio.h"
+#include "report/document.h"
+#include "report/model_view.h"
+
+namespace bdguard {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string fmt(const char* spec, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, spec, v);
+  return buf;
+}
+// Table cells: "98.65"; prose: "98.7 %".
+std::string p2(double v) { return fmt("%.2f", v); }
+std::string p2(const std::optional<double>& v) { return v ? p2(*v) : "-"; }
+std::string p1(double v) { return fmt("%.1f", v) + " %"; }
+std::string g(double v) { return fmt("%g", v); }
+std::string seconds(double v) { return fmt(v < 10 ? "%.2f" : "%.1f", v); }
+
+std::string human_bytes(int64_t n) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(n);
+  int u = 0;
+  while (v >= 1024 && u < 4) v /= 1024, ++u;
+  return u == 0 ? std::to_string(n) + " B" : fmt("%.1f", v) + " " + units[u];
+}
+
+// A setting as the report shows it: code for values, "-" for unset; numbers as users write them.
+std::string setting_text(const nlohmann::json& v) {
+  if (v.is_null()) return "-";
+  if (v.is_string()) return "`" + v.get<std::string>() + "`";
+  if (v.is_number_float()) return "`" + g(v.get<double>()) + "`";
+  if (v.is_array()) {
+    std::string out;
+    for (const auto& e : v) {
+      std::string t = setting_text(e);
+      out += (out.empty() ? "" : ", ") + t;
+    }
+    return out.empty() ? "-" : out;
+  }
+  return "`" + v.dump() + "`";
+}
+
+std::optional<report::ModelView> largest_reached(const RunReport& r) {
+  std::optional<report::ModelView> best;
+  for (const auto& s : report::model_views(r)) {
+    if (s.reached && (!best || s.drop > best->drop)) best = s;
+  }
+  return best;
+}
+
+bool has_test_steps(const SweepResult& s) {
+  return !s.steps.empty() && s.steps[0].test_accuracy.has_value();
+}
+
+const PlotFile* find_plot(const PlotResult& plots, const std::string& name,
+                          const std::string& format) {
+  for (const auto& p : plots.files) {
+    if (p.name == name && p.format == format) return &p;
+  }
+  return nullptr;
+}
+
+nlohmann::json opt(const std::optional<double>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+nlohmann::json split_json(const SplitMetrics& m) {
+  return {{"clean_accuracy", m.accuracy},
+          {"attack_success_rate", m.asr},
+          {"n_clean", m.n_clean},
+          {"n_poisoned", m.n_poisoned}};
+}
+
+}  // namespace
+
+namespace report {
+
+std::vector<ModelView> model_views(const RunReport& r) {
+  std::vector<ModelView> out;
+  const auto& steps = r.sweep.steps;
+  for (const ReportedModel& m : r.saved) {
+    const SavedModel& s = m.saved;
+    ModelView v;
+    v.drop = s.drop;
+    v.reached = s.reached;
+    v.goodnet = m.goodnet ? &*m.goodnet : nullptr;
+    if (s.reached) {
+      if (s.step < 0 || static_cast<size_t>(s.step) >= steps.size()) {
+        throw InvalidArgument(
+            describe("", "saved model X=" + format_drop(s.drop),
+                     "a step of the sweep (0 to " + std::to_string(steps.size()) + ")",
+                     std::to_string(s.step)));
+      }
+      const SweepStep& st = steps[static_cast<size_t>(s.step)];
+      v.step = s.step;
+      v.file = s.path.empty() ? "" : fs::path(s.path).filename().string();
+      v.sha256 = s.sha256;
+      v.fraction_pruned = st.fraction_pruned;
+      v.valid_accuracy = st.valid_accuracy;
+      v.valid_asr = st.valid_asr;
+      v.valid_drop = steps.front().valid_accuracy - st.valid_accuracy;
+      v.test_accuracy = st.test_accuracy;
+      v.test_asr = st.test_asr;
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
+}  // namespace report
+
+std::string conclusion(const RunReport& r) {
+  const auto& sw = r.sweep;
+  std::ostringstream out;
+  if (r.valid.asr < kNoBackdoorAsr) {
+    out << "The BadNet's attack success rate on the poisoned validation data is only "
+        << p1(r.valid.asr) << ": these inputs do not trigger a working backdoor, so the "
+        << "pruning curves say little about removing one. ";
+  }
+  const std::optional<report::ModelView> s = largest_reached(r);
+  const bool on_test = s && s->test_asr.has_value();
+  if (!s) {
+    double last_acc = sw.steps.empty() ? r.valid.accuracy : sw.steps.back().valid_accuracy;
+    double last_asr = sw.steps.empty() ? r.valid.asr : sw.steps.back().valid_asr;
+    out << "Pruning " << (sw.steps.empty() ? 0 : sw.steps.back().step) << " of the " << sw.channels
+        << " channels of `" << sw.layer << "` never cost the smallest accuracy "
+        << "loss asked for (validation accuracy " << p1(last_acc) << ", baseline "
+        << p1(r.valid.accuracy) << "), so no pruned model was saved; the attack success rate "
+        << "there is " << p1(last_asr) << ".";
+    return out.str();
+  }
+  const double asr = on_test ? *s->test_asr : s->valid_asr;
+  const std::string data = on_test ? "test" : "validation";
+  out << "At a " << g(s->drop) << "-point accuracy loss (" << s->step << " of the " << sw.channels
+      << " channels of `" << sw.layer << "` pruned, validation accuracy " << p1(s->valid_accuracy)
+      << " against " << p1(r.valid.accuracy) << "), ";
+  if (asr >= kBackdoorSurvivesAsr) {
+    out << "the attack still succeeds " << p1(asr) << " of the time on " << data
+        << " data: pruning alone did not remove this backdoor.";
+  } else if (asr >= kBackdoorRemovedAsr) {
+    out << "the attack succeeds " << p1(asr) << " of the time on " << data
+        << " data: pruning weakened this backdoor but did not remove it.";
+  } else {
+    out << "the attack succeeds only " << p1(asr) << " of the time on " << data
+        << " data: pruning removed this backdoor, at a cost of " << fmt("%.1f", s->valid_drop)
+        << " points of clean accuracy.";
+  }
+  // Where, if anywhere, the validation ASR collapses.
+  const SweepStep* collapse = nullptr;
+  for (const auto& st : sw.steps) {
+    if (st.valid_asr < kBackdoorRemovedAsr) {
+      collapse = &st;
+      break;
+    }
+  }
+  if (collapse && collapse->step > s->step) {
+    out << " The validation attack success rate falls below " << p1(kBackdoorRemovedAsr)
+        << " only after " << collapse->step
+        << " channels are pruned, when clean accuracy is down to " << p1(collapse->valid_accuracy)
+        << ".";
+  } else if (!collapse && !sw.steps.empty()) {
+    const SweepStep* lowest = &sw.steps[0];
+    for (const auto& st : sw.steps) {
+      if (st.valid_asr < lowest->valid_asr) lowest = &st;
+    }
+    out << " In the whole sweep (" << sw.steps.back().step << " channels) the validation attack "
+        << "success rate never falls below " << p1(kBackdoorRemovedAsr)
+        << " (lowest: " << p1(lowest->valid_asr) << ", after " << lowest->step << " channels).";
+  }
+  if (s->goodnet) {
+    const GoodNetRow& gn = *s->goodnet;
+    out << " The GoodNet built from this pruned net flags " << p1(gn.detection_rate)
+        << " of the poisoned test inputs as backdoored, with " << p1(gn.false_alarm_rate)
+        << " false alarms on clean ones; its clean accuracy is " << p1(gn.goodnet_accuracy)
+        << " and its attack success rate " << p1(gn.goodnet_asr) << ".";
+  }
+  return out.str();
+}
+
+nlohmann::json summary_json(const RunReport& r, const PlotResult& plots) {
+  nlohmann::json doc;
+  doc["tool"] = {{"name", "bdguard"}, {"version", r.tool_version}};
+  nlohmann::json settings = nlohmann::json::object();
+  for (const auto& [key, value] : r.settings) settings[key] = value;
+  doc["settings"] = settings;
+  nlohmann::json inputs = nlohmann::json::array();
+  for (const auto& in : r.inputs) {
+    inputs.push_back(
+        {{"role", in.role}, {"path", in.path}, {"sha256", in.sha256}, {"bytes", in.bytes}});
+  }
+  doc["inputs"] = inputs;
+  doc["model"] = {{"name", r.model_name}, {"num_classes", r.num_classes}};
+  doc["baseline"] = {{"valid", split_json(r.valid)},
+                     {"test", r.test ? split_json(*r.test) : nlohmann::json(nullptr)}};
+  const auto& sw = r.sweep;
+  nlohmann::json steps = nlohmann::json::array();
+  for (const auto& st : sw.steps) {
+    steps.push_back(
+        {{"step", st.step},
+         {"channel", st.channel < 0 ? nlohmann::json(nullptr) : nlohmann::json(st.channel)},
+         {"fraction_pruned", st.fraction_pruned},
+         {"valid_accuracy", st.valid_accuracy},
+         {"valid_asr", st.valid_asr},
+         {"test_accuracy", opt(st.test_accuracy)},
+         {"test_asr", opt(st.test_asr)}});
+  }
+  doc["sweep"] = {{"layer", sw.layer},
+                  {"cut_layer", sw.cut_layer},
+                  {"channels", sw.channels},
+                  {"order", sw.order},
+                  {"mean_activation", sw.mean_activation},
+                  {"n_clean", sw.n_clean},
+                  {"n_poisoned", sw.n_poisoned},
+                  {"n_test", sw.n_test},
+                  {"n_poisoned_test", sw.n_poisoned_test},
+                  {"steps", steps}};
+  nlohmann::json saved = nlohmann::json::array();
+  for (const auto& s : report::model_views(r)) {
+    nlohmann::json e = {{"drop", s.drop}, {"reached", s.reached}};
+    if (s.reached) {
+      e.update({{"step", s.step},
+                {"channels_pruned", s.step},
+                {"file", s.file.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.file)},
+                {"sha256", s.sha256},
+                {"fraction_pruned", s.fraction_pruned},
+                {"valid_accuracy", s.valid_accuracy},
+                {"valid_asr", s.valid_asr},
+                {"valid_drop", s.valid_drop},
+                {"test_accuracy", opt(s.test_accuracy)},
+                {"test_asr", opt(s.test_asr)},
+                {"goodnet", s.goodnet ? to_json(*s.goodnet) : nlohmann::json(nullptr)}});
+    } else {
+      for (const char* k :
+           {"step", "channels_pruned", "file", "sha256", "fraction_pruned", "valid_accuracy",
+            "valid_asr", "valid_drop", "test_accuracy", "test_asr", "goodnet"}) {
+        e[k] = nullptr;
+      }
+    }
+    saved.push_back(e);
+  }
+  doc["saved_models"] = saved;
+  nlohmann::json plot_files = nlohmann::json::array();
+  for (const auto& p : plots.files) {
+    plot_files.push_back({{"name", p.name},
+                          {"title", p.title},
+                          {"file", p.file},
+                          {"format", p.format},
+                          {"width", p.width},
+                          {"height", p.height}});
+  }
+  doc["plots"] = plot_files;
+  nlohmann::json timings = nlohmann::json::array();
+  double total = 0;
+  for (const auto& t : r.timings) {
+    timings.push_back({{"stage", t.stage}, {"seconds", t.seconds}});
+    total += t.seconds;
+  }
+  doc["timings"] = timings;
+  doc["total_seconds"] = total;
+  doc["sweep_timings"] = {{"below_cut_s", sw.timings.below_cut_s},
+                          {"sweep_s", sw.timings.sweep_s},
+                          {"images_recomputed", sw.timings.images_recomputed},
+                          {"images_skipped", sw.timings.images_skipped},
+                          {"ties_verified", sw.timings.ties_verified}};
+  doc["thresholds"] = {{"backdoor_removed_asr", kBackdoorRemovedAsr},
+                       {"backdoor_survives_asr", kBackdoorSurvivesAsr},
+                       {"no_backdoor_asr", kNoBackdoorAsr}};
+  doc["conclusion"] = conclusion(r);
+  doc["warnings"] = r.warnings;
+  return doc;
+}
+
+namespace {
+
+report::Document build_document(const RunReport& r, const PlotResult& plots) {
+  using report::Document;
+  Document d;
+  const auto& sw = r.sweep;
+  d.heading(1, "bdguard report: pruning defense of " + r.model_name);
+  d.paragraph("Channels of the layer `" + sw.layer +
+              "` are pruned one at a time, in increasing "
+              "order of their mean activation at `" +
+              sw.cut_layer +
+              "` on clean validation data "
+              "(Fine-Pruning, Liu et al., RAID 2018). After each step the clean accuracy and the "
+              "attack success rate (ASR) are measured; a pruned model is saved at the first step "
+              "that costs 2, 4 and 10 points of validation accuracy, and each is paired with the "
+              "BadNet into a GoodNet, which outputs label N = " +
+              std::to_string(r.num_classes) +
+              " (backdoor detected) where the two disagree. Rates are percentages.");
+  for (const auto& w : r.warnings) d.note("Warning: " + w);
+
+  d.heading(2, "Settings");
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& [key, value] : r.settings) rows.push_back({key, setting_text(value)});
+  d.table({"setting", "value"}, rows);
+
+  d.heading(2, "Inputs");
+  rows.clear();
+  for (const auto& in : r.inputs) {
+    rows.push_back({in.role, "`" + in.path + "`", human_bytes(in.bytes), "`" + in.sha256 + "`"});
+  }
+  d.table({"input", "file", "size", "SHA-256"}, rows, {false, false, true, false});
+
+  d.heading(2, "Baseline: the BadNet");
+  rows = {{"validation", p2(r.valid.accuracy), p2(r.valid.asr), std::to_string(r.valid.n_clean),
+           std::to_string(r.valid.n_poisoned)}};
+  if (r.test) {
+    rows.push_back({"test", p2(r.test->accuracy), p2(r.test->asr), std::to_string(r.test->n_clean),
+                    std::to_string(r.test->n_poisoned)});
+  }
+  d.table({"data", "clean accuracy", "ASR", "clean images", "poisoned images"}, rows,
+          {false, true, true, true, true});
+
+  d.heading(2, "Pruning curves");
+  d.paragraph("Clean accuracy and ASR against the fraction of the " + std::to_string(sw.channels) +
+              " channels of `" + sw.layer +
+              "` pruned. Dashed lines: the baseline accuracy less "
+              "2, 4 and 10 points; dotted lines and large markers: the saved models. Every step "
+              "is in `sweep.csv` and in the appendix.");
+  auto add_plot = [&](const std::string& name, const std::string& alt) {
+    if (const PlotFile* p = find_plot(plots, name, "png")) {
+      d.image(alt, p->file);
+    } else {
+      d.note(alt + ": not drawn (gnuplot missing or failed; see the warnings).");
+    }
+  };
+  add_plot("sweep_valid", "Validation data: clean accuracy and ASR against the fraction pruned");
+  if (has_test_steps(sw)) {
+    add_plot("sweep_test", "Test data: clean accuracy and ASR against the fraction pruned");
+  }
+  d.paragraph("The mean activation of every channel of `" + sw.layer + "` (at `" + sw.cut_layer +
+              "`, over clean validation data), in the order they are pruned; the dotted lines "
+              "mark where each saved model stops.");
+  add_plot("activations", "Mean activation of each channel, in pruning order");
+
+  d.heading(2, "Saved models and their GoodNets");
+  rows.clear();
+  for (const auto& s : report::model_views(r)) {
+    if (!s.reached) {
+      rows.push_back(
+          {"X=" + g(s.drop), "not reached", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-"});
+      continue;
+    }
+    std::vector<std::string> row = {
+        s.file.empty() ? "X=" + g(s.drop) : "`" + s.file + "`",
+        std::to_string(s.step) + " (" + fmt("%.1f", 100 * s.fraction_pruned) + " %)",
+        p2(s.valid_drop),
+        p2(s.valid_accuracy),
+        p2(s.valid_asr),
+        p2(s.test_accuracy),
+        p2(s.test_asr)};
+    if (s.goodnet) {
+      const auto& gn = *s.goodnet;
+      for (double v :
+           {gn.goodnet_accuracy, gn.goodnet_asr, gn.detection_rate, gn.false_alarm_rate}) {
+        row.push_back(p2(v));
+      }
+    } else {
+      row.insert(row.end(), 4, "-");
+    }
+    row.insert(row.begin() + 1, g(s.drop));
+    rows.push_back(row);
+  }
+  d.table({"model", "drop asked", "channels pruned (step)", "validation drop",
+           "validation accuracy", "validation ASR", "test accuracy", "test ASR",
+           "GoodNet test accuracy", "GoodNet test ASR", "detection rate", "false-alarm rate"},
+          rows, {false, true, true, true, true, true, true, true, true, true, true, true});
+  d.paragraph(
+      "Drops are in accuracy points below the BadNet's validation accuracy. The GoodNet "
+      "columns are measured on the test files: detection rate = poisoned inputs labelled "
+      "N, false-alarm rate = clean inputs labelled N.");
+
+  d.heading(2, "Timings");
+  rows.clear();
+  double total = 0;
+  for (const auto& t : r.timings) {
+    rows.push_back({t.stage, seconds(t.seconds)});
+    total += t.seconds;
+  }
+  rows.push_back({"total", seconds(total)});
+  d.table({"stage", "seconds"}, rows, {false, true});
+
+  d.heading(2, "Conclusion");
+  d.paragraph(conclusion(r));
+
+  d.heading(2, "Appendix: every pruning step");
+  const bool test = has_test_steps(sw);
+  rows.clear();
+  for (const auto& st : sw.steps) {
+    std::vector<std::string> row = {
+        std::to_string(st.step), st.channel < 0 ? "-" : std::to_string(st.channel),
+        fmt("%.4f", st.fraction_pruned), p2(st.valid_accuracy), p2(st.valid_asr)};
+    if (test) {
+      row.push_back(p2(st.test_accuracy));
+      row.push_back(p2(st.test_asr));
+    }
+    rows.push_back(row);
+  }
+  std::vector<std::string> header = {"step", "channel", "fraction pruned", "validation accuracy",
+                                     "validation ASR"};
+  if (test) {
+    header.push_back("test accuracy");
+    header.push_back("test ASR");
+  }
+  d.table(header, rows, std::vector<bool>(header.size(), true));
+  return d;
+}
+
+std::string read_file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+std::string base64(const std::string& bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(bytes.data()),
+                          static_cast<int>(bytes.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+std::string render_markdown(const RunReport& r, const PlotResult& plots) {
+  return report::to_markdown(build_document(r, plots));
+}
+
+std::string render_html(const RunReport& r, const PlotResult& plots, const std::string& out_dir) {
+  auto uri = [&](const std::string& rel) -> std::string {
+    std::string bytes = read_file_bytes((fs::path(out_dir) / rel).string());
+    if (bytes.empty()) return "";
+    return "data:image/png;base64," + base64(bytes);
+  };
+  return report::to_html(build_document(r, plots), "bdguard report: " + r.model_name, uri);
+}
+
+PlotResult write_report(RunReport& r, const std::string& out_dir, const ReportOptions& options) {
+  write_activations_csv(r.sweep, (fs::path(out_dir) / kActivationsCsv).string());
+  PlotResult plots = write_plots(r, out_dir, options);
+  r.warnings.insert(r.warnings.end(), plots.warnings.begin(), plots.warnings.end());
+  write_file_atomic((fs::path(out_dir) / kReportMd).string(), render_markdown(r, plots));
+  write_file_atomic((fs::path(out_dir) / kReportHtml).string(), render_html(r, plots, out_dir));
+  write_file_atomic((fs::path(out_dir) / kSummaryJson).string(),
+                    summary_json(r, plots).dump(2) + "\n");
+  return plots;
+}
+
+}  // namespace bdguard

@@ -1,0 +1,123 @@
+#include "bdguard/sweep_files.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "bdguard/fileio.h"
+#include "bdguard/keras.h"
+
+namespace bdguard {
+
+std::string format_drop(double drop) {
+  char buf[32];
+  if (drop == std::floor(drop) && std::fabs(drop) < 1e15) {
+    std::snprintf(buf, sizeof buf, "%.0f", drop);
+  } else {
+    std::snprintf(buf, sizeof buf, "%g", drop);
+  }
+  return buf;
+}
+
+std::string drop_file_name(double drop) { return "model_X=" + format_drop(drop) + ".h5"; }
+
+std::vector<SavedModel> save_drop_models(const Model& m, const SweepResult& r,
+                                         const std::vector<double>& drops, const std::string& dir) {
+  std::vector<SavedModel> out;
+  for (double d : drops) {
+    SavedModel s;
+    s.drop = d;
+    s.step = first_step_with_drop(r, d);
+    s.reached = s.step >= 0;
+    if (s.reached) {
+      s.path = dir + "/" + drop_file_name(d);
+      save_model(pruned_copy(m, r, s.step), s.path);
+      s.sha256 = sha256_file(s.path);
+    }
+    out.push_back(s);
+  }
+  return out;
+}
+
+static std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6f", v);
+  return buf;
+}
+
+std::string sweep_csv(const SweepResult& r) {
+  const bool test = r.n_test > 0;
+  std::string out = "step,channel,fraction_pruned,valid_accuracy,valid_asr";
+  out += test ? ",test_accuracy,test_asr\n" : "\n";
+  for (const auto& s : r.steps) {
+    out += std::to_string(s.step) + "," + (s.channel < 0 ? "" : std::to_string(s.channel)) + "," +
+           num(s.fraction_pruned) + "," + num(s.valid_accuracy) + "," + num(s.valid_asr);
+    if (test) out += "," + num(s.test_accuracy.value_or(0)) + "," + num(s.test_asr.value_or(0));
+    out += "\n";
+  }
+  return out;
+}
+
+nlohmann::json sweep_json(const SweepResult& r, const std::vector<SavedModel>& saved,
+                          const std::vector<GoodNetRow>& goodnet, const nlohmann::json& settings) {
+  using nlohmann::json;
+  auto opt = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
+  json steps = json::array();
+  for (const auto& s : r.steps) {
+    steps.push_back({{"step", s.step},
+                     {"channel", s.channel < 0 ? json(nullptr) : json(s.channel)},
+                     {"fraction_pruned", s.fraction_pruned},
+                     {"valid_accuracy", s.valid_accuracy},
+                     {"valid_asr", s.valid_asr},
+                     {"test_accuracy", opt(s.test_accuracy)},
+                     {"test_asr", opt(s.test_asr)}});
+  }
+  const SweepStep& base = r.steps.front();
+  json models = json::array();
+  for (const auto& m : saved) {
+    json e = {{"drop", m.drop}, {"file", drop_file_name(m.drop)}, {"reached", m.reached}};
+    if (m.reached) {
+      const SweepStep& s = r.steps[static_cast<size_t>(m.step)];
+      e["step"] = m.step;
+      e["channels_pruned"] = m.step;
+      e["fraction_pruned"] = s.fraction_pruned;
+      e["valid_accuracy"] = s.valid_accuracy;
+      e["valid_drop"] = base.valid_accuracy - s.valid_accuracy;
+      e["valid_asr"] = s.valid_asr;
+      e["test_accuracy"] = opt(s.test_accuracy);
+      e["test_asr"] = opt(s.test_asr);
+      e["sha256"] = m.sha256;
+    } else {
+      e["file"] = nullptr;
+      e["max_valid_drop"] = base.valid_accuracy - r.steps.back().valid_accuracy;
+    }
+    models.push_back(e);
+  }
+  json rows = json::array();
+  for (const auto& g : goodnet) rows.push_back(to_json(g));
+  return {{"layer", r.layer},
+          {"cut_layer", r.cut_layer},
+          {"channels", r.channels},
+          {"settings", settings},
+          {"n_clean", r.n_clean},
+          {"n_poisoned", r.n_poisoned},
+          {"n_test", r.n_test},
+          {"n_poisoned_test", r.n_poisoned_test},
+          {"baseline",
+           {{"valid_accuracy", base.valid_accuracy},
+            {"valid_asr", base.valid_asr},
+            {"test_accuracy", opt(base.test_accuracy)},
+            {"test_asr", opt(base.test_asr)}}},
+          {"mean_activation", r.mean_activation},
+          {"pruning_order", r.order},
+          {"steps", steps},
+          {"saved_models", models},
+          {"goodnet", rows},
+          {"timings",
+           {{"below_cut_s", r.timings.below_cut_s},
+            {"sweep_s", r.timings.sweep_s},
+            {"images_recomputed", r.timings.images_recomputed},
+            {"images_skipped", r.timings.images_skipped},
+            {"ties_verified", r.timings.ties_verified}}}};
+}
+
+}  // namespace bdguard

@@ -1,0 +1,206 @@
+// The pruning sweep: helpers by hand, and the fast sweep against the plain method.
+#include "bdguard/prune.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+
+#include "bdguard/error.h"
+#include "bdguard/keras.h"
+#include "bdguard/sweep_files.h"
+#include "test_util.h"
+
+namespace bdguard {
+namespace {
+
+// DeepID's shape in miniature: conv -> [activation] -> pool -> (flatten -> dense) +
+// (conv -> flatten -> dense) -> add -> relu -> dense softmax. `act` is the pruned
+// layer's activation; `pad` the padding of the conv above the cut.
+nlohmann::json mini_deepid(const std::string& act, const std::string& pad, bool batchnorm) {
+  using nlohmann::json;
+  auto layer = [](const std::string& cls, const std::string& name, json cfg,
+                  std::vector<std::string> in) {
+    cfg["name"] = name;
+    json nodes = json::array();
+    if (!in.empty()) {
+      json node = json::array();
+      for (const auto& i : in) node.push_back(json::array({i, 0, 0, json::object()}));
+      nodes.push_back(node);
+    }
+    return json{{"class_name", cls}, {"name", name}, {"config", cfg}, {"inbound_nodes", nodes}};
+  };
+  json layers = json::array();
+  layers.push_back(layer("InputLayer", "input", {{"batch_input_shape", {nullptr, 12, 10, 2}}}, {}));
+  layers.push_back(layer("Conv2D", "conv_1",
+                         {{"filters", 4}, {"kernel_size", {3, 3}}, {"activation", "relu"}},
+                         {"input"}));
+  layers.push_back(layer("Conv2D", "conv_2",
+                         {{"filters", 6}, {"kernel_size", {3, 3}}, {"activation", act}},
+                         {"conv_1"}));
+  std::string below_pool = "conv_2";
+  if (batchnorm) {
+    layers.push_back(layer("BatchNormalization", "bn", json::object(), {"conv_2"}));
+    below_pool = "bn";
+  }
+  layers.push_back(layer("MaxPooling2D", "pool", {{"pool_size", {2, 2}}}, {below_pool}));
+  layers.push_back(layer("Flatten", "flatten_1", json::object(), {"pool"}));
+  layers.push_back(layer("Dense", "fc_1", {{"units", 8}}, {"flatten_1"}));
+  layers.push_back(
+      layer("Conv2D", "conv_3",
+            {{"filters", 5}, {"kernel_size", {2, 2}}, {"padding", pad}, {"activation", "relu"}},
+            {"pool"}));
+  layers.push_back(layer("Flatten", "flatten_2", json::object(), {"conv_3"}));
+  layers.push_back(layer("Dense", "fc_2", {{"units", 8}}, {"flatten_2"}));
+  layers.push_back(layer("Add", "add", json::object(), {"fc_1", "fc_2"}));
+  layers.push_back(layer("Activation", "relu", {{"activation", "relu"}}, {"add"}));
+  layers.push_back(layer("Dense", "output", {{"units", 7}, {"activation", "softmax"}}, {"relu"}));
+  return {{"class_name", "Functional"},
+          {"config",
+           {{"layers", layers},
+            {"input_layers", {{"input", 0, 0}}},
+            {"output_layers", {{"output", 0, 0}}}}}};
+}
+
+Model random_model(const nlohmann::json& config, uint64_t seed, double scale = 0.3) {
+  Model m = Model::from_config(config, "test");
+  m.input_scale = 1.0 / 255;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  for (size_t i = 0; i < m.size(); ++i) {
+    Layer& l = m.layer(i);
+    for (const auto& spec : l.weight_specs()) {
+      at::Tensor v = at::randn(spec.shape, gen) * scale;
+      if (spec.suffix == "moving_variance") v = v.abs() + 0.5;
+      l.weights.push_back({l.name + "/" + spec.suffix + ":0", v});
+    }
+  }
+  return m;
+}
+
+// Clean data labelled with the model's own predictions (some flipped), poisoned data
+// labelled with the target 0: accuracy and ASR both move as channels go.
+std::pair<std::string, std::string> write_data(const Model& m, const std::string& dir,
+                                               const std::string& stem, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  at::Tensor x = at::rand({150, 2, 12, 10}, gen) * 255;
+  at::Tensor y = predict_labels(m, x);
+  y.narrow(0, 0, 20).fill_(3);
+  at::Tensor bx = at::rand({120, 2, 12, 10}, gen) * 255;
+  bx.narrow(2, 0, 4).narrow(3, 0, 4).fill_(255);  // a trigger-like bright patch
+  std::string clean = dir + "/" + stem + ".h5", bd = dir + "/bd_" + stem + ".h5";
+  write_lab_dataset(clean, x, y);
+  write_lab_dataset(bd, bx, at::zeros({120}, at::kLong));
+  return {clean, bd};
+}
+
+void expect_same_sweep(const Model& m, const std::string& dir, const std::string& layer) {
+  auto [clean, bd] = write_data(m, dir, "valid", 1);
+  auto [test, bd_test] = write_data(m, dir, "test", 2);
+  LabDataset c(clean, m.input_shape()), p(bd, m.input_shape());
+  LabDataset t(test, m.input_shape()), pt(bd_test, m.input_shape());
+  SweepOptions o;
+  o.layer = layer;
+  o.batch = 64;
+  SweepResult fast = run_sweep(m, {&c, &p, &t, &pt}, o);
+  SweepResult plain = run_sweep_plain(m, {&c, &p, &t, &pt}, o);
+  ASSERT_EQ(fast.order, plain.order);
+  ASSERT_EQ(fast.mean_activation, plain.mean_activation);
+  ASSERT_EQ(fast.steps.size(), plain.steps.size());
+  bool accuracy_moved = false;
+  for (size_t s = 0; s < fast.steps.size(); ++s) {
+    EXPECT_EQ(fast.steps[s].channel, plain.steps[s].channel) << "step " << s;
+    EXPECT_EQ(fast.steps[s].valid_hits, plain.steps[s].valid_hits) << "step " << s;
+    EXPECT_EQ(fast.steps[s].valid_asr_hits, plain.steps[s].valid_asr_hits) << "step " << s;
+    EXPECT_EQ(fast.steps[s].test_accuracy, plain.steps[s].test_accuracy) << "step " << s;
+    EXPECT_EQ(fast.steps[s].test_asr, plain.steps[s].test_asr) << "step " << s;
+    EXPECT_EQ(fast.test_predictions[s], plain.test_predictions[s]) << "step " << s;
+    accuracy_moved |= fast.steps[s].valid_hits != fast.steps[0].valid_hits;
+  }
+  EXPECT_TRUE(accuracy_moved) << "the test data should make pruning change accuracy";
+  EXPECT_EQ(sweep_csv(fast), sweep_csv(plain));
+  for (int k : {1, 3, static_cast<int>(fast.channels)}) {
+    Model a = pruned_copy(m, fast, k), b = pruned_copy(m, plain, k);
+    for (size_t i = 0; i < a.size(); ++i) {
+      for (size_t w = 0; w < a.layer(i).weights.size(); ++w) {
+        EXPECT_TRUE(at::equal(a.layer(i).weights[w].value, b.layer(i).weights[w].value));
+      }
+    }
+  }
+}
+
+TEST(Prune, ZeroChannelsNeedKernelSliceAndBiasZero) {
+  Model m = random_model(mini_deepid("relu", "valid", false), 1);
+  Layer& conv = m.layer(static_cast<size_t>(m.find("conv_2")));
+  EXPECT_TRUE(zero_channels(conv).empty());
+  prune_channel(conv, 2);
+  prune_channel(conv, 5);
+  EXPECT_EQ(zero_channels(conv), (std::vector<int64_t>{2, 5}));
+  conv.weights[1].value[5] = 0.5;  // bias alone keeps channel 5 alive
+  EXPECT_EQ(zero_channels(conv), (std::vector<int64_t>{2}));
+}
+
+TEST(Prune, OrderIsIncreasingMeanTiesByLowerIndex) {
+  EXPECT_EQ(pruning_order({0.5, 0.1, 0.5, 0.0, 0.1}), (std::vector<int64_t>{3, 1, 4, 0, 2}));
+}
+
+TEST(Prune, DefaultLayerIsTheLastConvOnEveryPath) {
+  // conv_3 sits on one branch only; conv_2 is on every path.
+  Model m = random_model(mini_deepid("relu", "valid", false), 1);
+  EXPECT_EQ(m.layer(static_cast<size_t>(default_prune_layer(m))).name, "conv_2");
+}
+
+TEST(Prune, LayerMustBeAConv2D) {
+  Model m = random_model(mini_deepid("relu", "valid", false), 1);
+  EXPECT_THROW(resolve_prune_layer(m, "fc_1"), InvalidArgument);
+  EXPECT_THROW(resolve_prune_layer(m, "nope"), InvalidArgument);
+  EXPECT_EQ(resolve_prune_layer(m, "conv_1"), m.find("conv_1"));
+}
+
+TEST(Prune, DropThresholdUsesHitCounts) {
+  SweepResult r;
+  r.n_clean = 200;
+  for (int hits : {200, 197, 196, 192}) {
+    SweepStep s;
+    s.step = static_cast<int>(r.steps.size());
+    s.valid_hits = hits;
+    s.valid_accuracy = percent(hits, 200);
+    r.steps.push_back(s);
+  }
+  EXPECT_EQ(first_step_with_drop(r, 2), 2);  // 4 of 200 lost = 2.0 points
+  EXPECT_EQ(first_step_with_drop(r, 4), 3);  // 8 of 200 = 4.0 points
+  EXPECT_EQ(first_step_with_drop(r, 10), -1);
+}
+
+TEST(Prune, FastSweepEqualsPlainMethod) {
+  expect_same_sweep(random_model(mini_deepid("relu", "valid", false), 3), test::temp_dir(), "");
+}
+
+TEST(Prune, FastSweepEqualsPlainWithSigmoidSamePaddingAndBatchNorm) {
+  // A pruned sigmoid channel outputs 0.5, BatchNormalization maps it on; the conv above
+  // the cut pads with zeros ('same').
+  expect_same_sweep(random_model(mini_deepid("sigmoid", "same", true), 5, 0.5), test::temp_dir(),
+                    "conv_2");
+}
+
+TEST(Prune, FastSweepEqualsPlainOnAnEarlierLayer) {
+  // conv_1's consumer (conv_2) is linear; everything above is re-run.
+  expect_same_sweep(random_model(mini_deepid("relu", "valid", false), 5), test::temp_dir(),
+                    "conv_1");
+}
+
+TEST(Prune, StopDropEndsTheSweepEarly) {
+  Model m = random_model(mini_deepid("relu", "valid", false), 3);
+  std::string dir = test::temp_dir();
+  auto [clean, bd] = write_data(m, dir, "valid", 1);
+  LabDataset c(clean, m.input_shape()), p(bd, m.input_shape());
+  SweepOptions o;
+  o.stop_drop = 1.0;
+  SweepResult r = run_sweep(m, {&c, &p}, o);
+  ASSERT_LT(r.steps.size(), static_cast<size_t>(r.channels + 1));
+  EXPECT_GT(r.steps.front().valid_accuracy - r.steps.back().valid_accuracy, 1.0);
+  for (size_t s = 0; s + 1 < r.steps.size(); ++s) {
+    EXPECT_LE(r.steps.front().valid_accuracy - r.steps[s].valid_accuracy, 1.0);
+  }
+}
+
+}  // namespace
+}  // namespace bdguard

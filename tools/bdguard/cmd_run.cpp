@@ -1,0 +1,311 @@
+// bdguard run: evaluation of the BadNet, the pruning sweep, the saved models, their
+// GoodNets, plots and the report, in one command (see cmd_run.h).
+#include "cmd_run.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <set>
+#include <sstream>
+
+#include "bdguard/config.h"
+#include "bdguard/error.h"
+#include "bdguard/fileio.h"
+#include "bdguard/goodnet.h"
+#include "bdguard/keras.h"
+#include "bdguard/report.h"
+#include "bdguard/sweep_files.h"
+#include "commands.h"
+
+namespace bdguard::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Keys of the configuration file that name files: relative ones are taken relative
+// to the configuration file's folder.
+const std::set<std::string> kPathKeys = {"model", "arch-from",     "valid", "poisoned-valid",
+                                         "test",  "poisoned-test", "out"};
+// Flags that must be given, on the command line or in the configuration file.
+const std::vector<std::string> kRequired = {"--model", "--valid",         "--poisoned-valid",
+                                            "--test",  "--poisoned-test", "--out"};
+
+// Progress of the run's stages on stderr: a bar per counted stage on a terminal,
+// plain lines otherwise, nothing with --quiet.
+class Stages {
+ public:
+  Stages(int total, bool quiet) : total_(total), quiet_(quiet), tty_(isatty(STDERR_FILENO)) {}
+
+  void begin(const std::string& name) {
+    ++index_;
+    name_ = name;
+    start_ = Clock::now();
+    last_decile_ = -1;
+    if (!quiet_ && !tty_) std::fprintf(stderr, "%s ...\n", label().c_str());
+  }
+  // A progress function for a stage with counts.
+  ProgressFn progress() {
+    if (quiet_) return {};
+    if (tty_) return progress_bar(label(), quiet_);
+    return [this](int64_t done, int64_t total) {
+      int decile = total > 0 ? static_cast<int>(10 * done / total) : 10;
+      if (decile == last_decile_ || done == 0) return;
+      last_decile_ = decile;
+      double elapsed = since(start_);
+      double eta =
+          done > 0 ? elapsed * static_cast<double>(total - done) / static_cast<double>(done) : 0;
+      std::fprintf(stderr, "%s: %lld/%lld, %.1f s, eta %.1f s\n", label().c_str(),
+                   static_cast<long long>(done), static_cast<long long>(total), elapsed, eta);
+    };
+  }
+  // Ends the stage and returns its time.
+  double end(const std::string& detail = "") {
+    double s = since(start_);
+    timings_.push_back({name_, s});
+    if (!quiet_) {
+      std::fprintf(stderr, "%s: done in %.1f s%s\n", label().c_str(), s,
+                   detail.empty() ? "" : ("; " + detail).c_str());
+    }
+    return s;
+  }
+  void warn(const std::string& msg) const { std::fprintf(stderr, "warning: %s\n", msg.c_str()); }
+  const std::vector<StageTiming>& timings() const { return timings_; }
+
+ private:
+  std::string label() const {
+    return "[" + std::to_string(index_) + "/" + std::to_string(total_) + "] " + name_;
+  }
+  int total_, index_ = 0;
+  bool quiet_, tty_;
+  std::string name_;
+  Clock::time_point start_;
+  int last_decile_ = -1;
+  std::vector<StageTiming> timings_;
+};
+
+std::vector<std::pair<std::string, nlohmann::json>> settings_of(const RunOptions& o) {
+  nlohmann::json drops = o.drops;
+  std::vector<std::pair<std::string, nlohmann::json>> s = {
+      {"model", o.model.model},
+      {"arch", o.model.arch.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.model.arch)},
+      {"arch-from",
+       o.model.arch_from.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.model.arch_from)},
+      {"input-scale", o.model.input_scale},
+      {"layout", o.model.layout},
+      {"valid", o.valid},
+      {"poisoned-valid", o.poisoned_valid},
+      {"test", o.test},
+      {"poisoned-test", o.poisoned_test},
+      {"out", o.out},
+      {"layer", o.layer.empty() ? nlohmann::json("(default)") : nlohmann::json(o.layer)},
+      {"drops", drops},
+      {"stop-drop", std::isinf(o.stop_drop) ? nlohmann::json("none") : nlohmann::json(o.stop_drop)},
+      {"batch", o.global.batch},
+      {"threads",
+       o.global.threads == 0 ? nlohmann::json("all cores") : nlohmann::json(o.global.threads)},
+      {"config", o.config.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.config)}};
+  return s;
+}
+
+}  // namespace
+
+void run_run(const RunOptions& o) {
+  auto t_start = Clock::now();
+  apply_threads(o.global.threads);
+  Stages stages(/*total=*/6, o.global.quiet);
+
+  RunReport r;
+  r.tool_version = "0.1.0";
+  r.settings = settings_of(o);
+  r.model_name = fs::path(o.model.model).filename().string();
+
+  // Every input is read and checked before anything is written.
+  stages.begin("load model and data");
+  Model m = load(o.model, o.model.model);
+  r.num_classes = m.num_classes();
+  const DataOptions dopt = data_options(o.model, m);
+  LabDataset valid(o.valid, m.input_shape(), dopt);
+  LabDataset poisoned_valid(o.poisoned_valid, m.input_shape(), dopt);
+  LabDataset test(o.test, m.input_shape(), dopt);
+  LabDataset poisoned_test(o.poisoned_test, m.input_shape(), dopt);
+  const int target = resolve_prune_layer(m, o.layer);
+  prepare_output_dir(o.out, o.force);
+  stages.end(
+      std::to_string(m.num_classes()) + " classes, " +
+      std::to_string(valid.size() + poisoned_valid.size() + test.size() + poisoned_test.size()) +
+      " images");
+
+  stages.begin("hash inputs");
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"model", o.model.model}, {"arch-from", o.model.arch_from},
+      {"valid", o.valid},       {"poisoned-valid", o.poisoned_valid},
+      {"test", o.test},         {"poisoned-test", o.poisoned_test},
+      {"config", o.config}};
+  ProgressFn hash_progress = stages.progress();
+  int64_t n_files = 0, done_files = 0;
+  for (const auto& f : files) n_files += !f.second.empty();
+  for (const auto& [role, path] : files) {
+    if (path.empty()) continue;
+    r.inputs.push_back({role, path, sha256_file(path), static_cast<int64_t>(fs::file_size(path))});
+    if (hash_progress) hash_progress(++done_files, n_files);
+  }
+  stages.end(std::to_string(n_files) + " files");
+
+  stages.begin("pruning sweep");
+  SweepOptions so;
+  so.layer = m.layer(static_cast<size_t>(target)).name;
+  so.stop_drop = o.stop_drop;
+  so.batch = o.global.batch;
+  so.progress = stages.progress();
+  r.sweep = run_sweep(m, {&valid, &poisoned_valid, &test, &poisoned_test}, so);
+  const SweepResult& sw = r.sweep;
+  write_file_atomic((fs::path(o.out) / kSweepCsv).string(), sweep_csv(sw));
+  stages.end(std::to_string(sw.steps.size() - 1) + " channels of " + sw.layer + " pruned");
+
+  const SweepStep& base = sw.steps.front();
+  r.valid = {base.valid_accuracy, base.valid_asr, valid.size(), poisoned_valid.size()};
+  r.test = SplitMetrics{base.test_accuracy.value_or(0), base.test_asr.value_or(0), test.size(),
+                        poisoned_test.size()};
+
+  stages.begin("save pruned models");
+  std::vector<SavedModel> saved = save_drop_models(m, sw, o.drops, o.out);
+  int n_saved = 0;
+  for (const SavedModel& s : saved) {
+    n_saved += s.reached;
+    if (!s.reached) {
+      stages.warn("validation accuracy never fell " + format_drop(s.drop) +
+                  " points below the baseline: no " + drop_file_name(s.drop));
+    }
+  }
+  stages.end(std::to_string(n_saved) + " models");
+
+  // The GoodNet of each saved model, on the test files: the sweep kept every step's
+  // test predictions, so no model is run again.
+  stages.begin("GoodNets");
+  std::vector<GoodNetRow> rows;
+  for (const SavedModel& s : saved) {
+    ReportedModel reported{s, std::nullopt};
+    if (s.reached) {
+      const auto k = static_cast<size_t>(s.step);
+      rows.push_back(goodnet_row(s.path, m.num_classes(), test.labels(), poisoned_test.labels(),
+                                 sw.test_predictions[0], sw.poisoned_test_predictions[0],
+                                 sw.test_predictions[k], sw.poisoned_test_predictions[k]));
+      reported.goodnet = rows.back();
+    }
+    r.saved.push_back(reported);
+  }
+  nlohmann::json settings = nlohmann::json::object();
+  for (const auto& [key, value] : r.settings) settings[key] = value;
+  write_file_atomic((fs::path(o.out) / "sweep.json").string(),
+                    sweep_json(sw, saved, rows, settings).dump(2) + "\n");
+  stages.end(std::to_string(rows.size()) + " rows");
+
+  // The report lists the time of every stage before it (it cannot time its own writing).
+  stages.begin("report");
+  r.timings = stages.timings();
+  ReportOptions ro;
+  ro.gnuplot = o.gnuplot;
+  ro.png_width = o.png_width;
+  ro.png_height = o.png_height;
+  PlotResult plots = write_report(r, o.out, ro);
+  for (const auto& w : plots.warnings) stages.warn(w);
+  stages.end(std::to_string(plots.files.size()) + " plot files");
+
+  if (o.global.json) {
+    print_json(summary_json(r, plots));
+    return;
+  }
+  std::printf("%s\n\nReport: %s (and report.md, summary.json) in %.1f s\n", conclusion(r).c_str(),
+              (fs::path(o.out) / kReportHtml).string().c_str(), since(t_start));
+}
+
+void add_run_options(CLI::App& sub, RunOptions& o) {
+  sub.add_option("--config", o.config,
+                 "TOML or JSON file of settings, keys as the long flags (the flags win)")
+      ->check(CLI::ExistingFile)
+      ->configurable(false);
+  sub.add_option("--model", o.model.model, "Keras .h5 model (full or weights-only) (required)")
+      ->check(CLI::ExistingFile);
+  add_model_options(sub, o.model, /*model_flag=*/"");
+  add_global_options(sub, o.global);
+  sub.add_option("--valid", o.valid, "clean validation data, lab HDF5 (required)")
+      ->check(CLI::ExistingFile);
+  sub.add_option("--poisoned-valid", o.poisoned_valid,
+                 "poisoned validation data, lab HDF5 (required)")
+      ->check(CLI::ExistingFile);
+  sub.add_option("--test", o.test, "clean test data, lab HDF5 (required)")
+      ->check(CLI::ExistingFile);
+  sub.add_option("--poisoned-test", o.poisoned_test, "poisoned test data, lab HDF5 (required)")
+      ->check(CLI::ExistingFile);
+  sub.add_option("--out", o.out, "output folder, created if missing (required)");
+  add_force_flag(sub, o.force);
+  sub.add_option("--layer", o.layer,
+                 "Conv2D layer to prune (default: the last one every path crosses)");
+  sub.add_option("--drops", o.drops,
+                 "save a pruned model at these validation accuracy drops (points)")
+      ->delimiter(',')
+      ->check(CLI::Range(0.0, 100.0))
+      ->capture_default_str();
+  sub.add_option("--stop-drop", o.stop_drop,
+                 "stop the sweep once validation accuracy is this many points below the baseline")
+      ->check(CLI::PositiveNumber);
+  sub.add_option("--gnuplot", o.gnuplot, "the gnuplot program")->capture_default_str();
+  sub.add_option("--plot-width", o.png_width, "plot width in pixels")
+      ->check(CLI::Range(200, 8000))
+      ->capture_default_str();
+  sub.add_option("--plot-height", o.png_height, "plot height in pixels")
+      ->check(CLI::Range(150, 8000))
+      ->capture_default_str();
+}
+
+// CLI11 2.1 reads configuration files for the top-level app only, so `run` merges its
+// own: each setting the command line left unset is added to its option as if typed
+// there, then validated by the option's own checks.
+void apply_run_config(CLI::App& sub, RunOptions& o) {
+  if (!o.config.empty()) {
+    fs::path dir = fs::path(o.config).parent_path();
+    for (ConfigEntry& e : read_config_file(o.config)) {
+      std::string key = e.key;
+      for (char& c : key) c = c == '_' ? '-' : c;
+      CLI::Option* opt = sub.get_option_no_throw("--" + key);
+      if (!opt || !opt->get_configurable()) {
+        throw CLI::ConfigError(o.config + ": unknown setting '" + e.key +
+                               "' (settings are the long flags of bdguard run, e.g. model, "
+                               "poisoned-valid, out)");
+      }
+      if (opt->count() > 0) continue;  // the command line wins
+      if (kPathKeys.count(key)) {
+        for (auto& v : e.values) {
+          if (!v.empty() && fs::path(v).is_relative()) v = (dir / v).lexically_normal().string();
+        }
+      }
+      opt->add_result(e.values);
+      opt->run_callback();
+    }
+  }
+  for (const auto& name : kRequired) {
+    if (sub.get_option(name)->count() == 0) throw CLI::RequiredError(name);
+  }
+}
+
+void setup_run(CLI::App& app) {
+  auto opt = std::make_shared<RunOptions>();
+  auto* sub = app.add_subcommand(
+      "run", "the whole defense: evaluation, pruning sweep, saved models, GoodNets, plots, report");
+  add_run_options(*sub, *opt);
+  sub->callback([opt, sub] {
+    apply_run_config(*sub, *opt);
+    run_run(*opt);
+  });
+}
+
+}  // namespace bdguard::cli

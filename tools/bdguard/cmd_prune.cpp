@@ -5,11 +5,13 @@
 #include <iostream>
 
 #include "bdguard/fileio.h"
+#include "bdguard/finetune.h"
 #include "bdguard/goodnet.h"
 #include "bdguard/prune.h"
 #include "bdguard/sweep_files.h"
 #include "commands.h"
 #include "common.h"
+#include "train_cli.h"
 
 namespace bdguard::cli {
 namespace {
@@ -24,7 +26,71 @@ struct PruneOptions {
   std::string out;
   bool force = false;
   bool plain = false;
+  bool finetune = false;  // fine-prune every saved model (bdguard finetune's defaults)
+  FinetuneOptions ft;
+  std::string ft_optimizer = "sgd";
 };
+
+void print_finetuned(const nlohmann::json& finetuned) {
+  for (const auto& e : finetuned) {
+    const auto& f = e["finetune"];
+    std::printf("X=%s fine-pruned: %s (best epoch %d): held-out accuracy %s %% -> %s %%",
+                format_drop(e["drop"].get<double>()).c_str(), e["path"].get<std::string>().c_str(),
+                e["best_epoch"].get<int>(),
+                pct(f["before"]["holdout_accuracy"].get<double>()).c_str(),
+                pct(f["after"]["holdout_accuracy"].get<double>()).c_str());
+    if (f["after"]["asr"].is_number()) {
+      std::printf(", ASR %s %% -> %s %%", pct(f["before"]["asr"].get<double>()).c_str(),
+                  pct(f["after"]["asr"].get<double>()).c_str());
+    }
+    std::printf("\n");
+    if (e.contains("goodnet")) {
+      const auto& g = e["goodnet"];
+      std::printf(
+          "      test: fine-pruned accuracy %s %%, ASR %s %%; GoodNet accuracy %s %%, ASR %s "
+          "%%, detection %s %%, false alarms %s %%\n",
+          pct(g["pruned_accuracy"].get<double>()).c_str(),
+          pct(g["pruned_asr"].get<double>()).c_str(),
+          pct(g["goodnet_accuracy"].get<double>()).c_str(),
+          pct(g["goodnet_asr"].get<double>()).c_str(),
+          pct(g["detection_rate"].get<double>()).c_str(),
+          pct(g["false_alarm_rate"].get<double>()).c_str());
+    }
+  }
+}
+
+// Fine-pruning: each saved model fine-tuned on the clean validation data, written as
+// DIR/model_X=<X>_finetuned.h5; with test files, its accuracy, ASR and GoodNet.
+nlohmann::json finetune_saved(const PruneOptions& o, const Model& m,
+                              const std::vector<SavedModel>& saved, const SweepResult& r,
+                              const FinetuneData& data) {
+  nlohmann::json out = nlohmann::json::array();
+  FinetuneOptions ft = o.ft;
+  ft.optimizer = parse_optimizer(o.ft_optimizer);
+  ft.eval_batch = o.global.batch;
+  for (const auto& s : saved) {
+    if (!s.reached) continue;
+    Model pruned = pruned_copy(m, r, s.step);
+    ft.progress = train_progress_bar("finetune X=" + format_drop(s.drop), o.global.quiet);
+    FinetuneResult fr = finetune(pruned, data, ft);
+    std::string path = s.path.substr(0, s.path.size() - 3) + "_finetuned.h5";
+    save_model(pruned, path);
+    nlohmann::json entry = {{"drop", s.drop},
+                            {"path", path},
+                            {"sha256", sha256_file(path)},
+                            {"best_epoch", fr.best_epoch},
+                            {"finetune", to_json(fr)}};
+    if (data.test) {
+      GoodNetRow g =
+          goodnet_row(path, m.num_classes(), data.test->labels(), data.poisoned_test->labels(),
+                      r.test_predictions[0], r.poisoned_test_predictions[0], fr.test_predictions,
+                      fr.poisoned_test_predictions);
+      entry["goodnet"] = to_json(g);
+    }
+    out.push_back(entry);
+  }
+  return out;
+}
 
 void run_prune(const PruneOptions& o) {
   apply_threads(o.global.threads);
@@ -86,6 +152,11 @@ void run_prune(const PruneOptions& o) {
   doc["timings"]["threads"] = at_threads();
   write_file_atomic(o.out + "/sweep.csv", sweep_csv(r));
   write_file_atomic(o.out + "/sweep.json", doc.dump(2) + "\n");
+  if (o.finetune) {
+    doc["finetuned"] =
+        finetune_saved(o, m, saved, r, {&clean, &poisoned, data.test, data.poisoned_test});
+    write_file_atomic(o.out + "/sweep.json", doc.dump(2) + "\n");
+  }
 
   if (o.global.json) {
     print_json(doc);
@@ -119,6 +190,7 @@ void run_prune(const PruneOptions& o) {
           pct(g.detection_rate).c_str(), pct(g.false_alarm_rate).c_str());
     }
   }
+  if (o.finetune) print_finetuned(doc["finetuned"]);
   std::printf("wrote %s/sweep.csv and %s/sweep.json\n", o.out.c_str(), o.out.c_str());
 }
 
@@ -155,6 +227,9 @@ void setup_prune(CLI::App& app) {
   add_force_flag(*sub, opt->force);
   sub->add_flag("--plain", opt->plain,
                 "use the plain reference method (re-run the whole model per step)");
+  sub->add_flag("--finetune", opt->finetune,
+                "fine-prune every saved model: model_X=<X>_finetuned.h5 (see bdguard finetune)");
+  add_finetune_options(*sub, opt->ft, opt->ft_optimizer);
   sub->callback([opt] { run_prune(*opt); });
 }
 

@@ -1,12 +1,9 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds (re-using an existing build) and runs bdguard's main job.
+# Installs what is missing, builds (re-using an existing build) and runs bdguard's main
+# job: `bdguard demo`, the whole defense on the BadNet shipped with bdguard, with data
+# made from Debian's Fashion-MNIST, into ./bdguard-demo/ (extra arguments go to it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 ./scripts/build.sh >/dev/null
-csaw=../shared/fixtures/csaw
-if [[ ! -f $csaw/lab3_bd_weights.h5 ]]; then
-  echo "demo: $csaw is absent" >&2
-  exit 1
-fi
-./build/bdguard predict --model "$csaw/lab3_bd_weights.h5" --arch deepid "$csaw"/images/*.png
+./build/bdguard demo "$@"

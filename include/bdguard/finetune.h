@@ -22,10 +22,11 @@
 namespace bdguard {
 
 // Defaults of `bdguard finetune`, `prune --finetune` and `run`.
-constexpr int kFinetuneEpochs = 10;
+constexpr int kFinetuneEpochs = 15;
 constexpr double kFinetuneLr = 0.05;
 constexpr int64_t kFinetuneBatch = 32;
 constexpr double kFinetuneHoldout = 0.2;
+constexpr double kFinetuneClipNorm = 10.0;
 
 struct FinetuneData {
   const LabDataset* clean = nullptr;          // clean validation data (required)
@@ -44,6 +45,9 @@ struct FinetuneOptions {
   // first wash out what clean data does not support, small ones then settle.
   bool cosine_decay = true;
   double holdout = kFinetuneHoldout;  // fraction of the clean data held out, in (0, 1)
+  // Gradients are clipped to this global L2 norm before each step (0: never); see
+  // TrainOptions::clip_grad_norm.
+  double clip_grad_norm = kFinetuneClipNorm;
   int64_t eval_batch = kDefaultBatch;
   TrainProgressFn progress;
 };
@@ -70,7 +74,10 @@ struct PrunedChannels {
 struct FinetuneResult {
   FinetuneMetrics before, after;
   std::vector<FinetuneEpoch> epochs;
-  int best_epoch = 0;  // the epoch whose weights were kept (0: no training happened)
+  int best_epoch = 0;  // the epoch whose weights were kept (0: none; the input's weights)
+  // The loss became NaN or infinite in epoch `diverged_epoch` (0: never); training
+  // stopped there and the best earlier epoch (or the input's weights) was kept.
+  int diverged_epoch = 0;
   int64_t n_train = 0, n_holdout = 0, n_poisoned = 0, n_test = 0, n_poisoned_test = 0;
   std::vector<PrunedChannels> pruned;  // held at zero throughout
   // Labels predicted by the fine-tuned model on the test files (empty without them).

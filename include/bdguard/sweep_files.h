@@ -3,6 +3,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,7 @@ struct FinePrunedModel {
   std::optional<double> asr_before, asr_after;                     // poisoned validation data
   double test_accuracy = 0, test_asr = 0;
   int best_epoch = 0, epochs = 0;
+  int diverged_epoch = 0;  // FinetuneResult::diverged_epoch
   double seconds = 0;
   GoodNetRow goodnet;
 };
@@ -50,7 +52,9 @@ std::vector<FinePrunedModel> fine_prune_saved(const Model& m, const SweepResult&
                                               const std::vector<SavedModel>& saved,
                                               const FinetuneData& data,
                                               const FinetuneOptions& options,
-                                              const std::string& dir);
+                                              const std::string& dir,
+                                              const std::function<TrainProgressFn(double drop)>&
+                                                  progress_for = {});
 nlohmann::json to_json(const FinePrunedModel& f);
 
 // DIR/sweep.csv: `step,channel,fraction_pruned,valid_accuracy,valid_asr` (and

@@ -69,6 +69,9 @@ struct EpochStats {
   int epoch = 0;
   double loss = 0, accuracy = 0;  // training loss and accuracy (percent) over the epoch
   double seconds = 0;
+  // The loss became NaN or infinite during this epoch: training stopped at that step
+  // (the weights are not usable) and no further epoch ran.
+  bool diverged = false;
 };
 
 struct TrainOptions {
@@ -81,6 +84,10 @@ struct TrainOptions {
   bool cosine_decay = false;
   uint64_t seed = 0;       // shuffling
   int64_t max_steps = -1;  // stop after this many steps in all; -1: no limit
+  // Before each step, gradients are scaled down so that their global L2 norm is at most
+  // this (0: never). Keeps a large learning rate stable on models whose inputs are raw
+  // 0..255 pixels (the lab's DeepID), where the first layers' gradients are huge.
+  double clip_grad_norm = 0;
   // Per parameter (in Model::parameters() order): a bool tensor of its shape whose true
   // entries are held at exactly 0 (their gradient is zeroed before each step and the
   // entries after it), so optimizer state never moves them. Undefined entries, or an
@@ -88,7 +95,7 @@ struct TrainOptions {
   std::vector<at::Tensor> zero_masks;
   // Called after every optimizer step (e.g. to keep pruned channels exactly zero).
   std::function<void(Model&)> after_step;
-  // Called at the end of every epoch.
+  // Called at the end of every epoch that did not diverge.
   std::function<void(Model&, const EpochStats&)> on_epoch;
   TrainProgressFn progress;
 };

@@ -125,6 +125,7 @@ FinetuneResult finetune(Model& m, const FinetuneData& d, const FinetuneOptions& 
   r.pruned = pruned_channels(m);
 
   std::vector<at::Tensor> best;
+  for (const auto& p : m.parameters()) best.push_back(p.detach().clone());  // the input's
   double best_accuracy = -1;
   TrainOptions t;
   t.epochs = o.epochs;
@@ -135,6 +136,7 @@ FinetuneResult finetune(Model& m, const FinetuneData& d, const FinetuneOptions& 
   t.seed = o.seed;
   t.zero_masks = zero_masks_of(m, r.pruned);
   t.progress = o.progress;
+  t.clip_grad_norm = o.clip_grad_norm;
   t.on_epoch = [&](Model& model, const EpochStats& s) {
     FinetuneMetrics x = measure(model, false);
     r.epochs.push_back({s.epoch, s.loss, s.accuracy, x.holdout_accuracy, x.asr, s.seconds});
@@ -145,8 +147,12 @@ FinetuneResult finetune(Model& m, const FinetuneData& d, const FinetuneOptions& 
       for (const auto& p : model.parameters()) best.push_back(p.detach().clone());
     }
   };
-  if (o.epochs > 0) train_model(m, train, t);
-  if (!best.empty()) {
+  if (o.epochs > 0) {
+    for (const EpochStats& e : train_model(m, train, t)) {
+      if (e.diverged) r.diverged_epoch = e.epoch;
+    }
+  }
+  {
     size_t k = 0;
     for (size_t i = 0; i < m.size(); ++i) {
       for (auto& w : m.layer(i).weights) w.value = best[k++];
@@ -173,6 +179,7 @@ nlohmann::json to_json(const FinetuneResult& r) {
   return {{"before", metrics_json(r.before)},
           {"after", metrics_json(r.after)},
           {"best_epoch", r.best_epoch},
+          {"diverged_epoch", r.diverged_epoch ? nlohmann::json(r.diverged_epoch) : nlohmann::json()},
           {"epochs", epochs},
           {"n_train", r.n_train},
           {"n_holdout", r.n_holdout},

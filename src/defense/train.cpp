@@ -185,6 +185,26 @@ void init_weights(Model& m, uint64_t seed) {
   }
 }
 
+namespace {
+
+// Scales every gradient by max_norm / (global L2 norm) when that norm exceeds max_norm
+// (as torch.nn.utils.clip_grad_norm_). Non-finite norms are left to the caller's check.
+void clip_gradients(const std::vector<at::Tensor>& params, double max_norm) {
+  at::NoGradGuard no_grad;
+  double sum = 0;
+  for (const auto& p : params) {
+    if (p.grad().defined()) sum += p.grad().to(at::kDouble).pow(2).sum().item<double>();
+  }
+  const double norm = std::sqrt(sum);
+  if (!std::isfinite(norm) || norm <= max_norm) return;
+  const double scale = max_norm / (norm + 1e-6);
+  for (const auto& p : params) {
+    if (p.grad().defined()) p.grad().mul_(scale);
+  }
+}
+
+}  // namespace
+
 std::vector<EpochStats> train_model(Model& m, const TensorData& data, const TrainOptions& o) {
   check_training_data(m, data, o);
   TrainableWeights trainable(m);
@@ -208,7 +228,8 @@ std::vector<EpochStats> train_model(Model& m, const TensorData& data, const Trai
       o.max_steps >= 0 ? std::min<int64_t>(o.max_steps, steps * o.epochs) : steps * o.epochs;
   int64_t done_steps = 0;
   std::vector<EpochStats> history;
-  for (int epoch = 1; epoch <= o.epochs; ++epoch) {
+  bool diverged = false;
+  for (int epoch = 1; epoch <= o.epochs && !diverged; ++epoch) {
     if (o.max_steps >= 0 && done_steps >= o.max_steps) break;
     auto start = std::chrono::steady_clock::now();
     std::vector<int64_t> order = rng.permutation(n);
@@ -236,6 +257,7 @@ std::vector<EpochStats> train_model(Model& m, const TensorData& data, const Trai
           params[k].grad().masked_fill_(o.zero_masks[k], 0.0);
         }
       }
+      if (o.clip_grad_norm > 0) clip_gradients(params, o.clip_grad_norm);
       optimizer->step();
       {
         at::NoGradGuard no_grad;
@@ -246,7 +268,12 @@ std::vector<EpochStats> train_model(Model& m, const TensorData& data, const Trai
       if (o.after_step) o.after_step(m);
       ++done_steps;
       const auto nb = static_cast<int64_t>(end - begin);
-      loss_sum += loss.item<double>() * static_cast<double>(nb);
+      const double step_loss = loss.item<double>();
+      if (!std::isfinite(step_loss)) {
+        diverged = true;
+        break;
+      }
+      loss_sum += step_loss * static_cast<double>(nb);
       hits += z.argmax(1).eq(y).sum().item<int64_t>();
       seen += nb;
       if (o.progress) {
@@ -259,8 +286,9 @@ std::vector<EpochStats> train_model(Model& m, const TensorData& data, const Trai
     st.loss = seen ? loss_sum / static_cast<double>(seen) : 0;
     st.accuracy = percent(hits, seen);
     st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    st.diverged = diverged;
     history.push_back(st);
-    if (o.on_epoch) o.on_epoch(m, st);
+    if (o.on_epoch && !diverged) o.on_epoch(m, st);
   }
   return history;
 }

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 
 #include "bdguard/fileio.h"
 #include "bdguard/keras.h"
@@ -61,12 +62,16 @@ std::vector<FinePrunedModel> fine_prune_saved(const Model& m, const SweepResult&
                                               const std::vector<SavedModel>& saved,
                                               const FinetuneData& data,
                                               const FinetuneOptions& options,
-                                              const std::string& dir) {
+                                              const std::string& dir,
+                                              const std::function<TrainProgressFn(double drop)>&
+                                                  progress_for) {
   std::vector<FinePrunedModel> out;
   for (const auto& s : saved) {
     if (!s.reached) continue;
     Model pruned = pruned_copy(m, r, s.step);
-    FinetuneResult ft = finetune(pruned, data, options);
+    FinetuneOptions o = options;
+    if (progress_for) o.progress = progress_for(s.drop);
+    FinetuneResult ft = finetune(pruned, data, o);
     FinePrunedModel f;
     f.drop = s.drop;
     f.path = dir + "/model_X=" + format_drop(s.drop) + "_finetuned.h5";
@@ -79,6 +84,7 @@ std::vector<FinePrunedModel> fine_prune_saved(const Model& m, const SweepResult&
     f.test_accuracy = ft.after.test_accuracy.value_or(0);
     f.test_asr = ft.after.test_asr.value_or(0);
     f.best_epoch = ft.best_epoch;
+    f.diverged_epoch = ft.diverged_epoch;
     f.epochs = static_cast<int>(ft.epochs.size());
     f.seconds = ft.seconds;
     if (data.test && !r.test_predictions.empty()) {
@@ -97,8 +103,7 @@ nlohmann::json to_json(const FinePrunedModel& f) {
     return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
   };
   return {{"drop", f.drop},
-          {"file", drop_file_name(f.drop).substr(0, drop_file_name(f.drop).size() - 3) +
-                       "_finetuned.h5"},
+          {"file", std::filesystem::path(f.path).filename().string()},
           {"sha256", f.sha256},
           {"holdout_accuracy_before", f.holdout_accuracy_before},
           {"holdout_accuracy_after", f.holdout_accuracy_after},
@@ -108,6 +113,7 @@ nlohmann::json to_json(const FinePrunedModel& f) {
           {"test_asr", f.test_asr},
           {"best_epoch", f.best_epoch},
           {"epochs", f.epochs},
+          {"diverged_epoch", f.diverged_epoch ? nlohmann::json(f.diverged_epoch) : nlohmann::json()},
           {"goodnet", f.goodnet.n_clean ? to_json(f.goodnet) : nlohmann::json(nullptr)}};
 }
 
@@ -167,7 +173,7 @@ nlohmann::json sweep_json(const SweepResult& r, const std::vector<SavedModel>& s
           {"steps", steps},
           {"saved_models", models},
           {"goodnet", rows},
-          {"fine_pruned", [&] {
+          {"finetuned", [&] {
              nlohmann::json a = nlohmann::json::array();
              for (const auto& f : fine_pruned) a.push_back(to_json(f));
              return a;

@@ -156,7 +156,7 @@ TEST(RunCli, ConfigFileGivesTheFlagsAndFlagsWin) {
   auto r = run_cli("run --config '" + dir + "/run.toml' --out '" + dir + "/from-flag' --threads 2");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   // quiet = true: no progress, but the warning about the unreached drop stays.
-  EXPECT_EQ(r.err.find("[1/6]"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("[1/7]"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("warning: validation accuracy never fell 50 points"), std::string::npos);
   EXPECT_FALSE(fs::exists(dir + "/from-config"));
   auto summary = nlohmann::json::parse(read_text(dir + "/from-flag/summary.json"));
@@ -183,8 +183,8 @@ TEST(RunCli, ProgressIsPlainLinesWhenStderrIsNotATerminal) {
                    "/out' --stop-drop 5 --gnuplot "
                    "bdguard-test-no-such-gnuplot");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.err.find("[3/6] pruning sweep ...\n"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("[3/6] pruning sweep: done in"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("[3/7] pruning sweep ...\n"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("[3/7] pruning sweep: done in"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find('\r'), std::string::npos);
   // Without gnuplot: a warning, and everything else written.
   EXPECT_NE(r.err.find("warning: gnuplot (bdguard-test-no-such-gnuplot) not found"),

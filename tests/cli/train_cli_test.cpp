@@ -8,6 +8,7 @@
 #include "bdguard/badnets.h"
 #include "bdguard/fileio.h"
 #include "bdguard/keras.h"
+#include "bdguard/prune.h"
 #include "test_util.h"
 
 namespace bdguard {
@@ -70,6 +71,28 @@ TEST(CliFinetune, WritesTheSameStructureAndReportsBeforeAndAfter) {
   ASSERT_EQ(in.size(), out.size());
   for (size_t i = 0; i < in.size(); ++i) EXPECT_EQ(in.layer(i).name, out.layer(i).name);
   EXPECT_NE(sha256_file(dir + "/bd_net.h5"), sha256_file(dir + "/ft.h5"));
+}
+
+TEST(CliPruneFinetune, EverySavedModelIsFinePrunedWithItsChannelsStillPruned) {
+  REQUIRE_FASHION_MNIST();
+  const std::string dir = work_dir();
+  ASSERT_EQ(tiny_attack(dir).exit_code, 0);
+  auto r = test::run_cli("prune --model " + dir + "/bd_net.h5 --clean " + dir +
+                         "/data/valid.h5 --poisoned " + dir + "/data/bd_valid.h5 --out " + dir +
+                         "/prune --drops 1 --finetune --epochs 1 --holdout 0.9 --threads 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto doc = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(doc.contains("finetuned"));
+  ASSERT_FALSE(doc["finetuned"].empty());
+  for (const auto& e : doc["finetuned"]) {
+    const std::string path = dir + "/prune/" + e["file"].get<std::string>();
+    const std::string pruned_path = path.substr(0, path.size() - 13) + ".h5";  // "_finetuned.h5"
+    Model pruned = load_model(pruned_path), tuned = load_model(path);
+    const int conv3 = pruned.find("conv_3");
+    EXPECT_EQ(zero_channels(tuned.layer(static_cast<size_t>(conv3))),
+              zero_channels(pruned.layer(static_cast<size_t>(conv3))));
+    EXPECT_FALSE(zero_channels(tuned.layer(static_cast<size_t>(conv3))).empty());
+  }
 }
 
 TEST(CliFinetune, TestWithoutPoisonedTestIsAUsageError) {

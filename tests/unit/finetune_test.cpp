@@ -134,5 +134,43 @@ TEST(Finetune, ZeroEpochsChangeNothing) {
   }
 }
 
+TEST(Finetune, DivergenceInTheFirstEpochKeepsTheInputWeights) {
+  Model m = small_model();
+  const Model before = m.clone();
+  LabDataset clean(clean_file(), m.input_shape());
+  // An absurd learning rate without clipping: the weights overflow, the loss turns NaN.
+  FinetuneOptions o = options(1);
+  o.lr = 1e38;
+  o.clip_grad_norm = 0;
+  FinetuneResult r = finetune(m, {&clean, nullptr, nullptr, nullptr}, o);
+  EXPECT_EQ(r.diverged_epoch, 1);
+  EXPECT_EQ(r.best_epoch, 0);
+  for (size_t k = 0; k < m.parameters().size(); ++k) {
+    EXPECT_TRUE(m.parameters()[k].equal(before.parameters()[k])) << k;
+  }
+}
+
+TEST(Train, GradientClippingBoundsEveryStep) {
+  // One SGD step (no momentum effect on the first step) with lr 1 moves the weights by
+  // exactly the clipped gradient: its global norm is at most the limit.
+  Model m = small_model();
+  const std::vector<at::Tensor> before = m.clone().parameters();
+  at::Generator g = at::detail::createCPUGenerator(5);
+  TensorData data{at::rand({8, 1, 8, 8}, g) * 255, at::randint(0, 3, {8}, g, at::kLong)};
+  TrainOptions t;
+  t.epochs = 1;
+  t.batch = 8;
+  t.lr = 1.0;
+  t.optimizer = Optimizer::kSgd;
+  t.clip_grad_norm = 0.5;
+  train_model(m, data, t);
+  double sum = 0;
+  for (size_t k = 0; k < before.size(); ++k) {
+    sum += (m.parameters()[k].to(at::kDouble) - before[k].to(at::kDouble)).pow(2).sum().item<double>();
+  }
+  EXPECT_GT(std::sqrt(sum), 0.4);
+  EXPECT_LE(std::sqrt(sum), 0.5 + 1e-5);
+}
+
 }  // namespace
 }  // namespace bdguard

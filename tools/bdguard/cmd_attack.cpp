@@ -20,12 +20,13 @@ struct AttackCliOptions {
   std::string out;
   std::string optimizer = "adam";
   int threads = 0;
-  bool json = false, quiet = false;
+  bool json = false, quiet = false, force = false;
 };
 
 std::string num(double v) { return nlohmann::json(v).dump(); }
 
 void run_attack(AttackCliOptions o) {
+  prepare_output_dir(o.out, o.force);
   apply_threads(o.threads);
   o.attack.optimizer = parse_optimizer(o.optimizer);
   AttackResult r = run_badnets(o.attack, train_progress_bar("train", o.quiet));
@@ -165,6 +166,7 @@ void setup_attack(CLI::App& app) {
          "--threads", opt->threads,
          "compute threads (default: all cores; results are reproducible for a fixed count)")
       ->check(CLI::Range(0, 1024));
+  add_force_flag(*sub, opt->force);
   sub->add_flag("--json", opt->json, "print the attack record as JSON");
   sub->add_flag("--quiet,-q", opt->quiet, "no progress on stderr");
   sub->callback([opt] { run_attack(*opt); });

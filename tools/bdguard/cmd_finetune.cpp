@@ -58,6 +58,7 @@ void print_finetune_summary(const FinetuneResult& r, const std::string& model,
               model.c_str(), static_cast<long long>(r.n_train), static_cast<long long>(r.n_holdout),
               r.best_epoch, r.epochs.size(), r.seconds);
   std::printf("Pruned channels kept at zero: %s\n", pruned.empty() ? "none" : pruned.c_str());
+  warn_if_diverged(r.diverged_epoch, model);
   auto row = [](const char* name, double before, double after) {
     std::printf("  %-22s %8s %%  %8s %%\n", name, pct(before).c_str(), pct(after).c_str());
   };
@@ -69,6 +70,14 @@ void print_finetune_summary(const FinetuneResult& r, const std::string& model,
     row("test ASR", *r.before.test_asr, *r.after.test_asr);
   }
   if (!out.empty()) std::printf("Wrote %s\n", out.c_str());
+}
+
+void warn_if_diverged(int diverged_epoch, const std::string& model) {
+  if (diverged_epoch == 0) return;
+  std::fprintf(stderr,
+               "warning: fine-tuning %s diverged in epoch %d (loss not finite): kept the best "
+               "earlier epoch; try a lower --lr, --clip-norm or --optimizer adam\n",
+               model.c_str(), diverged_epoch);
 }
 
 void add_finetune_options(CLI::App& app, FinetuneOptions& f, std::string& optimizer) {
@@ -83,6 +92,10 @@ void add_finetune_options(CLI::App& app, FinetuneOptions& f, std::string& optimi
       ->capture_default_str();
   app.add_flag("--constant-lr{false}", f.cosine_decay,
                "keep the learning rate constant (default: cosine decay to 0)");
+  app.add_option("--clip-norm", f.clip_grad_norm,
+                 "clip gradients to this global L2 norm before each step (0: never)")
+      ->check(CLI::Range(0.0, 1e12))
+      ->capture_default_str();
   app.add_option("--holdout", f.holdout,
                  "fraction of the clean data held out to pick the best epoch")
       ->check(CLI::Range(0.01, 0.99))

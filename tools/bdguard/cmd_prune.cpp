@@ -5,11 +5,13 @@
 #include <iostream>
 
 #include "bdguard/fileio.h"
+#include "bdguard/finetune.h"
 #include "bdguard/goodnet.h"
 #include "bdguard/prune.h"
 #include "bdguard/sweep_files.h"
 #include "commands.h"
 #include "common.h"
+#include "train_cli.h"
 
 namespace bdguard::cli {
 namespace {
@@ -24,9 +26,9 @@ struct PruneOptions {
   std::string out;
   bool force = false;
   bool plain = false;
-  bool finetune = false;
-  int finetune_epochs = kFinetuneEpochs;
-  uint64_t seed = 0;
+  bool finetune = false;  // fine-prune every saved model (bdguard finetune's defaults)
+  FinetuneOptions ft;
+  std::string ft_optimizer = "sgd";
 };
 
 void run_prune(const PruneOptions& o) {
@@ -69,11 +71,13 @@ void run_prune(const PruneOptions& o) {
   double save_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   std::vector<FinePrunedModel> fine;
   if (o.finetune) {
-    FinetuneOptions fo;
-    fo.epochs = o.finetune_epochs;
-    fo.seed = o.seed;
-    fine = fine_prune_saved(m, r, saved, {&clean, &poisoned, data.test, data.poisoned_test}, fo,
-                            o.out);
+    FinetuneOptions fo = o.ft;
+    fo.optimizer = parse_optimizer(o.ft_optimizer);
+    fo.eval_batch = o.global.batch;
+    const bool quiet = o.global.quiet;
+    fine = fine_prune_saved(
+        m, r, saved, {&clean, &poisoned, data.test, data.poisoned_test}, fo, o.out,
+        [quiet](double drop) { return train_progress_bar("finetune X=" + format_drop(drop), quiet); });
   }
 
   nlohmann::json settings = {
@@ -131,15 +135,24 @@ void run_prune(const PruneOptions& o) {
     }
   }
   for (const auto& f : fine) {
-    std::printf("X=%s fine-pruned: %s: held-out accuracy %s %% -> %s %%", format_drop(f.drop).c_str(),
-                f.path.c_str(), pct(f.holdout_accuracy_before).c_str(),
-                pct(f.holdout_accuracy_after).c_str());
-    if (test) {
-      std::printf("; test accuracy %s %%, ASR %s %%; GoodNet accuracy %s %%, ASR %s %%",
-                  pct(f.test_accuracy).c_str(), pct(f.test_asr).c_str(),
-                  pct(f.goodnet.goodnet_accuracy).c_str(), pct(f.goodnet.goodnet_asr).c_str());
+    warn_if_diverged(f.diverged_epoch, f.path);
+    std::printf("X=%s fine-pruned: %s (best epoch %d of %d): held-out accuracy %s %% -> %s %%",
+                format_drop(f.drop).c_str(), f.path.c_str(), f.best_epoch, f.epochs,
+                pct(f.holdout_accuracy_before).c_str(), pct(f.holdout_accuracy_after).c_str());
+    if (f.asr_before && f.asr_after) {
+      std::printf(", validation ASR %s %% -> %s %%", pct(*f.asr_before).c_str(),
+                  pct(*f.asr_after).c_str());
     }
     std::printf("\n");
+    if (test) {
+      const GoodNetRow& g = f.goodnet;
+      std::printf(
+          "      test: fine-pruned accuracy %s %%, ASR %s %%; GoodNet accuracy %s %%, ASR %s "
+          "%%, detection %s %%, false alarms %s %%\n",
+          pct(g.pruned_accuracy).c_str(), pct(g.pruned_asr).c_str(),
+          pct(g.goodnet_accuracy).c_str(), pct(g.goodnet_asr).c_str(),
+          pct(g.detection_rate).c_str(), pct(g.false_alarm_rate).c_str());
+    }
   }
   std::printf("wrote %s/sweep.csv and %s/sweep.json\n", o.out.c_str(), o.out.c_str());
 }
@@ -175,15 +188,11 @@ void setup_prune(CLI::App& app) {
       ->check(CLI::Range(0.0, 100.0));
   sub->add_option("--out", opt->out, "output folder")->required();
   add_force_flag(*sub, opt->force);
-  sub->add_flag("--finetune", opt->finetune,
-                "fine-tune every saved model on the clean validation data (fine-pruning)");
-  sub->add_option("--finetune-epochs", opt->finetune_epochs, "epochs of fine-tuning")
-      ->check(CLI::Range(1, 10000))
-      ->capture_default_str();
-  sub->add_option("--seed", opt->seed, "seed of the fine-tuning split and shuffling")
-      ->capture_default_str();
   sub->add_flag("--plain", opt->plain,
                 "use the plain reference method (re-run the whole model per step)");
+  sub->add_flag("--finetune", opt->finetune,
+                "fine-prune every saved model: model_X=<X>_finetuned.h5 (see bdguard finetune)");
+  add_finetune_options(*sub, opt->ft, opt->ft_optimizer);
   sub->callback([opt] { run_prune(*opt); });
 }
 

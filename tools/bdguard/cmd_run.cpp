@@ -20,6 +20,7 @@
 #include "bdguard/report.h"
 #include "bdguard/sweep_files.h"
 #include "commands.h"
+#include "train_cli.h"
 
 namespace bdguard::cli {
 namespace {
@@ -110,6 +111,14 @@ std::vector<std::pair<std::string, nlohmann::json>> settings_of(const RunOptions
       {"drops", drops},
       {"stop-drop", std::isinf(o.stop_drop) ? nlohmann::json("none") : nlohmann::json(o.stop_drop)},
       {"batch", o.global.batch},
+      {"finetune", o.no_finetune ? nlohmann::json("no")
+                                 : nlohmann::json({{"epochs", o.finetune.epochs},
+                                                   {"lr", o.finetune.lr},
+                                                   {"optimizer", o.finetune_optimizer},
+                                                   {"batch", o.finetune.batch},
+                                                   {"holdout", o.finetune.holdout},
+                                                   {"cosine_decay", o.finetune.cosine_decay},
+                                                   {"seed", o.finetune.seed}})},
       {"threads",
        o.global.threads == 0 ? nlohmann::json("all cores") : nlohmann::json(o.global.threads)},
       {"config", o.config.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.config)}};
@@ -193,7 +202,7 @@ void run_run(const RunOptions& o) {
   stages.begin("GoodNets");
   std::vector<GoodNetRow> rows;
   for (const SavedModel& s : saved) {
-    ReportedModel reported{s, std::nullopt};
+    ReportedModel reported{s, std::nullopt, std::nullopt};
     if (s.reached) {
       const auto k = static_cast<size_t>(s.step);
       rows.push_back(goodnet_row(s.path, m.num_classes(), test.labels(), poisoned_test.labels(),
@@ -209,11 +218,14 @@ void run_run(const RunOptions& o) {
   std::vector<FinePrunedModel> fine;
   if (!o.no_finetune) {
     stages.begin("fine-pruning");
-    FinetuneOptions fo;
-    fo.epochs = o.finetune_epochs;
-    fo.seed = o.seed;
-    fine = fine_prune_saved(m, sw, saved, {&valid, &poisoned_valid, &test, &poisoned_test}, fo,
-                            o.out);
+    FinetuneOptions fo = o.finetune;
+    fo.optimizer = parse_optimizer(o.finetune_optimizer);
+    fo.eval_batch = o.global.batch;
+    const bool quiet = o.global.quiet;
+    fine = fine_prune_saved(
+        m, sw, saved, {&valid, &poisoned_valid, &test, &poisoned_test}, fo, o.out,
+        [quiet](double drop) { return train_progress_bar("finetune X=" + format_drop(drop), quiet); });
+    for (const auto& f : fine) warn_if_diverged(f.diverged_epoch, f.path);
     for (auto& reported : r.saved) {
       for (const auto& f : fine) {
         if (reported.saved.reached && f.drop == reported.saved.drop) reported.fine_pruned = f;
@@ -266,11 +278,7 @@ void add_run_options(CLI::App& sub, RunOptions& o) {
   sub.add_option("--out", o.out, "output folder, created if missing (required)");
   add_force_flag(sub, o.force);
   sub.add_flag("--no-finetune", o.no_finetune, "skip fine-pruning of the saved models");
-  sub.add_option("--finetune-epochs", o.finetune_epochs, "epochs of fine-tuning per saved model")
-      ->check(CLI::Range(1, 10000))
-      ->capture_default_str();
-  sub.add_option("--seed", o.seed, "seed of the fine-tuning split and shuffling")
-      ->capture_default_str();
+  add_finetune_options(sub, o.finetune, o.finetune_optimizer);
   sub.add_option("--layer", o.layer,
                  "Conv2D layer to prune (default: the last one every path crosses)");
   sub.add_option("--drops", o.drops,

@@ -25,8 +25,8 @@ struct RunOptions {
   std::string gnuplot = "gnuplot";
   int png_width = 960, png_height = 600;
   bool no_finetune = false;  // skip fine-pruning of the saved models
-  int finetune_epochs = kFinetuneEpochs;
-  uint64_t seed = 0;
+  FinetuneOptions finetune;  // bdguard finetune's defaults
+  std::string finetune_optimizer = "sgd";
 };
 
 // Binds the flags of `bdguard run` (and --config) to `o` on `sub`.

@@ -24,6 +24,8 @@ nlohmann::json data_sha256(const std::string& dir);
 // Binds --epochs, --lr, --optimizer, --seed, --holdout of fine-tuning (not --batch, which
 // `prune` and `run` use for evaluation). `optimizer` is parsed with parse_optimizer().
 void add_finetune_options(CLI::App& app, FinetuneOptions& f, std::string& optimizer);
+// One `warning:` line on stderr when fine-tuning `model` diverged (epoch > 0).
+void warn_if_diverged(int diverged_epoch, const std::string& model);
 // The before/after table of a fine-tuning run on stdout.
 void print_finetune_summary(const FinetuneResult& r, const std::string& model,
                             const std::string& out);

@@ -120,9 +120,20 @@ TempFileGuard::~TempFileGuard() {
   unregister_live(slot_);
 }
 
+// The mode a newly created file gets (0666 less the umask); mkstemp creates 0600.
+static mode_t new_file_mode() {
+  static const mode_t mode = [] {
+    mode_t mask = umask(0);
+    umask(mask);
+    return static_cast<mode_t>(0666 & ~mask);
+  }();
+  return mode;
+}
+
 void TempFileGuard::commit(const std::string& final_path) {
   int fd = ::open(tmp_.c_str(), O_RDONLY);
   if (fd >= 0) {
+    fchmod(fd, new_file_mode());
     fsync(fd);
     close(fd);
   }
@@ -147,7 +158,6 @@ void write_file_atomic(const std::string& path, const std::string& content) {
     }
     p += n, left -= static_cast<size_t>(n);
   }
-  fchmod(fd, 0644);
   close(fd);
   guard.commit(path);
 }

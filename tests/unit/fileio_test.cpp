@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "bdguard/dataset.h"
 #include "bdguard/error.h"
 #include "bdguard/keras.h"
 #include "io/read_watch.h"
@@ -31,6 +33,20 @@ TEST(WriteFileAtomic, ReplacesTheWholeFileAndLeavesNoTemporary) {
   write_file_atomic(dir + "/out.txt", "second");
   EXPECT_EQ(test::read_text(dir + "/out.txt"), "second");
   EXPECT_EQ(entries(dir), 1u);
+}
+
+TEST(WriteFileAtomic, OutputsGetTheUsualModeNotMkstemps0600) {
+  const std::string dir = test::temp_dir();
+  const mode_t mask = umask(022);
+  write_file_atomic(dir + "/a.txt", "x");
+  write_lab_dataset(dir + "/d.h5", at::zeros({1, 1, 2, 2}), at::zeros({1}, at::kLong));
+  umask(mask);
+  for (const char* name : {"/a.txt", "/d.h5"}) {
+    EXPECT_EQ(fs::status(dir + name).permissions(),
+              fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                  fs::perms::others_read)
+        << name;
+  }
 }
 
 TEST(WriteFileAtomic, MissingFolderThrowsIoErrorNamingThePath) {

@@ -60,7 +60,7 @@ const std::vector<Case>& cases() {
       {"Hdf5HeapLoop",
        "model_hdf5_heap_loop.h5",
        kInspect,
-       {"/@model_config", "expected a string the HDF5 library reads within 3 s",
+       {"/@model_config", "expected a string attribute the HDF5 library reads within 3 s",
         "found one it was still reading after 3 s"},
        "3"},
       {"Hdf5HeapOverflow",
@@ -311,6 +311,12 @@ const std::vector<Case>& cases() {
        {"/@model_config", "expected a full Keras model", "found a weights-only file"}},
       // Data files.
       {"DataTruncated", "data_truncated.h5", kEval, {"expected a readable HDF5 file", "truncated"}},
+      // HDF5 1.10 copies from a NULL pointer in its local-heap reader on this file (found
+      // by fuzz_data); the structure walk in a child process turns that into an error.
+      {"Hdf5LocalHeapCrash",
+       "data_hdf5_local_heap_crash.h5",
+       kEval,
+       {"expected a file structure the HDF5 library can read", "found one that crashed it"}},
       {"DataRandomBytes", "data_random.h5", kEval, {"found no HDF5 signature"}},
       {"DataRank2", "data_rank2.h5", kEval, {"data", "expected rank 4", "found rank 2 (4, 192)"}},
       {"DataScalar", "data_scalar.h5", kEval, {"data", "found rank 0"}},

@@ -353,6 +353,11 @@ void make_files_that_are_not_what_they_claim() {
   write_bytes(at_out("model_empty.h5"), "");
   write_bytes(at_out("model_text.h5"), tiny_config().dump());
   write_bytes(at_out("data_truncated.h5"), data.substr(0, data.size() * 2 / 3));
+  // 122 bytes of 0xff inserted after the superblock: every address that follows points
+  // elsewhere, and HDF5 1.10's local-heap reader then copies from a NULL pointer
+  // (found by fuzz_data: SIGSEGV in H5F__accum_read under H5Lexists).
+  write_bytes(at_out("data_hdf5_local_heap_crash.h5"),
+              data.substr(0, 123) + std::string(122, '\xff') + data.substr(123));
   write_bytes(at_out("data_random.h5"), random_bytes(8192, 3));
   write_bytes(at_out("img_truncated.png"), png.substr(0, png.size() / 2));
   write_bytes(at_out("img_random.png"), random_bytes(1024, 4));

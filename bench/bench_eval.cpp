@@ -25,6 +25,7 @@
 #include "bdguard/dataset.h"
 #include "bdguard/evaluate.h"
 #include "bdguard/keras.h"
+#include "bdguard/memory.h"
 
 extern "C" void openblas_set_num_threads(int) __attribute__((weak));
 
@@ -96,6 +97,7 @@ Run timed_eval(const std::string& model, const std::string& data, int threads) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  bdguard::use_caching_cpu_allocator();  // as the bdguard tool does
   std::string fixtures = "../shared/fixtures/csaw";
   int64_t n = kLabImages;
   for (int i = 1; i < argc; ++i) {

@@ -16,6 +16,7 @@
 
 #include "../tests/data/synthetic_faces.h"
 #include "bdguard/keras.h"
+#include "bdguard/memory.h"
 #include "bdguard/prune.h"
 
 using Clock = std::chrono::steady_clock;
@@ -25,6 +26,7 @@ static double since(Clock::time_point t) {
 }
 
 int main(int argc, char** argv) {
+  bdguard::use_caching_cpu_allocator();  // as the bdguard tool does
   int64_t n = 11547;
   int plain_steps = 61;
   std::string csaw = "../shared/fixtures/csaw", bdguard = "./build/bdguard", keep;

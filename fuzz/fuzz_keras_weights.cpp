@@ -58,8 +58,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   write(g_model, data, size);
   bdguard::LoadOptions options;
   options.max_tensor_bytes = int64_t{16} << 20;  // keeps each run small; the check is the same
-  for (const bdguard::ArchSource& arch :
-       {bdguard::ArchSource{}, bdguard::ArchSource{"deepid", ""}, bdguard::ArchSource{"", g_arch}}) {
+  for (const bdguard::ArchSource& arch : {bdguard::ArchSource{}, bdguard::ArchSource{"deepid", ""},
+                                          bdguard::ArchSource{"", g_arch}}) {
     try {
       bdguard::load_model(g_model, arch, options);
     } catch (const bdguard::Error&) {

@@ -2,8 +2,8 @@
 // DIR/sweep.csv and DIR/sweep.json.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -35,7 +35,7 @@ std::vector<SavedModel> save_drop_models(const Model& m, const SweepResult& r,
 // GoodNet on the test files (when given).
 struct FinePrunedModel {
   double drop = 0;
-  std::string path, sha256;  // DIR/model_X=<X>_finetuned.h5
+  std::string path, sha256;                                        // DIR/model_X=<X>_finetuned.h5
   double holdout_accuracy_before = 0, holdout_accuracy_after = 0;  // held-out clean data
   std::optional<double> asr_before, asr_after;                     // poisoned validation data
   double test_accuracy = 0, test_asr = 0;
@@ -48,13 +48,10 @@ struct FinePrunedModel {
 // Fine-tunes the pruned model of every reached threshold (finetune.h: pruned channels
 // stay exactly zero) and saves it beside it as DIR/model_X=<X>_finetuned.h5. `data`
 // is the sweep's data; the GoodNet rows use the sweep's BadNet test predictions.
-std::vector<FinePrunedModel> fine_prune_saved(const Model& m, const SweepResult& r,
-                                              const std::vector<SavedModel>& saved,
-                                              const FinetuneData& data,
-                                              const FinetuneOptions& options,
-                                              const std::string& dir,
-                                              const std::function<TrainProgressFn(double drop)>&
-                                                  progress_for = {});
+std::vector<FinePrunedModel> fine_prune_saved(
+    const Model& m, const SweepResult& r, const std::vector<SavedModel>& saved,
+    const FinetuneData& data, const FinetuneOptions& options, const std::string& dir,
+    const std::function<TrainProgressFn(double drop)>& progress_for = {});
 nlohmann::json to_json(const FinePrunedModel& f);
 
 // DIR/sweep.csv: `step,channel,fraction_pruned,valid_accuracy,valid_asr` (and

@@ -176,18 +176,19 @@ nlohmann::json to_json(const FinetuneResult& r) {
   for (const auto& p : r.pruned) {
     pruned.push_back({{"layer", p.layer}, {"count", p.channels.size()}, {"channels", p.channels}});
   }
-  return {{"before", metrics_json(r.before)},
-          {"after", metrics_json(r.after)},
-          {"best_epoch", r.best_epoch},
-          {"diverged_epoch", r.diverged_epoch ? nlohmann::json(r.diverged_epoch) : nlohmann::json()},
-          {"epochs", epochs},
-          {"n_train", r.n_train},
-          {"n_holdout", r.n_holdout},
-          {"n_poisoned", r.n_poisoned},
-          {"n_test", r.n_test},
-          {"n_poisoned_test", r.n_poisoned_test},
-          {"pruned", pruned},
-          {"seconds", r.seconds}};
+  return {
+      {"before", metrics_json(r.before)},
+      {"after", metrics_json(r.after)},
+      {"best_epoch", r.best_epoch},
+      {"diverged_epoch", r.diverged_epoch ? nlohmann::json(r.diverged_epoch) : nlohmann::json()},
+      {"epochs", epochs},
+      {"n_train", r.n_train},
+      {"n_holdout", r.n_holdout},
+      {"n_poisoned", r.n_poisoned},
+      {"n_test", r.n_test},
+      {"n_poisoned_test", r.n_poisoned_test},
+      {"pruned", pruned},
+      {"seconds", r.seconds}};
 }
 
 }  // namespace bdguard

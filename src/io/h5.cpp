@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +16,8 @@
 #include <filesystem>
 #include <functional>
 #include <mutex>
+#include <set>
+#include <tuple>
 
 #include "bdguard/error.h"
 #include "read_watch.h"
@@ -332,6 +335,8 @@ std::vector<std::string> read_strings_in_child(
 
 constexpr int64_t kMaxProbedLinks = 100000;
 
+void probe_walk_in_child(const std::string& path);
+
 herr_t probe_attribute(hid_t loc, const char* name, const H5A_info_t*, void*) {
   hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
   if (a < 0) return 0;
@@ -356,8 +361,8 @@ herr_t probe_link(hid_t group, const char* name, const H5L_info_t* info, void* d
       hid_t t = H5Dget_type(o), sp = H5Dget_space(o), dcpl = H5Dget_create_plist(o);
       if (sp >= 0) H5Sget_simple_extent_npoints(sp), H5Sclose(sp);
       if (t >= 0) H5Tget_class(t), H5Tget_size(t), H5Tclose(t);
-      if (dcpl >= 0) H5Pget_layout(dcpl), H5Pget_nfilters(dcpl), H5Pget_external_count(dcpl),
-                     H5Pclose(dcpl);
+      if (dcpl >= 0)
+        H5Pget_layout(dcpl), H5Pget_nfilters(dcpl), H5Pget_external_count(dcpl), H5Pclose(dcpl);
       H5Dget_storage_size(o);
     }
   }
@@ -366,6 +371,24 @@ herr_t probe_link(hid_t group, const char* name, const H5L_info_t* info, void* d
 }
 
 void probe_structure_in_child(const std::string& path) {
+  // Once per file and content: LabDataset reopens its file for every batch, and each
+  // fork write-protects the parent's memory (a page fault per page written after it).
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return;  // H5Fopen reports it
+  using Key = std::tuple<dev_t, ino_t, off_t, time_t, long>;
+  static std::mutex mu;
+  static std::set<Key> probed;
+  const Key key{st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (probed.count(key)) return;
+  }
+  probe_walk_in_child(path);
+  std::lock_guard<std::mutex> lock(mu);
+  probed.insert(key);
+}
+
+void probe_walk_in_child(const std::string& path) {
   read_strings_in_child(
       path, "",
       [&path]() -> std::vector<std::string> {

@@ -58,13 +58,10 @@ std::string sweep_csv(const SweepResult& r) {
   return out;
 }
 
-std::vector<FinePrunedModel> fine_prune_saved(const Model& m, const SweepResult& r,
-                                              const std::vector<SavedModel>& saved,
-                                              const FinetuneData& data,
-                                              const FinetuneOptions& options,
-                                              const std::string& dir,
-                                              const std::function<TrainProgressFn(double drop)>&
-                                                  progress_for) {
+std::vector<FinePrunedModel> fine_prune_saved(
+    const Model& m, const SweepResult& r, const std::vector<SavedModel>& saved,
+    const FinetuneData& data, const FinetuneOptions& options, const std::string& dir,
+    const std::function<TrainProgressFn(double drop)>& progress_for) {
   std::vector<FinePrunedModel> out;
   for (const auto& s : saved) {
     if (!s.reached) continue;
@@ -88,10 +85,10 @@ std::vector<FinePrunedModel> fine_prune_saved(const Model& m, const SweepResult&
     f.epochs = static_cast<int>(ft.epochs.size());
     f.seconds = ft.seconds;
     if (data.test && !r.test_predictions.empty()) {
-      f.goodnet = goodnet_row(f.path, m.num_classes(), data.test->labels(),
-                              data.poisoned_test->labels(), r.test_predictions[0],
-                              r.poisoned_test_predictions[0], ft.test_predictions,
-                              ft.poisoned_test_predictions);
+      f.goodnet =
+          goodnet_row(f.path, m.num_classes(), data.test->labels(), data.poisoned_test->labels(),
+                      r.test_predictions[0], r.poisoned_test_predictions[0], ft.test_predictions,
+                      ft.poisoned_test_predictions);
     }
     out.push_back(f);
   }
@@ -102,19 +99,20 @@ nlohmann::json to_json(const FinePrunedModel& f) {
   auto opt = [](const std::optional<double>& v) {
     return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
   };
-  return {{"drop", f.drop},
-          {"file", std::filesystem::path(f.path).filename().string()},
-          {"sha256", f.sha256},
-          {"holdout_accuracy_before", f.holdout_accuracy_before},
-          {"holdout_accuracy_after", f.holdout_accuracy_after},
-          {"valid_asr_before", opt(f.asr_before)},
-          {"valid_asr_after", opt(f.asr_after)},
-          {"test_accuracy", f.test_accuracy},
-          {"test_asr", f.test_asr},
-          {"best_epoch", f.best_epoch},
-          {"epochs", f.epochs},
-          {"diverged_epoch", f.diverged_epoch ? nlohmann::json(f.diverged_epoch) : nlohmann::json()},
-          {"goodnet", f.goodnet.n_clean ? to_json(f.goodnet) : nlohmann::json(nullptr)}};
+  return {
+      {"drop", f.drop},
+      {"file", std::filesystem::path(f.path).filename().string()},
+      {"sha256", f.sha256},
+      {"holdout_accuracy_before", f.holdout_accuracy_before},
+      {"holdout_accuracy_after", f.holdout_accuracy_after},
+      {"valid_asr_before", opt(f.asr_before)},
+      {"valid_asr_after", opt(f.asr_after)},
+      {"test_accuracy", f.test_accuracy},
+      {"test_asr", f.test_asr},
+      {"best_epoch", f.best_epoch},
+      {"epochs", f.epochs},
+      {"diverged_epoch", f.diverged_epoch ? nlohmann::json(f.diverged_epoch) : nlohmann::json()},
+      {"goodnet", f.goodnet.n_clean ? to_json(f.goodnet) : nlohmann::json(nullptr)}};
 }
 
 nlohmann::json sweep_json(const SweepResult& r, const std::vector<SavedModel>& saved,
@@ -173,7 +171,8 @@ nlohmann::json sweep_json(const SweepResult& r, const std::vector<SavedModel>& s
           {"steps", steps},
           {"saved_models", models},
           {"goodnet", rows},
-          {"finetuned", [&] {
+          {"finetuned",
+           [&] {
              nlohmann::json a = nlohmann::json::array();
              for (const auto& f : fine_pruned) a.push_back(to_json(f));
              return a;

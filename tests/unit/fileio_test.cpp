@@ -42,9 +42,9 @@ TEST(WriteFileAtomic, OutputsGetTheUsualModeNotMkstemps0600) {
   write_lab_dataset(dir + "/d.h5", at::zeros({1, 1, 2, 2}), at::zeros({1}, at::kLong));
   umask(mask);
   for (const char* name : {"/a.txt", "/d.h5"}) {
-    EXPECT_EQ(fs::status(dir + name).permissions(),
-              fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
-                  fs::perms::others_read)
+    EXPECT_EQ(fs::status(dir + name).permissions(), fs::perms::owner_read | fs::perms::owner_write |
+                                                        fs::perms::group_read |
+                                                        fs::perms::others_read)
         << name;
   }
 }

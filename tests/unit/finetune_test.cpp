@@ -166,7 +166,8 @@ TEST(Train, GradientClippingBoundsEveryStep) {
   train_model(m, data, t);
   double sum = 0;
   for (size_t k = 0; k < before.size(); ++k) {
-    sum += (m.parameters()[k].to(at::kDouble) - before[k].to(at::kDouble)).pow(2).sum().item<double>();
+    sum +=
+        (m.parameters()[k].to(at::kDouble) - before[k].to(at::kDouble)).pow(2).sum().item<double>();
   }
   EXPECT_GT(std::sqrt(sum), 0.4);
   EXPECT_LE(std::sqrt(sum), 0.5 + 1e-5);

@@ -105,9 +105,10 @@ void run_demo(const DemoOptions& o) {
   summary["report"] = o.out + "/report.html";
   summary["summary"] = o.out + "/summary.json";
   write_file_atomic(o.out + "/" + kMarker, summary.dump(2) + "\n");
-  std::printf("\nEverything is in %s/: bd_net.h5, data/, model_X=*.h5, sweep.csv, plots/, "
-              "report.html, report.md, summary.json (%.0f s).\n",
-              o.out.c_str(), summary["seconds"].get<double>());
+  std::printf(
+      "\nEverything is in %s/: bd_net.h5, data/, model_X=*.h5, sweep.csv, plots/, "
+      "report.html, report.md, summary.json (%.0f s).\n",
+      o.out.c_str(), summary["seconds"].get<double>());
 }
 
 }  // namespace

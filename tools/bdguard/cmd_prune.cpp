@@ -75,9 +75,10 @@ void run_prune(const PruneOptions& o) {
     fo.optimizer = parse_optimizer(o.ft_optimizer);
     fo.eval_batch = o.global.batch;
     const bool quiet = o.global.quiet;
-    fine = fine_prune_saved(
-        m, r, saved, {&clean, &poisoned, data.test, data.poisoned_test}, fo, o.out,
-        [quiet](double drop) { return train_progress_bar("finetune X=" + format_drop(drop), quiet); });
+    fine = fine_prune_saved(m, r, saved, {&clean, &poisoned, data.test, data.poisoned_test}, fo,
+                            o.out, [quiet](double drop) {
+                              return train_progress_bar("finetune X=" + format_drop(drop), quiet);
+                            });
   }
 
   nlohmann::json settings = {

@@ -222,9 +222,10 @@ void run_run(const RunOptions& o) {
     fo.optimizer = parse_optimizer(o.finetune_optimizer);
     fo.eval_batch = o.global.batch;
     const bool quiet = o.global.quiet;
-    fine = fine_prune_saved(
-        m, sw, saved, {&valid, &poisoned_valid, &test, &poisoned_test}, fo, o.out,
-        [quiet](double drop) { return train_progress_bar("finetune X=" + format_drop(drop), quiet); });
+    fine = fine_prune_saved(m, sw, saved, {&valid, &poisoned_valid, &test, &poisoned_test}, fo,
+                            o.out, [quiet](double drop) {
+                              return train_progress_bar("finetune X=" + format_drop(drop), quiet);
+                            });
     for (const auto& f : fine) warn_if_diverged(f.diverged_epoch, f.path);
     for (auto& reported : r.saved) {
       for (const auto& f : fine) {

@@ -3,6 +3,7 @@
 
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
+#include "bdguard/memory.h"
 #include "commands.h"
 #include "common.h"
 
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   bdguard::cli::setup_attack(app);
   bdguard::cli::setup_finetune(app);
   bdguard::cli::setup_demo(app);
+  bdguard::use_caching_cpu_allocator();
   bdguard::install_cleanup_signal_handlers();
   bdguard::start_read_watchdog(bdguard::cli::read_timeout_seconds());
   try {

@@ -316,7 +316,8 @@ const std::vector<Case>& cases() {
       {"Hdf5LocalHeapCrash",
        "data_hdf5_local_heap_crash.h5",
        kEval,
-       {"expected a file structure the HDF5 library can read", "found one that crashed it"}},
+       // (a signal; in the ASan build, ASan's report and exit code 1)
+       {"expected a file structure the HDF5 library can read", "found one"}},
       {"DataRandomBytes", "data_random.h5", kEval, {"found no HDF5 signature"}},
       {"DataRank2", "data_rank2.h5", kEval, {"data", "expected rank 4", "found rank 2 (4, 192)"}},
       {"DataScalar", "data_scalar.h5", kEval, {"data", "found rank 0"}},

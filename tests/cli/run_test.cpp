@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "bdguard/dataset.h"
+#include "bdguard/fileio.h"
 #include "bdguard/keras.h"
 #include "bdguard/prune.h"
 #include "data/synthetic_faces.h"
@@ -141,6 +142,41 @@ TEST(RunCli, WritesEveryFileOfTheReport) {
               static_cast<size_t>(step));
   }
   EXPECT_FALSE(summary["conclusion"].get<std::string>().empty());
+}
+
+TEST(RunCli, FinePrunesEverySavedModelAndReportsIt) {
+  BDGUARD_REQUIRE_CSAW();
+  std::string dir = test::temp_dir();
+  LabFiles lab = make_lab(dir);
+  std::string out = dir + "/out";
+  auto r = run_cli("run " + lab.args + " --epochs 1 --out '" + out + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto summary = nlohmann::json::parse(read_text(out + "/summary.json"));
+  auto sweep = nlohmann::json::parse(read_text(out + "/sweep.json"));
+  size_t reached = 0;
+  for (const auto& s : summary["saved_models"]) reached += s["reached"].get<bool>();
+  ASSERT_GT(reached, 0u);
+  ASSERT_EQ(summary["fine_pruned_models"].size(), reached);
+  ASSERT_EQ(sweep["finetuned"].size(), reached);
+  for (size_t k = 0; k < reached; ++k) {
+    const auto& f = summary["fine_pruned_models"][k];
+    EXPECT_EQ(f, sweep["finetuned"][k]);
+    const std::string file = out + "/" + f["file"].get<std::string>();
+    ASSERT_TRUE(fs::exists(file)) << file;
+    EXPECT_EQ(f["sha256"].get<std::string>(), sha256_file(file));
+    EXPECT_EQ(f["epochs"].get<int>(), 1);
+    ASSERT_TRUE(f["goodnet"].is_object());
+    EXPECT_DOUBLE_EQ(f["goodnet"]["pruned_asr"].get<double>(), f["test_asr"].get<double>());
+    // Fine-tuning kept the pruned channels of its model_X=<X>.h5 pruned.
+    const std::string pruned_file = file.substr(0, file.size() - 13) + ".h5";
+    Model pruned = load_model(pruned_file, {"deepid", ""}),
+          tuned = load_model(file, {"deepid", ""});
+    const auto conv3 = static_cast<size_t>(pruned.find("conv_3"));
+    EXPECT_EQ(zero_channels(tuned.layer(conv3)), zero_channels(pruned.layer(conv3)));
+  }
+  std::string md = read_text(out + "/report.md");
+  EXPECT_NE(md.find("## Fine-pruning"), std::string::npos);
+  EXPECT_NE(md.find("_finetuned.h5"), std::string::npos);
 }
 
 TEST(RunCli, ConfigFileGivesTheFlagsAndFlagsWin) {

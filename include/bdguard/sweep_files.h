@@ -46,11 +46,11 @@ struct FinePrunedModel {
 };
 
 // Fine-tunes the pruned model of every reached threshold (finetune.h: pruned channels
-// stay exactly zero) and saves it beside it as DIR/model_X=<X>_finetuned.h5. `data`
-// is the sweep's data; the GoodNet rows use the sweep's BadNet test predictions.
+// stay exactly zero) and saves it beside its model_X=<X>.h5 as model_X=<X>_finetuned.h5.
+// `data` is the sweep's data; the GoodNet rows use the sweep's BadNet test predictions.
 std::vector<FinePrunedModel> fine_prune_saved(
     const Model& m, const SweepResult& r, const std::vector<SavedModel>& saved,
-    const FinetuneData& data, const FinetuneOptions& options, const std::string& dir,
+    const FinetuneData& data, const FinetuneOptions& options,
     const std::function<TrainProgressFn(double drop)>& progress_for = {});
 nlohmann::json to_json(const FinePrunedModel& f);
 

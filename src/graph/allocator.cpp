@@ -2,8 +2,6 @@
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
 
-#include <malloc.h>
-
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -114,14 +112,7 @@ bool use_caching_cpu_allocator(size_t max_cached_bytes) {
   static std::once_flag installed;
   CachingCpuAllocator& a = CachingCpuAllocator::instance();
   a.set_cap(max_cached_bytes);
-  std::call_once(installed, [&a] {
-    // Smaller blocks stay with glibc, told to keep what it has: served from the heap up
-    // to 32 MiB (its maximum) and not returned to the system until 256 MiB are free.
-    mallopt(M_MMAP_THRESHOLD, 32 << 20);
-    mallopt(M_TRIM_THRESHOLD, 256 << 20);
-    mallopt(M_TOP_PAD, 16 << 20);
-    c10::SetCPUAllocator(&a, /*priority=*/1);
-  });
+  std::call_once(installed, [&a] { c10::SetCPUAllocator(&a, /*priority=*/1); });
   return true;
 }
 

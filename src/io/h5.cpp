@@ -335,8 +335,6 @@ std::vector<std::string> read_strings_in_child(
 
 constexpr int64_t kMaxProbedLinks = 100000;
 
-void probe_walk_in_child(const std::string& path);
-
 herr_t probe_attribute(hid_t loc, const char* name, const H5A_info_t*, void*) {
   hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
   if (a < 0) return 0;
@@ -370,24 +368,6 @@ herr_t probe_link(hid_t group, const char* name, const H5L_info_t* info, void* d
   return 0;
 }
 
-void probe_structure_in_child(const std::string& path) {
-  // Once per file and content: LabDataset reopens its file for every batch, and each
-  // fork write-protects the parent's memory (a page fault per page written after it).
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0) return;  // H5Fopen reports it
-  using Key = std::tuple<dev_t, ino_t, off_t, time_t, long>;
-  static std::mutex mu;
-  static std::set<Key> probed;
-  const Key key{st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    if (probed.count(key)) return;
-  }
-  probe_walk_in_child(path);
-  std::lock_guard<std::mutex> lock(mu);
-  probed.insert(key);
-}
-
 void probe_walk_in_child(const std::string& path) {
   read_strings_in_child(
       path, "",
@@ -405,6 +385,24 @@ void probe_walk_in_child(const std::string& path) {
         return {};
       },
       /*max_total=*/64, "a file structure");
+}
+
+void probe_structure_in_child(const std::string& path) {
+  // Once per file and content: LabDataset reopens its file for every batch, and each
+  // fork write-protects the parent's memory (a page fault per page written after it).
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return;  // H5Fopen reports it
+  using Key = std::tuple<dev_t, ino_t, off_t, time_t, long>;
+  static std::mutex mu;
+  static std::set<Key> probed;
+  const Key key{st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (probed.count(key)) return;
+  }
+  probe_walk_in_child(path);
+  std::lock_guard<std::mutex> lock(mu);
+  probed.insert(key);
 }
 
 void check(herr_t status, const std::string& file, const std::string& obj, const char* what) {

@@ -60,7 +60,7 @@ std::string sweep_csv(const SweepResult& r) {
 
 std::vector<FinePrunedModel> fine_prune_saved(
     const Model& m, const SweepResult& r, const std::vector<SavedModel>& saved,
-    const FinetuneData& data, const FinetuneOptions& options, const std::string& dir,
+    const FinetuneData& data, const FinetuneOptions& options,
     const std::function<TrainProgressFn(double drop)>& progress_for) {
   std::vector<FinePrunedModel> out;
   for (const auto& s : saved) {
@@ -71,7 +71,7 @@ std::vector<FinePrunedModel> fine_prune_saved(
     FinetuneResult ft = finetune(pruned, data, o);
     FinePrunedModel f;
     f.drop = s.drop;
-    f.path = dir + "/model_X=" + format_drop(s.drop) + "_finetuned.h5";
+    f.path = s.path.substr(0, s.path.size() - 3) + "_finetuned.h5";  // beside model_X=<X>.h5
     save_model(pruned, f.path);
     f.sha256 = sha256_file(f.path);
     f.holdout_accuracy_before = ft.before.holdout_accuracy;

@@ -70,6 +70,8 @@ void run_demo(const DemoOptions& o) {
   apply_threads(o.threads);
   const auto start = std::chrono::steady_clock::now();
   prepare_out_dir(o);
+  // Marks the folder as the demo's at once, so a run cut short can be re-run into it.
+  write_file_atomic(o.out + "/" + kMarker, "{\"status\": \"running\"}\n");
   const std::string model_path = o.out + "/bd_net.h5";
   nlohmann::json summary = {{"out", o.out}, {"threads", at::get_num_threads()}};
   if (o.retrain) {

@@ -80,6 +80,21 @@ void warn_if_diverged(int diverged_epoch, const std::string& model) {
                model.c_str(), diverged_epoch);
 }
 
+std::vector<FinePrunedModel> fine_prune_with_flags(const Model& m, const SweepResult& r,
+                                                   const std::vector<SavedModel>& saved,
+                                                   const FinetuneData& data, FinetuneOptions ft,
+                                                   const std::string& optimizer,
+                                                   const GlobalOptions& global) {
+  ft.optimizer = parse_optimizer(optimizer);
+  ft.eval_batch = global.batch;
+  const bool quiet = global.quiet;
+  std::vector<FinePrunedModel> fine = fine_prune_saved(m, r, saved, data, ft, [quiet](double drop) {
+    return train_progress_bar("finetune X=" + format_drop(drop), quiet);
+  });
+  for (const auto& f : fine) warn_if_diverged(f.diverged_epoch, f.path);
+  return fine;
+}
+
 void add_finetune_options(CLI::App& app, FinetuneOptions& f, std::string& optimizer) {
   app.add_option("--epochs", f.epochs, "fine-tuning epochs")
       ->check(CLI::Range(0, 100000))

@@ -71,14 +71,8 @@ void run_prune(const PruneOptions& o) {
   double save_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   std::vector<FinePrunedModel> fine;
   if (o.finetune) {
-    FinetuneOptions fo = o.ft;
-    fo.optimizer = parse_optimizer(o.ft_optimizer);
-    fo.eval_batch = o.global.batch;
-    const bool quiet = o.global.quiet;
-    fine = fine_prune_saved(m, r, saved, {&clean, &poisoned, data.test, data.poisoned_test}, fo,
-                            o.out, [quiet](double drop) {
-                              return train_progress_bar("finetune X=" + format_drop(drop), quiet);
-                            });
+    fine = fine_prune_with_flags(m, r, saved, {&clean, &poisoned, data.test, data.poisoned_test},
+                                 o.ft, o.ft_optimizer, o.global);
   }
 
   nlohmann::json settings = {
@@ -136,7 +130,6 @@ void run_prune(const PruneOptions& o) {
     }
   }
   for (const auto& f : fine) {
-    warn_if_diverged(f.diverged_epoch, f.path);
     std::printf("X=%s fine-pruned: %s (best epoch %d of %d): held-out accuracy %s %% -> %s %%",
                 format_drop(f.drop).c_str(), f.path.c_str(), f.best_epoch, f.epochs,
                 pct(f.holdout_accuracy_before).c_str(), pct(f.holdout_accuracy_after).c_str());

@@ -117,6 +117,7 @@ std::vector<std::pair<std::string, nlohmann::json>> settings_of(const RunOptions
                                                    {"optimizer", o.finetune_optimizer},
                                                    {"batch", o.finetune.batch},
                                                    {"holdout", o.finetune.holdout},
+                                                   {"clip_norm", o.finetune.clip_grad_norm},
                                                    {"cosine_decay", o.finetune.cosine_decay},
                                                    {"seed", o.finetune.seed}})},
       {"threads",
@@ -218,15 +219,8 @@ void run_run(const RunOptions& o) {
   std::vector<FinePrunedModel> fine;
   if (!o.no_finetune) {
     stages.begin("fine-pruning");
-    FinetuneOptions fo = o.finetune;
-    fo.optimizer = parse_optimizer(o.finetune_optimizer);
-    fo.eval_batch = o.global.batch;
-    const bool quiet = o.global.quiet;
-    fine = fine_prune_saved(m, sw, saved, {&valid, &poisoned_valid, &test, &poisoned_test}, fo,
-                            o.out, [quiet](double drop) {
-                              return train_progress_bar("finetune X=" + format_drop(drop), quiet);
-                            });
-    for (const auto& f : fine) warn_if_diverged(f.diverged_epoch, f.path);
+    fine = fine_prune_with_flags(m, sw, saved, {&valid, &poisoned_valid, &test, &poisoned_test},
+                                 o.finetune, o.finetune_optimizer, o.global);
     for (auto& reported : r.saved) {
       for (const auto& f : fine) {
         if (reported.saved.reached && f.drop == reported.saved.drop) reported.fine_pruned = f;

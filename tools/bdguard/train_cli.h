@@ -8,6 +8,8 @@
 
 #include "bdguard/badnets.h"
 #include "bdguard/finetune.h"
+#include "bdguard/sweep_files.h"
+#include "common.h"
 
 namespace bdguard::cli {
 
@@ -24,6 +26,15 @@ nlohmann::json data_sha256(const std::string& dir);
 // Binds --epochs, --lr, --optimizer, --seed, --holdout of fine-tuning (not --batch, which
 // `prune` and `run` use for evaluation). `optimizer` is parsed with parse_optimizer().
 void add_finetune_options(CLI::App& app, FinetuneOptions& f, std::string& optimizer);
+// `prune --finetune` and `run`: fine_prune_saved() with the fine-tuning flags (`ft`,
+// `optimizer` as given to add_finetune_options), evaluation in batches of
+// `global.batch`, a progress bar per model unless `global.quiet`, and a warning for each
+// model whose training diverged.
+std::vector<FinePrunedModel> fine_prune_with_flags(const Model& m, const SweepResult& r,
+                                                   const std::vector<SavedModel>& saved,
+                                                   const FinetuneData& data, FinetuneOptions ft,
+                                                   const std::string& optimizer,
+                                                   const GlobalOptions& global);
 // One `warning:` line on stderr when fine-tuning `model` diverged (epoch > 0).
 void warn_if_diverged(int diverged_epoch, const std::string& model);
 // The before/after table of a fine-tuning run on stdout.

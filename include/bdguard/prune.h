@@ -7,10 +7,14 @@
 // `run_sweep` is exact and fast: it computes the layers below the pruned layer's
 // "cut" (the layer, its activation and the pooling after it) once, keeps that
 // output, and per step re-runs only what pruning one channel changes: images whose
-// channel is already constant are skipped, and the linear layers right above the
-// cut are updated by subtracting the channel's contribution (in float64) instead of
-// being recomputed. Images whose top two scores come within `kTieMargin` are
-// re-run the plain way, so every label equals the plain method's.
+// channel is already constant are skipped; the linear layers right above the cut
+// (Conv2D, or Dense through Flatten) are updated by subtracting the channel's
+// contribution (in float64) instead of being recomputed; a Dense fed by one of them
+// alone (DeepID: fc_2 after conv_4) is updated from just the entries of that layer's
+// activated output that changed; the rest is re-run, with the images split over
+// `--threads` threads. Labels come from the output Dense's logits (softmax keeps their
+// order), and images whose top two scores come within `kTieMargin` are re-run the
+// plain way, so every label equals the plain method's.
 // `run_sweep_plain` is that plain method (zero the channel, run the whole model on
 // all the data), kept as the reference for tests and benchmarks.
 #pragma once

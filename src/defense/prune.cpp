@@ -3,12 +3,16 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
+#include <exception>
 #include <numeric>
 #include <set>
+#include <thread>
 
 #include "bdguard/error.h"
 
@@ -45,6 +49,29 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// Sets OpenBLAS' thread count for a scope, where the BLAS is OpenBLAS (looked up at
+// run time: libblas.so.3 may be another implementation).
+class BlasThreads {
+ public:
+  explicit BlasThreads(int n)
+      : get_(reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"))),
+        set_(reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    if (get_ == nullptr || set_ == nullptr) return;
+    saved_ = get_();
+    set_(n);
+  }
+  ~BlasThreads() {
+    if (get_ != nullptr && set_ != nullptr) set_(saved_);
+  }
+  BlasThreads(const BlasThreads&) = delete;
+  BlasThreads& operator=(const BlasThreads&) = delete;
+
+ private:
+  int (*get_)();
+  void (*set_)(int);
+  int saved_ = 1;
+};
+
 // Sets LibTorch's intra-op thread count for a scope.
 class IntraOpThreads {
  public:
@@ -55,7 +82,8 @@ class IntraOpThreads {
   int saved_;
 };
 
-// Images whose top two probabilities are closer than this are re-run the plain way.
+// Images whose top two scores (the logits of a softmax output, else the outputs) are
+// closer than this are re-run the plain way.
 constexpr double kTieMargin = 1e-3;
 // Images per forward pass of the layers above the cut.
 constexpr int64_t kUpperChunk = 4096;
@@ -91,12 +119,62 @@ struct Plan {
     bool dense = false;  // a Dense reached through Flatten
     Activation activation = Activation::kLinear;
     std::unique_ptr<Layer> f64;  // a float64 copy for the channel contributions
+    // Its pre-activations per image, flattened channels-last: (units) or (oh, ow, filters).
+    int64_t dim = 0;
+    Shape out_shape;  // Keras output shape
+    // A Dense fed by this layer alone (index into `second`); this layer's own output is
+    // then not needed above the cut.
+    int second = -1;
   };
   std::vector<Linear> linear;
+  // A Dense layer whose only input is a linear layer above the cut (through Flatten):
+  // its pre-activations are kept up to date too, from the entries of that layer's
+  // output that pruning changes (after the activation, typically few).
+  struct Second {
+    int node = -1;
+    size_t from = 0;  // index into `linear`
+    Activation activation = Activation::kLinear;
+    at::Tensor kernel;  // (from's dim, units) float32, the layer's own
+    int64_t units = 0;
+  };
+  std::vector<Second> second;
   bool give_cut = false;  // some consumer of the cut re-runs from it directly
   std::vector<int> side;  // layers below the cut that the upper part also reads
   int64_t channels = 0, h = 0, w = 0;
+  // Scores are the logits of the output Dense, computed from this node (its input);
+  // -1: a model without a softmax or linear Dense on top, whose outputs are the scores.
+  int score_node = -1;
 };
+
+// Finds the Dense that linear layer k alone feeds (through Flatten for a Conv2D), if
+// its activation lets the sweep follow single changed entries exactly (ReLU, linear).
+void add_second(const Model& m, Plan& p, size_t k) {
+  Plan::Linear& lin = p.linear[k];
+  if (lin.activation != Activation::kRelu && lin.activation != Activation::kLinear) return;
+  auto cons = m.consumers(lin.node);
+  if (cons.size() != 1) return;
+  int node = cons[0];
+  if (m.layer(static_cast<size_t>(node)).class_name == "Flatten") {
+    auto after = m.consumers(node);
+    if (after.size() != 1) return;
+    node = after[0];
+  } else if (!lin.dense) {
+    return;  // a Dense on an image works per pixel
+  }
+  const auto* d = dynamic_cast<const Dense*>(&m.layer(static_cast<size_t>(node)));
+  if (d == nullptr || node == m.output_index() || d->inputs.size() != 1 ||
+      d->activation() == Activation::kSoftmax || d->weights[0].value.size(0) != lin.dim) {
+    return;
+  }
+  Plan::Second sec;
+  sec.node = node;
+  sec.from = k;
+  sec.activation = d->activation();
+  sec.kernel = d->weights[0].value.contiguous();
+  sec.units = d->units();
+  lin.second = static_cast<int>(p.second.size());
+  p.second.push_back(std::move(sec));
+}
 
 Plan make_plan(const Model& m, int target) {
   Plan p;
@@ -158,15 +236,20 @@ Plan make_plan(const Model& m, int target) {
       continue;
     }
     lin.f64 = m.layer(static_cast<size_t>(lin.node)).clone();
+    lin.out_shape = m.layer(static_cast<size_t>(lin.node)).output_shape;
+    lin.dim = 1;
+    for (int64_t d : lin.out_shape) lin.dim *= d;
     for (auto& wt : lin.f64->weights) wt.value = wt.value.to(at::kDouble);
     p.linear.push_back(std::move(lin));
   }
+  for (size_t k = 0; k < p.linear.size(); ++k) add_second(m, p, k);
 
   // Layers not above the cut that the upper part still reads (skip connections).
   auto above = downstream_of(m, p.cut);
   std::set<int> above_set(above.begin(), above.end());
   std::set<int> given;
   for (const auto& lin : p.linear) given.insert(lin.node);
+  for (const auto& sec : p.second) given.insert(sec.node);
   if (p.give_cut) given.insert(p.cut);
   std::vector<int> todo{m.output_index()};
   std::set<int> seen;
@@ -182,6 +265,13 @@ Plan make_plan(const Model& m, int target) {
     for (int in : m.layer(static_cast<size_t>(i)).inputs) todo.push_back(in);
   }
   std::sort(p.side.begin(), p.side.end());
+  if (const auto* out =
+          dynamic_cast<const Dense*>(&m.layer(static_cast<size_t>(m.output_index())))) {
+    // argmax of a softmax is the argmax of its logits; near ties go the plain way.
+    if (out->activation() == Activation::kSoftmax || out->activation() == Activation::kLinear) {
+      p.score_node = out->inputs[0];
+    }
+  }
   return p;
 }
 
@@ -190,7 +280,8 @@ struct Track {
   const LabDataset* data = nullptr;
   at::Tensor x;                    // cut output (N, C, h, w), float32
   std::map<int, at::Tensor> side;  // side inputs, float32
-  std::vector<at::Tensor> z;       // pre-activations of the linear layers, float64
+  std::vector<at::Tensor> z;       // pre-activations of the linear layers, (N, dim) float64
+  std::vector<at::Tensor> z2;      // pre-activations of the `second` layers, float64
   std::vector<int64_t> labels;     // current predictions
   int64_t hits = 0;
 };
@@ -226,45 +317,358 @@ void compute_below_cut(const Model& m, const Plan& p, Track& t, int64_t batch) {
     for (int64_t s = 0; s < n; s += batch) {
       at::Tensor xb = t.x.narrow(0, s, std::min(batch, n - s));
       at::Tensor z = lin.dense ? dynamic_cast<const Dense&>(l).pre_activation(to_flat_nhwc(xb))
-                               : dynamic_cast<const Conv2D&>(l).pre_activation(xb);
+                               : to_flat_nhwc(dynamic_cast<const Conv2D&>(l).pre_activation(xb));
       zs.push_back(z.to(at::kDouble));
     }
-    t.z.push_back(zs.empty() ? at::empty({0}, at::kDouble) : at::cat(zs));
+    t.z.push_back(zs.empty() ? at::empty({0, lin.dim}, at::kDouble) : at::cat(zs));
+  }
+  for (const auto& sec : p.second) {
+    const Plan::Linear& lin = p.linear[sec.from];
+    const Dense& d = dynamic_cast<const Dense&>(m.layer(static_cast<size_t>(sec.node)));
+    at::Tensor kernel = sec.kernel.to(at::kDouble);
+    at::Tensor z2 = at::empty({n, sec.units}, at::kDouble);
+    for (int64_t s = 0; s < n; s += batch) {
+      const int64_t k = std::min(batch, n - s);
+      at::Tensor a =
+          apply_activation(lin.activation, t.z[sec.from].narrow(0, s, k).to(at::kFloat), 1);
+      at::Tensor out = z2.narrow(0, s, k);
+      at::mm_out(out, a.to(at::kDouble), kernel);
+      if (d.weights.size() > 1) out.add_(d.weights[1].value.to(at::kDouble));
+    }
+    t.z2.push_back(z2);
   }
 }
 
-// Labels of the images `idx` from the stored state; near ties are re-run from the cut.
-std::vector<int64_t> upper_labels(const Model& m, const Plan& p, const Track& t,
-                                  const at::Tensor& idx, int64_t* ties) {
+// Channel c's share of a linear layer's pre-activations: for each (h, w) position of
+// the cut, the entries of z (flattened channels-last) it feeds and with which weight,
+// in float64, zeros left out.
+struct ChannelMap {
+  struct Run {
+    int64_t at = 0, len = 0, w = 0;  // z[at .. at + len) -= d * weight[w .. w + len)
+  };
+  std::vector<int64_t> start;  // per position, its first run (h * w + 1 offsets)
+  std::vector<Run> runs;
+  std::vector<double> weight;
+};
+
+ChannelMap channel_map(const Plan& p, const Plan::Linear& lin, int64_t c) {
   at::NoGradGuard no_grad;
-  std::vector<int64_t> out;
-  out.reserve(static_cast<size_t>(idx.numel()));
-  for (int64_t s = 0; s < idx.numel(); s += kUpperChunk) {
-    at::Tensor ix = idx.narrow(0, s, std::min(kUpperChunk, idx.numel() - s));
-    std::map<int, at::Tensor> given;
-    for (size_t k = 0; k < p.linear.size(); ++k) {
-      at::Tensor z = t.z[k].index_select(0, ix).to(at::kFloat);
-      given[p.linear[k].node] = apply_activation(p.linear[k].activation, z, 1);
+  const int64_t hw = p.h * p.w;
+  ChannelMap map;
+  map.start.push_back(0);
+  auto add_rows = [&](const at::Tensor& rows) {  // (positions, dim) float64
+    at::Tensor r = rows.contiguous();
+    const double* pr = r.data_ptr<double>();
+    for (int64_t s = 0; s < r.size(0); ++s) {
+      const double* row = pr + s * lin.dim;
+      for (int64_t e = 0; e < lin.dim;) {
+        if (row[e] == 0) {
+          ++e;
+          continue;
+        }
+        ChannelMap::Run run;
+        run.at = e;
+        run.w = static_cast<int64_t>(map.weight.size());
+        while (e < lin.dim && row[e] != 0) map.weight.push_back(row[e++]);
+        run.len = e - run.at;
+        map.runs.push_back(run);
+      }
+      map.start.push_back(static_cast<int64_t>(map.runs.size()));
     }
-    if (p.give_cut) given[p.cut] = t.x.index_select(0, ix);
-    for (const auto& [node, v] : t.side) given[node] = v.index_select(0, ix);
-    at::Tensor probs = m.run(at::Tensor(), {m.output_index()}, given)[0];
-    at::Tensor labels = probs.argmax(1).contiguous();
-    if (probs.size(1) > 1) {
-      at::Tensor top2 = std::get<0>(probs.topk(2, 1));
-      at::Tensor tie = (top2.select(1, 0) - top2.select(1, 1)).lt(kTieMargin).nonzero().squeeze(1);
-      if (tie.numel() > 0) {
-        *ties += tie.numel();
-        at::Tensor tix = ix.index_select(0, tie);
-        std::map<int, at::Tensor> plain{{p.cut, t.x.index_select(0, tix)}};
-        for (const auto& [node, v] : t.side) plain[node] = v.index_select(0, tix);
-        at::Tensor exact = m.run(at::Tensor(), {m.output_index()}, plain)[0].argmax(1);
-        labels.index_copy_(0, tie, exact);
+  };
+  if (lin.dense) {
+    // Flatten is channels-last: channel c sits at rows c, c + C, c + 2C, ...
+    add_rows(lin.f64->weights[0].value.view({hw, p.channels, -1}).select(1, c));
+    return map;
+  }
+  // A convolution: its response to each position of channel c alone (one-hot inputs),
+  // a few positions at a time.
+  const auto& conv = dynamic_cast<const Conv2D&>(*lin.f64);
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 22) / std::max<int64_t>(lin.dim, 1));
+  for (int64_t s0 = 0; s0 < hw; s0 += chunk) {
+    const int64_t k = std::min(chunk, hw - s0);
+    at::Tensor onehot = at::zeros({k, hw}, at::kDouble);
+    for (int64_t j = 0; j < k; ++j) onehot[j][s0 + j] = 1.0;
+    at::Tensor y = conv.input_channel_contribution(onehot.view({k, 1, p.h, p.w}), c);
+    add_rows(to_flat_nhwc(y));
+  }
+  return map;
+}
+
+// Runs fn(begin, end, part) on `parts` consecutive ranges of [0, n), in parallel
+// (without autograd, like the caller); rethrows the first exception of any part.
+template <class F>
+void parallel_ranges(int64_t n, int parts, const F& fn) {
+  parts = static_cast<int>(std::min<int64_t>(parts, std::max<int64_t>(1, n / 512)));
+  if (parts <= 1) {
+    fn(int64_t{0}, n, 0);
+    return;
+  }
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(parts));
+  auto run = [&](int k) {
+    try {
+      at::NoGradGuard no_grad;
+      fn(n * k / parts, n * (k + 1) / parts, k);
+    } catch (...) {
+      errors[static_cast<size_t>(k)] = std::current_exception();
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int k = 1; k < parts; ++k) pool.emplace_back(run, k);
+  run(0);
+  for (auto& t : pool) t.join();
+  for (auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+}
+
+inline float activate(Activation a, float v) {
+  return a == Activation::kRelu && v < 0 ? 0.0f : v;  // as at::relu: NaN stays NaN
+}
+
+// The sweep's inner loops, compiled for AVX-512, AVX2 and plain x86-64 and picked at
+// load time. Each element is computed the same way in every version (no reordered
+// sums; this file is built with -ffp-contract=off), so results do not depend on the CPU.
+// Sanitizer builds keep one version: ifunc resolvers run before the sanitizer is set up.
+#if defined(__SANITIZE_ADDRESS__)
+#define BDGUARD_ONE_VERSION
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
+#define BDGUARD_ONE_VERSION
+#endif
+#endif
+#if defined(__x86_64__) && !defined(BDGUARD_ONE_VERSION)
+#define BDGUARD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define BDGUARD_CLONES
+#endif
+
+// z[e] -= d * w[e]
+BDGUARD_CLONES void sub_scaled(double* __restrict z, const double* __restrict w, double d,
+                               int64_t n) {
+  for (int64_t e = 0; e < n; ++e) z[e] -= d * w[e];
+}
+
+// out[e] = activation(float(z[e])), for ReLU or linear; NaN stays NaN (as at::relu).
+BDGUARD_CLONES void activate_row(const double* __restrict z, bool relu, int64_t n,
+                                 float* __restrict out) {
+  if (relu) {
+    for (int64_t e = 0; e < n; ++e) {
+      const float v = static_cast<float>(z[e]);
+      out[e] = v < 0 ? 0.0f : v;
+    }
+  } else {
+    for (int64_t e = 0; e < n; ++e) out[e] = static_cast<float>(z[e]);
+  }
+}
+
+// The entries where `before` and `after` differ (NaN always differs): their indices
+// and after - before in float64. Returns how many.
+BDGUARD_CLONES int64_t changes(const float* __restrict before, const float* __restrict after,
+                               int64_t n, int64_t* __restrict index, double* __restrict diff) {
+  int64_t k = 0;
+  for (int64_t e = 0; e < n; ++e) {
+    index[k] = e;
+    diff[k] = static_cast<double>(after[e]) - static_cast<double>(before[e]);
+    k += !(before[e] == after[e]);
+  }
+  return k;
+}
+
+// z[u] += sum over j of diff[j] * w[index[j] * units + u], in order of j for each u;
+// 32 units at a time, in four vectors of 8 (independent sums in flight).
+using Doubles8 = double __attribute__((vector_size(64)));
+using Floats8 = float __attribute__((vector_size(32)));
+
+BDGUARD_CLONES void add_rows(double* __restrict z, const float* __restrict w, int64_t units,
+                             const int64_t* __restrict index, const double* __restrict diff,
+                             int64_t count) {
+  int64_t u0 = 0;
+  for (; u0 + 32 <= units; u0 += 32) {
+    Doubles8 acc[4];
+    std::memcpy(acc, z + u0, sizeof acc);
+    for (int64_t j = 0; j < count; ++j) {
+      const float* row = w + index[j] * units + u0;
+      Doubles8 d = {};
+      d += diff[j];
+      for (int v = 0; v < 4; ++v) {
+        Floats8 f;
+        std::memcpy(&f, row + 8 * v, sizeof f);
+        acc[v] += d * __builtin_convertvector(f, Doubles8);
       }
     }
-    const int64_t* lp = labels.data_ptr<int64_t>();
-    out.insert(out.end(), lp, lp + labels.numel());
+    std::memcpy(z + u0, acc, sizeof acc);
   }
+  for (; u0 < units; ++u0) {
+    double acc = z[u0];
+    for (int64_t j = 0; j < count; ++j)
+      acc += diff[j] * static_cast<double>(w[index[j] * units + u0]);
+    z[u0] = acc;
+  }
+}
+
+// Prunes channel c in one data set's state: for every image whose channel c is not
+// already the pruned value, removes the channel's contribution from the linear layers
+// above the cut (and the change of their outputs from the `second` layers) and sets
+// the channel to that value. Returns those images, in order; the same for any
+// number of threads.
+std::vector<int64_t> prune_in_track(const Plan& p, Track& t, int64_t c,
+                                    const std::vector<ChannelMap>& maps, int threads) {
+  const int64_t n = t.x.size(0), hw = p.h * p.w;
+  const float v0 = p.v0[static_cast<size_t>(c)];
+  float* px = t.x.data_ptr<float>();
+  std::vector<double*> zp, z2p;
+  for (auto& z : t.z) zp.push_back(z.data_ptr<double>());
+  for (auto& z : t.z2) z2p.push_back(z.data_ptr<double>());
+  std::vector<std::vector<int64_t>> parts(static_cast<size_t>(threads));
+  parallel_ranges(n, threads, [&](int64_t begin, int64_t end, int part) {
+    std::vector<int64_t>& changed = parts[static_cast<size_t>(part)];
+    std::vector<float> before, after;
+    std::vector<int64_t> index;
+    std::vector<double> diff;
+    for (int64_t i = begin; i < end; ++i) {
+      float* q = px + (i * p.channels + c) * hw;
+      bool differs = false;
+      for (int64_t s = 0; s < hw; ++s) differs |= !(q[s] == v0);  // NaN differs too
+      if (!differs) continue;
+      changed.push_back(i);
+      for (size_t k = 0; k < maps.size(); ++k) {
+        const Plan::Linear& lin = p.linear[k];
+        double* z = zp[k] + i * lin.dim;
+        const bool relu = lin.activation == Activation::kRelu;
+        if (lin.second >= 0) {
+          before.resize(static_cast<size_t>(lin.dim));
+          activate_row(z, relu, lin.dim, before.data());
+        }
+        const ChannelMap& cm = maps[k];
+        for (int64_t s = 0; s < hw; ++s) {
+          const double d = static_cast<double>(q[s]) - static_cast<double>(v0);
+          if (d == 0) continue;
+          for (auto r = cm.start[static_cast<size_t>(s)]; r < cm.start[static_cast<size_t>(s) + 1];
+               ++r) {
+            const ChannelMap::Run& run = cm.runs[static_cast<size_t>(r)];
+            sub_scaled(z + run.at, cm.weight.data() + run.w, d, run.len);
+          }
+        }
+        if (lin.second < 0) continue;
+        // The entries of this layer's output that changed, into the Dense above it.
+        const Plan::Second& sec = p.second[static_cast<size_t>(lin.second)];
+        const float* kernel = sec.kernel.data_ptr<float>();
+        double* z2 = z2p[static_cast<size_t>(lin.second)] + i * sec.units;
+        after.resize(static_cast<size_t>(lin.dim));
+        index.resize(static_cast<size_t>(lin.dim));
+        diff.resize(static_cast<size_t>(lin.dim));
+        activate_row(z, relu, lin.dim, after.data());
+        const int64_t count =
+            changes(before.data(), after.data(), lin.dim, index.data(), diff.data());
+        add_rows(z2, kernel, sec.units, index.data(), diff.data(), count);
+      }
+      for (int64_t s = 0; s < hw; ++s) q[s] = v0;
+    }
+  });
+  std::vector<int64_t> changed;
+  for (const auto& part : parts) changed.insert(changed.end(), part.begin(), part.end());
+  return changed;
+}
+
+// The activated, float32 output of a layer from its float64 pre-activations z (N, dim)
+// for the images `ids`; `image` (oh, ow, filters) gives a channels-last NCHW view.
+at::Tensor activated(const at::Tensor& z, Activation a, const Shape& image, const int64_t* ids,
+                     int64_t n) {
+  const int64_t dim = z.size(1);
+  at::Tensor out = at::empty({n, dim}, at::kFloat);
+  float* po = out.data_ptr<float>();
+  const double* pz = z.data_ptr<double>();
+  const Activation inline_act = a == Activation::kRelu ? a : Activation::kLinear;
+  for (int64_t j = 0; j < n; ++j) {
+    const double* row = pz + ids[j] * dim;
+    float* o = po + j * dim;
+    for (int64_t e = 0; e < dim; ++e) o[e] = activate(inline_act, static_cast<float>(row[e]));
+  }
+  if (a != inline_act) out = apply_activation(a, out, 1);
+  if (image.empty()) return out;
+  return out.view({n, image[0], image[1], image[2]}).permute({0, 3, 1, 2});
+}
+
+// The top score's index (the first on equality, like argmax) of each row, and the
+// rows whose top two scores are within kTieMargin (or hold NaN).
+void top_scores(const float* ps, int64_t rows, int64_t classes, int64_t* labels,
+                std::vector<int64_t>& ties) {
+  for (int64_t j = 0; j < rows; ++j) {
+    const float* row = ps + j * classes;
+    float best = row[0], second = -std::numeric_limits<float>::infinity();
+    int64_t arg = 0;
+    bool nan = std::isnan(best);
+    for (int64_t q = 1; q < classes && !nan; ++q) {
+      const float v = row[q];
+      nan = std::isnan(v);
+      if (v > best) {
+        second = best;
+        best = v;
+        arg = q;
+      } else if (v > second) {
+        second = v;
+      }
+    }
+    labels[j] = arg;
+    const double gap = static_cast<double>(best) - static_cast<double>(second);
+    if (nan || !(gap >= kTieMargin)) ties.push_back(j);
+  }
+}
+
+// Labels of the images id[0, n) from the stored state into `labels`; near ties are
+// re-run from the cut. Returns the number of ties.
+int64_t upper_part(const Model& m, const Plan& p, const Track& t, const int64_t* id, int64_t n,
+                   int64_t* labels) {
+  at::Tensor ix = at::from_blob(const_cast<int64_t*>(id), {n}, at::kLong);
+  std::map<int, at::Tensor> given;
+  for (size_t k = 0; k < p.linear.size(); ++k) {
+    const Plan::Linear& lin = p.linear[k];
+    if (lin.second >= 0) continue;  // only the Dense above it reads it
+    given[lin.node] = activated(t.z[k], lin.activation, lin.dense ? Shape{} : lin.out_shape, id, n);
+  }
+  for (size_t k = 0; k < p.second.size(); ++k) {
+    given[p.second[k].node] = activated(t.z2[k], p.second[k].activation, {}, id, n);
+  }
+  if (p.give_cut) given[p.cut] = t.x.index_select(0, ix);
+  for (const auto& [node, v] : t.side) given[node] = v.index_select(0, ix);
+  at::Tensor scores;
+  if (p.score_node >= 0) {
+    at::Tensor h = m.run(at::Tensor(), {p.score_node}, given)[0];
+    scores = dynamic_cast<const Dense&>(m.layer(static_cast<size_t>(m.output_index())))
+                 .pre_activation(h);
+  } else {
+    scores = m.run(at::Tensor(), {m.output_index()}, given)[0];
+  }
+  scores = scores.reshape({n, -1}).contiguous();
+  std::vector<int64_t> tie;
+  top_scores(scores.data_ptr<float>(), n, scores.size(1), labels, tie);
+  if (!tie.empty()) {
+    at::Tensor tix = ix.index_select(0, at::tensor(tie, at::kLong));
+    std::map<int, at::Tensor> plain{{p.cut, t.x.index_select(0, tix)}};
+    for (const auto& [node, v] : t.side) plain[node] = v.index_select(0, tix);
+    at::Tensor exact = m.run(at::Tensor(), {m.output_index()}, plain)[0].argmax(1).contiguous();
+    const int64_t* pe = exact.data_ptr<int64_t>();
+    for (size_t j = 0; j < tie.size(); ++j) labels[tie[j]] = pe[j];
+  }
+  return static_cast<int64_t>(tie.size());
+}
+
+// Labels of the images `ids`, on `threads` threads (each image's label does not
+// depend on how they are split).
+std::vector<int64_t> upper_labels(const Model& m, const Plan& p, const Track& t,
+                                  const std::vector<int64_t>& ids, int threads, int64_t* ties) {
+  std::vector<int64_t> out(ids.size());
+  std::vector<int64_t> tie_count(static_cast<size_t>(threads), 0);
+  parallel_ranges(static_cast<int64_t>(ids.size()), threads,
+                  [&](int64_t begin, int64_t end, int part) {
+                    for (int64_t s = begin; s < end; s += kUpperChunk) {
+                      const int64_t n = std::min(kUpperChunk, end - s);
+                      tie_count[static_cast<size_t>(part)] +=
+                          upper_part(m, p, t, ids.data() + s, n, out.data() + s);
+                    }
+                  });
+  for (int64_t c : tie_count) *ties += c;
   return out;
 }
 
@@ -430,13 +834,17 @@ SweepResult run_sweep(const Model& m, const SweepData& data, const SweepOptions&
   r.order = pruning_order(r.mean_activation);
 
   auto t1 = Clock::now();
-  // Above the cut the work is small matrix products: OpenBLAS' own threads run them,
-  // and idle LibTorch worker threads spinning beside them would only slow them down.
+  // Above the cut the sweep splits the images over its own threads, each running
+  // single-threaded LibTorch and BLAS: idle pool threads spinning beside them (both
+  // libraries' pools spin before they sleep) would only slow them down.
+  const int threads = std::max(1, at::get_num_threads());
   IntraOpThreads one_thread(1);
+  BlasThreads one_blas_thread(1);
   int64_t ties = 0;
   for (Track* t : tracks) {
-    at::Tensor all = at::arange(t->data->size(), at::kLong);
-    t->labels = upper_labels(m, p, *t, all, &ties);
+    std::vector<int64_t> all(static_cast<size_t>(t->data->size()));
+    std::iota(all.begin(), all.end(), 0);
+    t->labels = upper_labels(m, p, *t, all, threads, &ties);
     t->hits = count_hits(t->labels, t->data->labels());
   }
   r.steps.push_back(record(0, -1, p.channels, tracks, r));
@@ -445,36 +853,17 @@ SweepResult run_sweep(const Model& m, const SweepData& data, const SweepOptions&
   for (int64_t s = 0; s < p.channels; ++s) {
     if (stop_now(r, o)) break;
     const int64_t c = r.order[static_cast<size_t>(s)];
-    const float v0 = p.v0[static_cast<size_t>(c)];
+    std::vector<ChannelMap> maps;
+    for (const auto& lin : p.linear) maps.push_back(channel_map(p, lin, c));
     for (Track* t : tracks) {
-      at::NoGradGuard no_grad;
-      at::Tensor xc = t->x.select(1, c);  // (N, h, w) view
-      at::Tensor idx = xc.ne(v0).flatten(1).any(1).nonzero().squeeze(1);
-      r.timings.images_skipped += t->data->size() - idx.numel();
-      r.timings.images_recomputed += idx.numel();
-      if (idx.numel() == 0) continue;
-      // What pruning removes from channel c of the changed images.
-      at::Tensor delta = (xc.index_select(0, idx).to(at::kDouble) - static_cast<double>(v0));
-      for (size_t k = 0; k < p.linear.size(); ++k) {
-        const auto& lin = p.linear[k];
-        at::Tensor contrib;
-        if (lin.dense) {
-          // Flatten is channels-last: channel c sits at rows c, c + C, c + 2C, ...
-          at::Tensor rows =
-              lin.f64->weights[0].value.view({p.h * p.w, p.channels, -1}).select(1, c);
-          contrib = at::mm(delta.reshape({idx.numel(), p.h * p.w}), rows);
-        } else {
-          contrib = dynamic_cast<const Conv2D&>(*lin.f64).input_channel_contribution(
-              delta.unsqueeze(1), c);
-        }
-        t->z[k].index_add_(0, idx, -contrib);
-      }
-      xc.index_fill_(0, idx, v0);
-      std::vector<int64_t> fresh = upper_labels(m, p, *t, idx, &ties);
-      const int64_t* ip = idx.data_ptr<int64_t>();
+      std::vector<int64_t> changed = prune_in_track(p, *t, c, maps, threads);
+      r.timings.images_skipped += t->data->size() - static_cast<int64_t>(changed.size());
+      r.timings.images_recomputed += static_cast<int64_t>(changed.size());
+      if (changed.empty()) continue;
+      std::vector<int64_t> fresh = upper_labels(m, p, *t, changed, threads, &ties);
       const auto& truth = t->data->labels();
       for (size_t j = 0; j < fresh.size(); ++j) {
-        auto i = static_cast<size_t>(ip[j]);
+        auto i = static_cast<size_t>(changed[j]);
         t->hits += (fresh[j] == truth[i]) - (t->labels[i] == truth[i]);
         t->labels[i] = fresh[j];
       }

@@ -13,38 +13,15 @@
 
 #include "bdguard/error.h"
 #include "bdguard/model.h"
+#include "keras_json.h"
 
 namespace bdguard {
 namespace {
 
 using nlohmann::json;
 
-// A Keras 2.x functional layer entry; `inbound` lists the layers of its one call.
-json layer_json(const std::string& cls, const std::string& name, json config,
-                const std::vector<std::string>& inbound) {
-  config["name"] = name;
-  json nodes = json::array();
-  if (!inbound.empty()) {
-    json call = json::array();
-    for (const auto& in : inbound) call.push_back({in, 0, 0, json::object()});
-    nodes.push_back(call);
-  }
-  return {{"class_name", cls}, {"name", name}, {"config", config}, {"inbound_nodes", nodes}};
-}
-
-// A Functional model_config: an InputLayer "input" of Keras shape `input`, then `layers`.
-json functional(const Shape& input, std::vector<json> layers, const std::string& output) {
-  json shape = json::array({nullptr});
-  for (int64_t d : input) shape.push_back(d);
-  layers.insert(layers.begin(),
-                layer_json("InputLayer", "input", {{"batch_input_shape", shape}}, {}));
-  return {{"class_name", "Functional"},
-          {"config",
-           {{"name", "m"},
-            {"layers", layers},
-            {"input_layers", json::array({json::array({"input", 0, 0})})},
-            {"output_layers", json::array({json::array({output, 0, 0})})}}}};
-}
+using test::functional;
+using test::layer_json;
 
 // input -> one layer "l" of class `cls`.
 Model single(const Shape& input, const std::string& cls, const json& config) {

@@ -8,6 +8,7 @@
 #include "bdguard/error.h"
 #include "bdguard/keras.h"
 #include "bdguard/sweep_files.h"
+#include "keras_json.h"
 #include "sweep_compare.h"
 #include "test_util.h"
 
@@ -16,33 +17,12 @@ namespace {
 
 using nlohmann::json;
 
-json keras_layer(const std::string& cls, const std::string& name, json cfg,
-                 const std::vector<std::string>& in) {
-  cfg["name"] = name;
-  json nodes = json::array();
-  if (!in.empty()) {
-    json node = json::array();
-    for (const auto& i : in) node.push_back(json::array({i, 0, 0, json::object()}));
-    nodes.push_back(node);
-  }
-  return json{{"class_name", cls}, {"name", name}, {"config", cfg}, {"inbound_nodes", nodes}};
-}
-
-json functional(const json& layers) {
-  return {{"class_name", "Functional"},
-          {"config",
-           {{"layers", layers},
-            {"input_layers", {{"input", 0, 0}}},
-            {"output_layers", {{"output", 0, 0}}}}}};
-}
-
 // DeepID's shape in miniature: conv -> [activation] -> pool -> (flatten -> dense) +
 // (conv -> flatten -> dense) -> add -> relu -> dense softmax. `act` is the pruned
 // layer's activation; `pad` the padding of the conv above the cut.
 json mini_deepid(const std::string& act, const std::string& pad, bool batchnorm) {
-  const auto& layer = keras_layer;
-  json layers = json::array();
-  layers.push_back(layer("InputLayer", "input", {{"batch_input_shape", {nullptr, 12, 10, 2}}}, {}));
+  const auto& layer = test::layer_json;
+  std::vector<json> layers;
   layers.push_back(layer("Conv2D", "conv_1",
                          {{"filters", 4}, {"kernel_size", {3, 3}}, {"activation", "relu"}},
                          {"input"}));
@@ -66,15 +46,14 @@ json mini_deepid(const std::string& act, const std::string& pad, bool batchnorm)
   layers.push_back(layer("Add", "add", json::object(), {"fc_1", "fc_2"}));
   layers.push_back(layer("Activation", "relu", {{"activation", "relu"}}, {"add"}));
   layers.push_back(layer("Dense", "output", {{"units", 7}, {"activation", "softmax"}}, {"relu"}));
-  return functional(layers);
+  return test::functional({12, 10, 2}, layers, "output");
 }
 
 // conv -> pool -> flatten -> dense (`act`) -> dense (relu) -> dense softmax: the first
 // Dense is linear in the cut, the second follows it alone.
 json dense_chain(const std::string& act) {
-  const auto& layer = keras_layer;
-  json layers = json::array();
-  layers.push_back(layer("InputLayer", "input", {{"batch_input_shape", {nullptr, 12, 10, 2}}}, {}));
+  const auto& layer = test::layer_json;
+  std::vector<json> layers;
   layers.push_back(layer("Conv2D", "conv_1",
                          {{"filters", 6}, {"kernel_size", {3, 3}}, {"activation", "relu"}},
                          {"input"}));
@@ -83,7 +62,7 @@ json dense_chain(const std::string& act) {
   layers.push_back(layer("Dense", "fc_1", {{"units", 12}, {"activation", act}}, {"flatten"}));
   layers.push_back(layer("Dense", "fc_2", {{"units", 9}, {"activation", "relu"}}, {"fc_1"}));
   layers.push_back(layer("Dense", "output", {{"units", 7}, {"activation", "softmax"}}, {"fc_2"}));
-  return functional(layers);
+  return test::functional({12, 10, 2}, layers, "output");
 }
 
 Model random_model(const nlohmann::json& config, uint64_t seed, double scale = 0.3) {

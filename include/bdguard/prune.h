@@ -13,7 +13,9 @@
 // alone (DeepID: fc_2 after conv_4) is updated from just the entries of that layer's
 // activated output that changed; the rest is re-run, with the images split over
 // `--threads` threads. Labels come from the output Dense's logits (softmax keeps their
-// order), and images whose top two scores come within `kTieMargin` are re-run the
+// order), summed over the non-zero entries of its input only; an image whose logits
+// provably cannot have changed order since it was last scored keeps its label without
+// being scored; images whose top two scores come within `kTieMargin` are re-run the
 // plain way, so every label equals the plain method's.
 // `run_sweep_plain` is that plain method (zero the channel, run the whole model on
 // all the data), kept as the reference for tests and benchmarks.
@@ -73,6 +75,7 @@ struct SweepTimings {
   double sweep_s = 0;             // all pruning steps
   int64_t images_recomputed = 0;  // (image, step) pairs the fast path had to re-run
   int64_t images_skipped = 0;     // (image, step) pairs it could skip
+  int64_t images_certified = 0;   // re-run pairs whose label was proven without the output layer
   int64_t ties_verified = 0;      // near ties re-run the plain way
 };
 

@@ -144,7 +144,35 @@ struct Plan {
   // Scores are the logits of the output Dense, computed from this node (its input);
   // -1: a model without a softmax or linear Dense on top, whose outputs are the scores.
   int score_node = -1;
+  // spread[p] >= max over j of ||w_p - w_j||, the columns of the output Dense's kernel;
+  // empty when the score node is not a vector (no label certificates then).
+  std::vector<double> spread;
+  // The output kernel and bias are finite and contiguous: scores can skip the zeros of
+  // the score node (0 * w = 0 exactly) instead of a full matrix product.
+  bool sparse_scores = false;
 };
+
+// max_j ||w_p - w_j|| for every column p of a kernel (in, classes), rounded up.
+std::vector<double> class_spread(const at::Tensor& kernel) {
+  at::NoGradGuard no_grad;
+  at::Tensor w = kernel.to(at::kDouble);
+  const int64_t classes = w.size(1);
+  at::Tensor sq = (w * w).sum(0);  // ||w_p||^2
+  at::Tensor worst;
+  if (classes <= 4096) {
+    // ||w_p - w_j||^2 = ||w_p||^2 + ||w_j||^2 - 2 w_p.w_j, plus room for rounding.
+    at::Tensor both = sq.unsqueeze(1) + sq.unsqueeze(0);
+    at::Tensor d2 = both * (1 + 1e-12) - 2 * at::mm(w.t(), w);
+    worst = std::get<0>(d2.max(1)).clamp_min(0).sqrt();
+  } else {
+    // ||w_p - w_j|| <= ||w_p|| + max_j ||w_j||, without a classes x classes matrix.
+    at::Tensor norm = sq.sqrt();
+    worst = norm + norm.max();
+  }
+  worst = (worst * (1 + 1e-9)).contiguous();
+  const double* pw = worst.data_ptr<double>();
+  return std::vector<double>(pw, pw + classes);
+}
 
 // Finds the Dense that linear layer k alone feeds (through Flatten for a Conv2D), if
 // its activation lets the sweep follow single changed entries exactly (ReLU, linear).
@@ -270,6 +298,15 @@ Plan make_plan(const Model& m, int target) {
     // argmax of a softmax is the argmax of its logits; near ties go the plain way.
     if (out->activation() == Activation::kSoftmax || out->activation() == Activation::kLinear) {
       p.score_node = out->inputs[0];
+      const at::Tensor& kernel = out->weights[0].value;
+      if (m.layer(static_cast<size_t>(p.score_node)).output_shape.size() == 1 &&
+          kernel.isfinite().all().item<bool>()) {
+        p.spread = class_spread(kernel);
+        p.sparse_scores =
+            kernel.is_contiguous() && kernel.scalar_type() == at::kFloat &&
+            (out->weights.size() < 2 || (out->weights[1].value.is_contiguous() &&
+                                         out->weights[1].value.isfinite().all().item<bool>()));
+      }
     }
   }
   return p;
@@ -284,6 +321,10 @@ struct Track {
   std::vector<at::Tensor> z2;      // pre-activations of the `second` layers, float64
   std::vector<int64_t> labels;     // current predictions
   int64_t hits = 0;
+  // With a certificate: the score node's value (N, in) and the top-two margin of the
+  // scores at each image's last scoring (0 for a tie).
+  at::Tensor h;
+  std::vector<double> margin;
 };
 
 void compute_below_cut(const Model& m, const Plan& p, Track& t, int64_t batch) {
@@ -291,15 +332,10 @@ void compute_below_cut(const Model& m, const Plan& p, Track& t, int64_t batch) {
   const int64_t n = t.data->size();
   std::vector<int> wanted{p.cut};
   wanted.insert(wanted.end(), p.side.begin(), p.side.end());
-  std::vector<std::vector<at::Tensor>> parts(wanted.size());
-  for (int64_t s = 0; s < n; s += batch) {
-    Batch b = t.data->read(s, std::min(batch, n - s));
-    auto outs = m.run(b.images, wanted);
-    for (size_t k = 0; k < outs.size(); ++k) parts[k].push_back(outs[k].contiguous());
-  }
-  auto cat = [](const std::vector<at::Tensor>& v, const Shape& shape) {
-    if (!v.empty()) return at::cat(v);
-    std::vector<int64_t> dims{0};
+  // Everything is written straight into its place, batch by batch.
+  auto internal = [&](int node) {
+    const Shape& shape = m.layer(static_cast<size_t>(node)).output_shape;
+    std::vector<int64_t> dims{n};
     if (shape.size() == 3) {
       dims.insert(dims.end(), {shape[2], shape[0], shape[1]});
     } else {
@@ -307,35 +343,38 @@ void compute_below_cut(const Model& m, const Plan& p, Track& t, int64_t batch) {
     }
     return at::empty(dims, at::kFloat);
   };
-  t.x = cat(parts[0], m.layer(static_cast<size_t>(p.cut)).output_shape);
-  for (size_t k = 1; k < wanted.size(); ++k) {
-    t.side[wanted[k]] = cat(parts[k], m.layer(static_cast<size_t>(wanted[k])).output_shape);
-  }
-  for (const auto& lin : p.linear) {
-    const Layer& l = m.layer(static_cast<size_t>(lin.node));
-    std::vector<at::Tensor> zs;
-    for (int64_t s = 0; s < n; s += batch) {
-      at::Tensor xb = t.x.narrow(0, s, std::min(batch, n - s));
-      at::Tensor z = lin.dense ? dynamic_cast<const Dense&>(l).pre_activation(to_flat_nhwc(xb))
-                               : to_flat_nhwc(dynamic_cast<const Conv2D&>(l).pre_activation(xb));
-      zs.push_back(z.to(at::kDouble));
-    }
-    t.z.push_back(zs.empty() ? at::empty({0, lin.dim}, at::kDouble) : at::cat(zs));
-  }
+  t.x = internal(p.cut);
+  for (size_t k = 1; k < wanted.size(); ++k) t.side[wanted[k]] = internal(wanted[k]);
+  for (const auto& lin : p.linear) t.z.push_back(at::empty({n, lin.dim}, at::kDouble));
+  std::vector<at::Tensor> kernels, biases;
   for (const auto& sec : p.second) {
-    const Plan::Linear& lin = p.linear[sec.from];
-    const Dense& d = dynamic_cast<const Dense&>(m.layer(static_cast<size_t>(sec.node)));
-    at::Tensor kernel = sec.kernel.to(at::kDouble);
-    at::Tensor z2 = at::empty({n, sec.units}, at::kDouble);
-    for (int64_t s = 0; s < n; s += batch) {
-      const int64_t k = std::min(batch, n - s);
-      at::Tensor a =
-          apply_activation(lin.activation, t.z[sec.from].narrow(0, s, k).to(at::kFloat), 1);
-      at::Tensor out = z2.narrow(0, s, k);
-      at::mm_out(out, a.to(at::kDouble), kernel);
-      if (d.weights.size() > 1) out.add_(d.weights[1].value.to(at::kDouble));
+    t.z2.push_back(at::empty({n, sec.units}, at::kDouble));
+    const Layer& d = m.layer(static_cast<size_t>(sec.node));
+    kernels.push_back(sec.kernel.to(at::kDouble));
+    biases.push_back(d.weights.size() > 1 ? d.weights[1].value.to(at::kDouble) : at::Tensor());
+  }
+  for (int64_t s = 0; s < n; s += batch) {
+    const int64_t k = std::min(batch, n - s);
+    Batch b = t.data->read(s, k);
+    auto outs = m.run(b.images, wanted);
+    t.x.narrow(0, s, k).copy_(outs[0]);
+    for (size_t j = 1; j < wanted.size(); ++j) t.side[wanted[j]].narrow(0, s, k).copy_(outs[j]);
+    std::vector<at::Tensor> pre;  // the linear layers' pre-activations, float32
+    for (size_t j = 0; j < p.linear.size(); ++j) {
+      const Plan::Linear& lin = p.linear[j];
+      const Layer& l = m.layer(static_cast<size_t>(lin.node));
+      pre.push_back(lin.dense
+                        ? dynamic_cast<const Dense&>(l).pre_activation(to_flat_nhwc(outs[0]))
+                        : to_flat_nhwc(dynamic_cast<const Conv2D&>(l).pre_activation(outs[0])));
+      t.z[j].narrow(0, s, k).copy_(pre.back());
     }
-    t.z2.push_back(z2);
+    for (size_t j = 0; j < p.second.size(); ++j) {
+      const Plan::Second& sec = p.second[j];
+      at::Tensor a = apply_activation(p.linear[sec.from].activation, pre[sec.from], 1);
+      at::Tensor out = t.z2[j].narrow(0, s, k);
+      at::mm_out(out, a.to(at::kDouble), kernels[j]);
+      if (biases[j].defined()) out.add_(biases[j]);
+    }
   }
 }
 
@@ -507,6 +546,73 @@ BDGUARD_CLONES void add_rows(double* __restrict z, const float* __restrict w, in
   }
 }
 
+// The scores of one image from the output Dense's input h (after ReLU, mostly zeros):
+// out = bias + sum over the non-zero h[u] of h[u] * w[u, :], for each class in order
+// of u; 128 classes at a time, in registers. Returns false (writing nothing) when over
+// half of h is non-zero: a matrix product is faster then. NaN counts as non-zero.
+using Floats16 = float __attribute__((vector_size(64)));
+
+BDGUARD_CLONES bool sparse_scores(const float* __restrict h, int64_t in, const float* __restrict w,
+                                  const float* __restrict bias, int64_t classes,
+                                  float* __restrict out, int64_t* __restrict nz) {
+  int64_t k = 0;
+  for (int64_t u = 0; u < in; ++u) {
+    nz[k] = u;
+    k += !(h[u] == 0);
+  }
+  if (2 * k > in) return false;
+  int64_t c0 = 0;
+  for (; c0 + 128 <= classes; c0 += 128) {
+    Floats16 acc[8] = {};
+    if (bias != nullptr) std::memcpy(acc, bias + c0, sizeof acc);
+    for (int64_t j = 0; j < k; ++j) {
+      const float* row = w + nz[j] * classes + c0;
+      Floats16 hv = {};
+      hv += h[nz[j]];
+      for (int v = 0; v < 8; ++v) {
+        Floats16 wv;
+        std::memcpy(&wv, row + 16 * v, sizeof wv);
+        acc[v] += hv * wv;
+      }
+    }
+    std::memcpy(out + c0, acc, sizeof acc);
+  }
+  for (; c0 < classes; ++c0) {
+    float acc = bias != nullptr ? bias[c0] : 0.0f;
+    for (int64_t j = 0; j < k; ++j) acc += h[nz[j]] * w[nz[j] * classes + c0];
+    out[c0] = acc;
+  }
+  return true;
+}
+
+// Scores (rows, classes) of the output Dense for the listed rows of h (n, in).
+at::Tensor output_scores(const Plan& p, const Dense& out, const at::Tensor& h,
+                         const std::vector<int64_t>& rows) {
+  const int64_t in = h.size(1), classes = out.units();
+  if (!p.sparse_scores) {
+    at::Tensor hr = static_cast<int64_t>(rows.size()) == h.size(0)
+                        ? h
+                        : h.index_select(0, at::tensor(rows, at::kLong));
+    return out.pre_activation(hr);
+  }
+  at::Tensor scores = at::empty({static_cast<int64_t>(rows.size()), classes}, at::kFloat);
+  const float* w = out.weights[0].value.data_ptr<float>();
+  const float* bias = out.weights.size() > 1 ? out.weights[1].value.data_ptr<float>() : nullptr;
+  std::vector<int64_t> nz(static_cast<size_t>(in)), dense;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    if (!sparse_scores(h.data_ptr<float>() + rows[r] * in, in, w, bias, classes,
+                       scores.data_ptr<float>() + static_cast<int64_t>(r) * classes, nz.data())) {
+      dense.push_back(static_cast<int64_t>(r));
+    }
+  }
+  if (!dense.empty()) {
+    at::Tensor d = at::tensor(dense, at::kLong);
+    at::Tensor picked = h.index_select(0, at::tensor(rows, at::kLong).index_select(0, d));
+    scores.index_copy_(0, d, out.pre_activation(picked));
+  }
+  return scores;
+}
+
 // Prunes channel c in one data set's state: for every image whose channel c is not
 // already the pruned value, removes the channel's contribution from the linear layers
 // above the cut (and the change of their outputs from the `second` layers) and sets
@@ -590,9 +696,9 @@ at::Tensor activated(const at::Tensor& z, Activation a, const Shape& image, cons
   return out.view({n, image[0], image[1], image[2]}).permute({0, 3, 1, 2});
 }
 
-// The top score's index (the first on equality, like argmax) of each row, and the
-// rows whose top two scores are within kTieMargin (or hold NaN).
-void top_scores(const float* ps, int64_t rows, int64_t classes, int64_t* labels,
+// The top score's index (the first on equality, like argmax) of each row and its
+// margin over the next, and the rows whose margin is below kTieMargin (or NaN).
+void top_scores(const float* ps, int64_t rows, int64_t classes, int64_t* labels, double* margin,
                 std::vector<int64_t>& ties) {
   for (int64_t j = 0; j < rows; ++j) {
     const float* row = ps + j * classes;
@@ -612,14 +718,41 @@ void top_scores(const float* ps, int64_t rows, int64_t classes, int64_t* labels,
     }
     labels[j] = arg;
     const double gap = static_cast<double>(best) - static_cast<double>(second);
+    margin[j] = nan ? 0.0 : gap;
     if (nan || !(gap >= kTieMargin)) ties.push_back(j);
   }
 }
 
+// Rows of h (n, in) whose label may differ from the one at their last scoring. The
+// others keep it: their scores moved by W^T (h - h then), so score p minus score j
+// moved by at most ||w_p - w_j|| ||h - h then|| <= spread[p] ||h - h then||, which
+// leaves them more than kTieMargin ahead (as re-scoring would need).
+std::vector<int64_t> uncertain_rows(const Plan& p, const Track& t, const at::Tensor& h,
+                                    const int64_t* id, int64_t n) {
+  const int64_t in = h.size(1);
+  const float* ph = h.data_ptr<float>();
+  const float* pt = t.h.data_ptr<float>();
+  std::vector<int64_t> rows;
+  for (int64_t j = 0; j < n; ++j) {
+    const auto i = static_cast<size_t>(id[j]);
+    const float* now = ph + j * in;
+    const float* then = pt + id[j] * in;
+    double sum = 0;
+    for (int64_t u = 0; u < in; ++u) {
+      const double d = static_cast<double>(now[u]) - static_cast<double>(then[u]);
+      sum += d * d;
+    }
+    const double bound = p.spread[static_cast<size_t>(t.labels[i])] * std::sqrt(sum) * (1 + 1e-9);
+    if (!(t.margin[i] - bound > kTieMargin)) rows.push_back(j);  // NaN: re-score
+  }
+  return rows;
+}
+
 // Labels of the images id[0, n) from the stored state into `labels`; near ties are
-// re-run from the cut. Returns the number of ties.
-int64_t upper_part(const Model& m, const Plan& p, const Track& t, const int64_t* id, int64_t n,
-                   int64_t* labels) {
+// re-run from the cut. `first`: no image has been scored yet. Returns the number of
+// ties; adds the images whose label was certified (not re-scored) to *certified.
+int64_t upper_part(const Model& m, const Plan& p, Track& t, const int64_t* id, int64_t n,
+                   bool first, int64_t* labels, int64_t* certified) {
   at::Tensor ix = at::from_blob(const_cast<int64_t*>(id), {n}, at::kLong);
   std::map<int, at::Tensor> given;
   for (size_t k = 0; k < p.linear.size(); ++k) {
@@ -632,43 +765,71 @@ int64_t upper_part(const Model& m, const Plan& p, const Track& t, const int64_t*
   }
   if (p.give_cut) given[p.cut] = t.x.index_select(0, ix);
   for (const auto& [node, v] : t.side) given[node] = v.index_select(0, ix);
-  at::Tensor scores;
+
+  std::vector<int64_t> rows(static_cast<size_t>(n));  // the images scored here
+  std::iota(rows.begin(), rows.end(), 0);
+  at::Tensor scores, h;
   if (p.score_node >= 0) {
-    at::Tensor h = m.run(at::Tensor(), {p.score_node}, given)[0];
-    scores = dynamic_cast<const Dense&>(m.layer(static_cast<size_t>(m.output_index())))
-                 .pre_activation(h);
+    h = m.run(at::Tensor(), {p.score_node}, given)[0].reshape({n, -1}).contiguous();
+    if (!p.spread.empty() && !first) {
+      rows = uncertain_rows(p, t, h, id, n);
+      for (int64_t j = 0; j < n; ++j) labels[j] = t.labels[static_cast<size_t>(id[j])];
+      *certified += n - static_cast<int64_t>(rows.size());
+    }
+    if (rows.empty()) return 0;
+    scores = output_scores(
+        p, dynamic_cast<const Dense&>(m.layer(static_cast<size_t>(m.output_index()))), h, rows);
   } else {
     scores = m.run(at::Tensor(), {m.output_index()}, given)[0];
   }
-  scores = scores.reshape({n, -1}).contiguous();
+  const auto scored = static_cast<int64_t>(rows.size());
+  scores = scores.reshape({scored, -1}).contiguous();
+  std::vector<int64_t> label(rows.size());
+  std::vector<double> margin(rows.size());
   std::vector<int64_t> tie;
-  top_scores(scores.data_ptr<float>(), n, scores.size(1), labels, tie);
+  top_scores(scores.data_ptr<float>(), scored, scores.size(1), label.data(), margin.data(), tie);
   if (!tie.empty()) {
-    at::Tensor tix = ix.index_select(0, at::tensor(tie, at::kLong));
+    std::vector<int64_t> tid;
+    for (int64_t j : tie) tid.push_back(id[rows[static_cast<size_t>(j)]]);
+    at::Tensor tix = at::tensor(tid, at::kLong);
     std::map<int, at::Tensor> plain{{p.cut, t.x.index_select(0, tix)}};
     for (const auto& [node, v] : t.side) plain[node] = v.index_select(0, tix);
     at::Tensor exact = m.run(at::Tensor(), {m.output_index()}, plain)[0].argmax(1).contiguous();
     const int64_t* pe = exact.data_ptr<int64_t>();
-    for (size_t j = 0; j < tie.size(); ++j) labels[tie[j]] = pe[j];
+    for (size_t j = 0; j < tie.size(); ++j) {
+      label[static_cast<size_t>(tie[j])] = pe[j];
+      margin[static_cast<size_t>(tie[j])] = 0.0;  // never certified: re-scored next time
+    }
+  }
+  for (size_t r = 0; r < rows.size(); ++r) {
+    labels[rows[r]] = label[r];
+    if (p.spread.empty()) continue;
+    const int64_t i = id[rows[r]], in = h.size(1);
+    t.margin[static_cast<size_t>(i)] = margin[r];
+    std::memcpy(t.h.data_ptr<float>() + i * in, h.data_ptr<float>() + rows[r] * in,
+                sizeof(float) * static_cast<size_t>(in));
   }
   return static_cast<int64_t>(tie.size());
 }
 
 // Labels of the images `ids`, on `threads` threads (each image's label does not
-// depend on how they are split).
-std::vector<int64_t> upper_labels(const Model& m, const Plan& p, const Track& t,
-                                  const std::vector<int64_t>& ids, int threads, int64_t* ties) {
+// depend on how they are split). `first`: no image has been scored yet.
+std::vector<int64_t> upper_labels(const Model& m, const Plan& p, Track& t,
+                                  const std::vector<int64_t>& ids, bool first, int threads,
+                                  int64_t* ties, int64_t* certified) {
   std::vector<int64_t> out(ids.size());
   std::vector<int64_t> tie_count(static_cast<size_t>(threads), 0);
-  parallel_ranges(static_cast<int64_t>(ids.size()), threads,
-                  [&](int64_t begin, int64_t end, int part) {
-                    for (int64_t s = begin; s < end; s += kUpperChunk) {
-                      const int64_t n = std::min(kUpperChunk, end - s);
-                      tie_count[static_cast<size_t>(part)] +=
-                          upper_part(m, p, t, ids.data() + s, n, out.data() + s);
-                    }
-                  });
+  std::vector<int64_t> sure(static_cast<size_t>(threads), 0);
+  parallel_ranges(
+      static_cast<int64_t>(ids.size()), threads, [&](int64_t begin, int64_t end, int part) {
+        for (int64_t s = begin; s < end; s += kUpperChunk) {
+          const int64_t n = std::min(kUpperChunk, end - s);
+          tie_count[static_cast<size_t>(part)] += upper_part(
+              m, p, t, ids.data() + s, n, first, out.data() + s, &sure[static_cast<size_t>(part)]);
+        }
+      });
   for (int64_t c : tie_count) *ties += c;
+  for (int64_t c : sure) *certified += c;
   return out;
 }
 
@@ -844,7 +1005,14 @@ SweepResult run_sweep(const Model& m, const SweepData& data, const SweepOptions&
   for (Track* t : tracks) {
     std::vector<int64_t> all(static_cast<size_t>(t->data->size()));
     std::iota(all.begin(), all.end(), 0);
-    t->labels = upper_labels(m, p, *t, all, threads, &ties);
+    if (!p.spread.empty()) {
+      t->h =
+          at::empty({t->data->size(), m.layer(static_cast<size_t>(p.score_node)).output_shape[0]},
+                    at::kFloat);
+      t->margin.assign(all.size(), 0.0);
+    }
+    int64_t none = 0;
+    t->labels = upper_labels(m, p, *t, all, true, threads, &ties, &none);
     t->hits = count_hits(t->labels, t->data->labels());
   }
   r.steps.push_back(record(0, -1, p.channels, tracks, r));
@@ -860,7 +1028,8 @@ SweepResult run_sweep(const Model& m, const SweepData& data, const SweepOptions&
       r.timings.images_skipped += t->data->size() - static_cast<int64_t>(changed.size());
       r.timings.images_recomputed += static_cast<int64_t>(changed.size());
       if (changed.empty()) continue;
-      std::vector<int64_t> fresh = upper_labels(m, p, *t, changed, threads, &ties);
+      std::vector<int64_t> fresh =
+          upper_labels(m, p, *t, changed, false, threads, &ties, &r.timings.images_certified);
       const auto& truth = t->data->labels();
       for (size_t j = 0; j < fresh.size(); ++j) {
         auto i = static_cast<size_t>(changed[j]);

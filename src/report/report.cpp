@@ -302,6 +302,7 @@ nlohmann::json summary_json(const RunReport& r, const PlotResult& plots) {
                           {"sweep_s", sw.timings.sweep_s},
                           {"images_recomputed", sw.timings.images_recomputed},
                           {"images_skipped", sw.timings.images_skipped},
+                          {"images_certified", sw.timings.images_certified},
                           {"ties_verified", sw.timings.ties_verified}};
   doc["thresholds"] = {{"backdoor_removed_asr", kBackdoorRemovedAsr},
                        {"backdoor_survives_asr", kBackdoorSurvivesAsr},

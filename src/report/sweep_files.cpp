@@ -182,6 +182,7 @@ nlohmann::json sweep_json(const SweepResult& r, const std::vector<SavedModel>& s
             {"sweep_s", r.timings.sweep_s},
             {"images_recomputed", r.timings.images_recomputed},
             {"images_skipped", r.timings.images_skipped},
+            {"images_certified", r.timings.images_certified},
             {"ties_verified", r.timings.ties_verified}}}};
 }
 

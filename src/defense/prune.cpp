@@ -505,8 +505,19 @@ BDGUARD_CLONES void activate_row(const double* __restrict z, bool relu, int64_t 
 // and after - before in float64. Returns how many.
 BDGUARD_CLONES int64_t changes(const float* __restrict before, const float* __restrict after,
                                int64_t n, int64_t* __restrict index, double* __restrict diff) {
-  int64_t k = 0;
-  for (int64_t e = 0; e < n; ++e) {
+  int64_t k = 0, e0 = 0;
+  for (; e0 + 64 <= n; e0 += 64) {  // 64 at a time: one bit each, then the set bits
+    uint64_t bits = 0;
+    for (int l = 0; l < 64; ++l) {
+      bits |= static_cast<uint64_t>(!(before[e0 + l] == after[e0 + l])) << l;
+    }
+    for (; bits != 0; bits &= bits - 1) {
+      const int64_t e = e0 + __builtin_ctzll(bits);
+      index[k] = e;
+      diff[k++] = static_cast<double>(after[e]) - static_cast<double>(before[e]);
+    }
+  }
+  for (int64_t e = e0; e < n; ++e) {
     index[k] = e;
     diff[k] = static_cast<double>(after[e]) - static_cast<double>(before[e]);
     k += !(before[e] == after[e]);
@@ -696,26 +707,70 @@ at::Tensor activated(const at::Tensor& z, Activation a, const Shape& image, cons
   return out.view({n, image[0], image[1], image[2]}).permute({0, 3, 1, 2});
 }
 
+// The top score of a row, its index (the first on equality, like argmax), and the
+// largest of the others (equal to the top on a tie). Returns false if the row holds
+// NaN. Sixteen lanes keep their own top two and first index, merged at the end.
+using Ints16 = int32_t __attribute__((vector_size(64)));
+#define BDGUARD_SELECT(mask, a, b) ((decltype(a))(((mask) & (Ints16)(a)) | (~(mask) & (Ints16)(b))))
+
+BDGUARD_CLONES bool top_two(const float* __restrict row, int64_t classes, int64_t* arg,
+                            float* best_out, float* second_out) {
+  float best = -std::numeric_limits<float>::infinity(), second = best;
+  int64_t at = 0, q = 0;
+  bool nan = false;
+  if (classes >= 16 && classes <= INT32_MAX) {
+    Floats16 b = {}, s = {};
+    b += best;
+    s += best;
+    Ints16 index = {}, lane = {}, bad = {};
+    for (int l = 0; l < 16; ++l) lane[l] = l;
+    for (; q + 16 <= classes; q += 16) {
+      Floats16 v;
+      std::memcpy(&v, row + q, sizeof v);
+      bad |= (v != v);
+      const Ints16 up = v > b;  // strict: a lane keeps its first index
+      const Floats16 low = BDGUARD_SELECT(up, b, v);
+      s = BDGUARD_SELECT(s > low, s, low);
+      b = BDGUARD_SELECT(up, v, b);
+      index = BDGUARD_SELECT(up, lane + static_cast<int32_t>(q), index);
+    }
+    int top = 0;
+    for (int l = 0; l < 16; ++l) {
+      nan |= bad[l] != 0;
+      if (b[l] > b[top] || (b[l] == b[top] && index[l] < index[top])) top = l;
+    }
+    best = b[top];
+    at = index[top];
+    for (int l = 0; l < 16; ++l) {
+      second = std::max(second, s[l]);
+      if (l != top) second = std::max(second, b[l]);
+    }
+  }
+  for (; q < classes; ++q) {
+    const float v = row[q];
+    nan |= std::isnan(v);
+    if (v > best || (q == 0)) {
+      if (q > 0) second = best;
+      best = v;
+      at = q;
+    } else if (v > second) {
+      second = v;
+    }
+  }
+  *arg = at;
+  *best_out = best;
+  *second_out = second;
+  return !nan;
+}
+
 // The top score's index (the first on equality, like argmax) of each row and its
 // margin over the next, and the rows whose margin is below kTieMargin (or NaN).
 void top_scores(const float* ps, int64_t rows, int64_t classes, int64_t* labels, double* margin,
                 std::vector<int64_t>& ties) {
   for (int64_t j = 0; j < rows; ++j) {
-    const float* row = ps + j * classes;
-    float best = row[0], second = -std::numeric_limits<float>::infinity();
+    float best = 0, second = 0;
     int64_t arg = 0;
-    bool nan = std::isnan(best);
-    for (int64_t q = 1; q < classes && !nan; ++q) {
-      const float v = row[q];
-      nan = std::isnan(v);
-      if (v > best) {
-        second = best;
-        best = v;
-        arg = q;
-      } else if (v > second) {
-        second = v;
-      }
-    }
+    const bool nan = !top_two(ps + j * classes, classes, &arg, &best, &second);
     labels[j] = arg;
     const double gap = static_cast<double>(best) - static_cast<double>(second);
     margin[j] = nan ? 0.0 : gap;

@@ -96,7 +96,8 @@ std::pair<std::string, std::string> write_data(const Model& m, const std::string
   return {clean, bd};
 }
 
-void expect_same_sweep(const Model& m, const std::string& dir, const std::string& layer) {
+// Runs the fast sweep and the plain method on data made for `m`; returns the fast one.
+SweepResult expect_same_sweep(const Model& m, const std::string& dir, const std::string& layer) {
   auto [clean, bd] = write_data(m, dir, "valid", 1);
   auto [test, bd_test] = write_data(m, dir, "test", 2);
   LabDataset c(clean, m.input_shape()), p(bd, m.input_shape());
@@ -110,6 +111,7 @@ void expect_same_sweep(const Model& m, const std::string& dir, const std::string
   bool accuracy_moved = false;
   for (const auto& s : fast.steps) accuracy_moved |= s.valid_hits != fast.steps[0].valid_hits;
   EXPECT_TRUE(accuracy_moved) << "the test data should make pruning change accuracy";
+  return fast;
 }
 
 TEST(Prune, ZeroChannelsNeedKernelSliceAndBiasZero) {
@@ -172,6 +174,19 @@ TEST(Prune, FastSweepEqualsPlainThroughAChainOfDenseLayers) {
     SCOPED_TRACE(act);
     expect_same_sweep(random_model(dense_chain(act), 7, 0.5), test::temp_dir(), "");
   }
+}
+
+TEST(Prune, FastSweepEqualsPlainWhenTwoClassesTie) {
+  // Classes 2 and 5 get identical weights: wherever one of them is on top, both are
+  // (an exact tie), and the label must be the lower index, as argmax gives.
+  Model m = random_model(mini_deepid("relu", "valid", false), 3);
+  Layer& out = m.layer(static_cast<size_t>(m.find("output")));
+  out.weights[0].value.select(1, 5).copy_(out.weights[0].value.select(1, 2));
+  out.weights[1].value[5] = out.weights[1].value[2];
+  out.weights[1].value[2] += 3.0;  // and make them win often
+  out.weights[1].value[5] += 3.0;
+  SweepResult r = expect_same_sweep(m, test::temp_dir(), "");
+  EXPECT_GT(r.timings.ties_verified, 0);
 }
 
 TEST(Prune, FastSweepEqualsPlainOnAnEarlierLayer) {

@@ -488,39 +488,37 @@ BDGUARD_CLONES void sub_scaled(double* __restrict z, const double* __restrict w,
   for (int64_t e = 0; e < n; ++e) z[e] -= d * w[e];
 }
 
-// out[e] = activation(float(z[e])), for ReLU or linear; NaN stays NaN (as at::relu).
-BDGUARD_CLONES void activate_row(const double* __restrict z, bool relu, int64_t n,
-                                 float* __restrict out) {
-  if (relu) {
-    for (int64_t e = 0; e < n; ++e) {
-      const float v = static_cast<float>(z[e]);
-      out[e] = v < 0 ? 0.0f : v;
+// z[e] += dz[e] for every e; returns how many entries' activation(float(z)) (ReLU or
+// linear; NaN stays NaN, as at::relu) changed, NaN always counting, with their index
+// and the change (after - before, in float64). `before`, `after` and `flag` are
+// scratch space of n (flag: n rounded up to 8).
+BDGUARD_CLONES int64_t apply_change(double* __restrict z, const double* __restrict dz, int64_t n,
+                                    bool relu, float* __restrict before, float* __restrict after,
+                                    unsigned char* __restrict flag, int64_t* __restrict index,
+                                    double* __restrict diff) {
+  for (int64_t e = 0; e < n; ++e) {
+    const double old = z[e], now = old + dz[e];
+    z[e] = now;
+    float a = static_cast<float>(old), b = static_cast<float>(now);
+    if (relu) {
+      a = a < 0 ? 0.0f : a;
+      b = b < 0 ? 0.0f : b;
     }
-  } else {
-    for (int64_t e = 0; e < n; ++e) out[e] = static_cast<float>(z[e]);
+    before[e] = a;
+    after[e] = b;
+    flag[e] = !(a == b);
   }
-}
-
-// The entries where `before` and `after` differ (NaN always differs): their indices
-// and after - before in float64. Returns how many.
-BDGUARD_CLONES int64_t changes(const float* __restrict before, const float* __restrict after,
-                               int64_t n, int64_t* __restrict index, double* __restrict diff) {
-  int64_t k = 0, e0 = 0;
-  for (; e0 + 64 <= n; e0 += 64) {  // 64 at a time: one bit each, then the set bits
-    uint64_t bits = 0;
-    for (int l = 0; l < 64; ++l) {
-      bits |= static_cast<uint64_t>(!(before[e0 + l] == after[e0 + l])) << l;
-    }
+  const int64_t words = (n + 7) / 8;
+  for (int64_t e = n; e < words * 8; ++e) flag[e] = 0;
+  int64_t k = 0;
+  for (int64_t w = 0; w < words; ++w) {  // eight flags at a time: most words hold none
+    uint64_t bits;
+    std::memcpy(&bits, flag + 8 * w, sizeof bits);
     for (; bits != 0; bits &= bits - 1) {
-      const int64_t e = e0 + __builtin_ctzll(bits);
+      const int64_t e = 8 * w + __builtin_ctzll(bits) / 8;
       index[k] = e;
       diff[k++] = static_cast<double>(after[e]) - static_cast<double>(before[e]);
     }
-  }
-  for (int64_t e = e0; e < n; ++e) {
-    index[k] = e;
-    diff[k] = static_cast<double>(after[e]) - static_cast<double>(before[e]);
-    k += !(before[e] == after[e]);
   }
   return k;
 }
@@ -641,8 +639,9 @@ std::vector<int64_t> prune_in_track(const Plan& p, Track& t, int64_t c,
   parallel_ranges(n, threads, [&](int64_t begin, int64_t end, int part) {
     std::vector<int64_t>& changed = parts[static_cast<size_t>(part)];
     std::vector<float> before, after;
+    std::vector<unsigned char> flag;
     std::vector<int64_t> index;
-    std::vector<double> diff;
+    std::vector<double> diff, dz;
     for (int64_t i = begin; i < end; ++i) {
       float* q = px + (i * p.channels + c) * hw;
       bool differs = false;
@@ -652,10 +651,10 @@ std::vector<int64_t> prune_in_track(const Plan& p, Track& t, int64_t c,
       for (size_t k = 0; k < maps.size(); ++k) {
         const Plan::Linear& lin = p.linear[k];
         double* z = zp[k] + i * lin.dim;
-        const bool relu = lin.activation == Activation::kRelu;
+        double* target = z;  // with a Dense above: the change (dz) first, added at once
         if (lin.second >= 0) {
-          before.resize(static_cast<size_t>(lin.dim));
-          activate_row(z, relu, lin.dim, before.data());
+          dz.assign(static_cast<size_t>(lin.dim), 0.0);
+          target = dz.data();
         }
         const ChannelMap& cm = maps[k];
         for (int64_t s = 0; s < hw; ++s) {
@@ -664,7 +663,7 @@ std::vector<int64_t> prune_in_track(const Plan& p, Track& t, int64_t c,
           for (auto r = cm.start[static_cast<size_t>(s)]; r < cm.start[static_cast<size_t>(s) + 1];
                ++r) {
             const ChannelMap::Run& run = cm.runs[static_cast<size_t>(r)];
-            sub_scaled(z + run.at, cm.weight.data() + run.w, d, run.len);
+            sub_scaled(target + run.at, cm.weight.data() + run.w, d, run.len);
           }
         }
         if (lin.second < 0) continue;
@@ -672,12 +671,15 @@ std::vector<int64_t> prune_in_track(const Plan& p, Track& t, int64_t c,
         const Plan::Second& sec = p.second[static_cast<size_t>(lin.second)];
         const float* kernel = sec.kernel.data_ptr<float>();
         double* z2 = z2p[static_cast<size_t>(lin.second)] + i * sec.units;
-        after.resize(static_cast<size_t>(lin.dim));
-        index.resize(static_cast<size_t>(lin.dim));
-        diff.resize(static_cast<size_t>(lin.dim));
-        activate_row(z, relu, lin.dim, after.data());
+        const auto dim = static_cast<size_t>(lin.dim);
+        before.resize(dim);
+        after.resize(dim);
+        flag.resize((dim + 7) / 8 * 8);
+        index.resize(dim);
+        diff.resize(dim);
         const int64_t count =
-            changes(before.data(), after.data(), lin.dim, index.data(), diff.data());
+            apply_change(z, dz.data(), lin.dim, lin.activation == Activation::kRelu, before.data(),
+                         after.data(), flag.data(), index.data(), diff.data());
         add_rows(z2, kernel, sec.units, index.data(), diff.data(), count);
       }
       for (int64_t s = 0; s < hw; ++s) q[s] = v0;

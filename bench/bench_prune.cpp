@@ -6,7 +6,7 @@
 // Data: noisy, shifted, re-lit copies of the fixture faces, in the lab's format.
 // The plain method runs K steps (default: all 61) and its time is reported per step
 // and for the whole sweep (extrapolated from K steps when K < 61, and said so).
-// `bdguard prune` runs R times (default 3), spread over the plain method's run, and
+// `bdguard prune` runs R times (default 5), spread over the plain method's run, and
 // the median counts: a shared VM's speed wanders by 10-20 % over minutes.
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -34,7 +34,7 @@ static double since(Clock::time_point t) {
 int main(int argc, char** argv) {
   bdguard::use_caching_cpu_allocator();  // as the bdguard tool does
   int64_t n = 11547;
-  int plain_steps = 61, runs = 3;
+  int plain_steps = 61, runs = 5;
   std::string csaw = "../shared/fixtures/csaw", bdguard = "./build/bdguard", keep;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];

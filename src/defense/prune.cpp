@@ -346,13 +346,7 @@ void compute_below_cut(const Model& m, const Plan& p, Track& t, int64_t batch) {
   t.x = internal(p.cut);
   for (size_t k = 1; k < wanted.size(); ++k) t.side[wanted[k]] = internal(wanted[k]);
   for (const auto& lin : p.linear) t.z.push_back(at::empty({n, lin.dim}, at::kDouble));
-  std::vector<at::Tensor> kernels, biases;
-  for (const auto& sec : p.second) {
-    t.z2.push_back(at::empty({n, sec.units}, at::kDouble));
-    const Layer& d = m.layer(static_cast<size_t>(sec.node));
-    kernels.push_back(sec.kernel.to(at::kDouble));
-    biases.push_back(d.weights.size() > 1 ? d.weights[1].value.to(at::kDouble) : at::Tensor());
-  }
+  for (const auto& sec : p.second) t.z2.push_back(at::empty({n, sec.units}, at::kDouble));
   for (int64_t s = 0; s < n; s += batch) {
     const int64_t k = std::min(batch, n - s);
     Batch b = t.data->read(s, k);
@@ -369,11 +363,12 @@ void compute_below_cut(const Model& m, const Plan& p, Track& t, int64_t batch) {
       t.z[j].narrow(0, s, k).copy_(pre.back());
     }
     for (size_t j = 0; j < p.second.size(); ++j) {
+      // Its starting point is what the model computes (float32); the sweep's updates
+      // are float64.
       const Plan::Second& sec = p.second[j];
       at::Tensor a = apply_activation(p.linear[sec.from].activation, pre[sec.from], 1);
-      at::Tensor out = t.z2[j].narrow(0, s, k);
-      at::mm_out(out, a.to(at::kDouble), kernels[j]);
-      if (biases[j].defined()) out.add_(biases[j]);
+      const auto& d = dynamic_cast<const Dense&>(m.layer(static_cast<size_t>(sec.node)));
+      t.z2[j].narrow(0, s, k).copy_(d.pre_activation(a));
     }
   }
 }

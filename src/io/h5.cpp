@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -387,22 +388,31 @@ void probe_walk_in_child(const std::string& path) {
       /*max_total=*/64, "a file structure");
 }
 
+// What identifies a file's content for the structure walk: device, inode, size and
+// modification time.
+using ContentKey = std::tuple<dev_t, ino_t, off_t, time_t, long>;
+
+std::optional<ContentKey> content_key(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return std::nullopt;
+  return ContentKey{st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
+}
+
+std::mutex g_probed_mu;
+std::set<ContentKey> g_probed;  // contents whose structure walk passed
+
 void probe_structure_in_child(const std::string& path) {
   // Once per file and content: LabDataset reopens its file for every batch, and each
   // fork write-protects the parent's memory (a page fault per page written after it).
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0) return;  // H5Fopen reports it
-  using Key = std::tuple<dev_t, ino_t, off_t, time_t, long>;
-  static std::mutex mu;
-  static std::set<Key> probed;
-  const Key key{st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
+  const auto key = content_key(path);
+  if (!key) return;  // H5Fopen reports it
   {
-    std::lock_guard<std::mutex> lock(mu);
-    if (probed.count(key)) return;
+    std::lock_guard<std::mutex> lock(g_probed_mu);
+    if (g_probed.count(*key)) return;
   }
   probe_walk_in_child(path);
-  std::lock_guard<std::mutex> lock(mu);
-  probed.insert(key);
+  std::lock_guard<std::mutex> lock(g_probed_mu);
+  g_probed.insert(*key);
 }
 
 void check(herr_t status, const std::string& file, const std::string& obj, const char* what) {
@@ -410,6 +420,15 @@ void check(herr_t status, const std::string& file, const std::string& obj, const
 }
 
 }  // namespace
+
+void note_probed_copy(const std::string& original, const std::string& copy) {
+  // Checked after the copy: had the original changed since its walk (or during the
+  // copy), its key would differ and the copy gets a walk of its own when opened.
+  const auto from = content_key(original), to = content_key(copy);
+  if (!from || !to) return;
+  std::lock_guard<std::mutex> lock(g_probed_mu);
+  if (g_probed.count(*from)) g_probed.insert(*to);
+}
 
 Id& Id::operator=(Id&& o) noexcept {
   if (this != &o) {

@@ -71,6 +71,12 @@ class File {
   Id id_;
 };
 
+// Before a read-only open, every file's structure is walked once per content (device,
+// inode, size, modification time) in a forked child, so a crash or hang inside HDF5
+// becomes one error. `copy`, a byte copy of `original` made just now, shares the
+// walk of the original's content if the original has not changed since.
+void note_probed_copy(const std::string& original, const std::string& copy);
+
 // Object helpers. `where` is a path inside the file ("/" for the root).
 bool exists(const File& f, const std::string& where);
 bool is_group(const File& f, const std::string& where);

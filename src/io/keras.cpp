@@ -144,6 +144,7 @@ void write_patched(const Model& m, const std::string& tmp) {
   std::filesystem::copy_file(m.source_path, tmp, std::filesystem::copy_options::overwrite_existing,
                              ec);
   if (ec) fail<IoError>(m.source_path, "", "the model file the output is a copy of", ec.message());
+  h5::note_probed_copy(m.source_path, tmp);  // no second walk (and fork) for the copy
   const std::string root = weights_root(m.weights_only);
   struct Patch {
     std::string path;

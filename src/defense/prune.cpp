@@ -483,25 +483,20 @@ BDGUARD_CLONES void sub_scaled(double* __restrict z, const double* __restrict w,
   for (int64_t e = 0; e < n; ++e) z[e] -= d * w[e];
 }
 
-// z[e] += dz[e] for every e; returns how many entries' activation(float(z)) (ReLU or
-// linear; NaN stays NaN, as at::relu) changed, NaN always counting, with their index
-// and the change (after - before, in float64). `before`, `after` and `flag` are
-// scratch space of n (flag: n rounded up to 8).
+// z[e] += dz[e] for every e; returns how many entries' activate(a, float(z)) (ReLU or
+// linear) changed, NaN always counting, with their index and the change (after -
+// before, in float64). `before`, `after` and `flag` are scratch space of n (flag: n
+// rounded up to 8).
 BDGUARD_CLONES int64_t apply_change(double* __restrict z, const double* __restrict dz, int64_t n,
-                                    bool relu, float* __restrict before, float* __restrict after,
+                                    Activation a, float* __restrict before, float* __restrict after,
                                     unsigned char* __restrict flag, int64_t* __restrict index,
                                     double* __restrict diff) {
   for (int64_t e = 0; e < n; ++e) {
     const double old = z[e], now = old + dz[e];
     z[e] = now;
-    float a = static_cast<float>(old), b = static_cast<float>(now);
-    if (relu) {
-      a = a < 0 ? 0.0f : a;
-      b = b < 0 ? 0.0f : b;
-    }
-    before[e] = a;
-    after[e] = b;
-    flag[e] = !(a == b);
+    before[e] = activate(a, static_cast<float>(old));
+    after[e] = activate(a, static_cast<float>(now));
+    flag[e] = !(before[e] == after[e]);
   }
   const int64_t words = (n + 7) / 8;
   for (int64_t e = n; e < words * 8; ++e) flag[e] = 0;
@@ -672,9 +667,8 @@ std::vector<int64_t> prune_in_track(const Plan& p, Track& t, int64_t c,
         flag.resize((dim + 7) / 8 * 8);
         index.resize(dim);
         diff.resize(dim);
-        const int64_t count =
-            apply_change(z, dz.data(), lin.dim, lin.activation == Activation::kRelu, before.data(),
-                         after.data(), flag.data(), index.data(), diff.data());
+        const int64_t count = apply_change(z, dz.data(), lin.dim, lin.activation, before.data(),
+                                           after.data(), flag.data(), index.data(), diff.data());
         add_rows(z2, kernel, sec.units, index.data(), diff.data(), count);
       }
       for (int64_t s = 0; s < hw; ++s) q[s] = v0;
@@ -801,10 +795,10 @@ std::vector<int64_t> uncertain_rows(const Plan& p, const Track& t, const at::Ten
 }
 
 // Labels of the images id[0, n) from the stored state into `labels`; near ties are
-// re-run from the cut. `first`: no image has been scored yet. Returns the number of
-// ties; adds the images whose label was certified (not re-scored) to *certified.
+// re-run from the cut. Returns the number of ties; adds the images whose label was
+// certified (not re-scored) to *certified.
 int64_t upper_part(const Model& m, const Plan& p, Track& t, const int64_t* id, int64_t n,
-                   bool first, int64_t* labels, int64_t* certified) {
+                   int64_t* labels, int64_t* certified) {
   at::Tensor ix = at::from_blob(const_cast<int64_t*>(id), {n}, at::kLong);
   std::map<int, at::Tensor> given;
   for (size_t k = 0; k < p.linear.size(); ++k) {
@@ -823,7 +817,7 @@ int64_t upper_part(const Model& m, const Plan& p, Track& t, const int64_t* id, i
   at::Tensor scores, h;
   if (p.score_node >= 0) {
     h = m.run(at::Tensor(), {p.score_node}, given)[0].reshape({n, -1}).contiguous();
-    if (!p.spread.empty() && !first) {
+    if (!p.spread.empty()) {
       rows = uncertain_rows(p, t, h, id, n);
       for (int64_t j = 0; j < n; ++j) labels[j] = t.labels[static_cast<size_t>(id[j])];
       *certified += n - static_cast<int64_t>(rows.size());
@@ -865,10 +859,10 @@ int64_t upper_part(const Model& m, const Plan& p, Track& t, const int64_t* id, i
 }
 
 // Labels of the images `ids`, on `threads` threads (each image's label does not
-// depend on how they are split). `first`: no image has been scored yet.
+// depend on how they are split).
 std::vector<int64_t> upper_labels(const Model& m, const Plan& p, Track& t,
-                                  const std::vector<int64_t>& ids, bool first, int threads,
-                                  int64_t* ties, int64_t* certified) {
+                                  const std::vector<int64_t>& ids, int threads, int64_t* ties,
+                                  int64_t* certified) {
   std::vector<int64_t> out(ids.size());
   std::vector<int64_t> tie_count(static_cast<size_t>(threads), 0);
   std::vector<int64_t> sure(static_cast<size_t>(threads), 0);
@@ -877,7 +871,7 @@ std::vector<int64_t> upper_labels(const Model& m, const Plan& p, Track& t,
         for (int64_t s = begin; s < end; s += kUpperChunk) {
           const int64_t n = std::min(kUpperChunk, end - s);
           tie_count[static_cast<size_t>(part)] += upper_part(
-              m, p, t, ids.data() + s, n, first, out.data() + s, &sure[static_cast<size_t>(part)]);
+              m, p, t, ids.data() + s, n, out.data() + s, &sure[static_cast<size_t>(part)]);
         }
       });
   for (int64_t c : tie_count) *ties += c;
@@ -1057,14 +1051,15 @@ SweepResult run_sweep(const Model& m, const SweepData& data, const SweepOptions&
   for (Track* t : tracks) {
     std::vector<int64_t> all(static_cast<size_t>(t->data->size()));
     std::iota(all.begin(), all.end(), 0);
+    // Margins of 0 make every image scored: nothing is certified at step 0.
+    t->labels.assign(all.size(), 0);
     if (!p.spread.empty()) {
       t->h =
-          at::empty({t->data->size(), m.layer(static_cast<size_t>(p.score_node)).output_shape[0]},
+          at::zeros({t->data->size(), m.layer(static_cast<size_t>(p.score_node)).output_shape[0]},
                     at::kFloat);
       t->margin.assign(all.size(), 0.0);
     }
-    int64_t none = 0;
-    t->labels = upper_labels(m, p, *t, all, true, threads, &ties, &none);
+    t->labels = upper_labels(m, p, *t, all, threads, &ties, &r.timings.images_certified);
     t->hits = count_hits(t->labels, t->data->labels());
   }
   r.steps.push_back(record(0, -1, p.channels, tracks, r));
@@ -1081,7 +1076,7 @@ SweepResult run_sweep(const Model& m, const SweepData& data, const SweepOptions&
       r.timings.images_recomputed += static_cast<int64_t>(changed.size());
       if (changed.empty()) continue;
       std::vector<int64_t> fresh =
-          upper_labels(m, p, *t, changed, false, threads, &ties, &r.timings.images_certified);
+          upper_labels(m, p, *t, changed, threads, &ties, &r.timings.images_certified);
       const auto& truth = t->data->labels();
       for (size_t j = 0; j < fresh.size(); ++j) {
         auto i = static_cast<size_t>(changed[j]);

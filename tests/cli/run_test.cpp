@@ -39,6 +39,21 @@ LabFiles make_lab(const std::string& dir) {
   return f;
 }
 
+// `bdguard run` on a fresh lab set with extra `flags`, writing into DIR/out.
+struct LabRun {
+  std::string dir, out;
+  test::CliResult result;
+};
+
+LabRun run_on_lab(const std::string& flags) {
+  LabRun run;
+  run.dir = test::temp_dir();
+  run.out = run.dir + "/out";
+  LabFiles lab = make_lab(run.dir);
+  run.result = run_cli("run " + lab.args + " " + flags + " --out '" + run.out + "'");
+  return run;
+}
+
 std::vector<std::vector<std::string>> read_csv(const std::string& path) {
   std::vector<std::vector<std::string>> rows;
   std::istringstream in(read_text(path));
@@ -55,10 +70,9 @@ std::vector<std::vector<std::string>> read_csv(const std::string& path) {
 
 TEST(RunCli, WritesEveryFileOfTheReport) {
   BDGUARD_REQUIRE_CSAW();
-  std::string dir = test::temp_dir();
-  LabFiles lab = make_lab(dir);
-  std::string out = dir + "/out";
-  auto r = run_cli("run " + lab.args + " --out '" + out + "'");
+  LabRun run = run_on_lab("");
+  const std::string& out = run.out;
+  const test::CliResult& r = run.result;
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("Report: " + out + "/report.html"), std::string::npos) << r.out;
 
@@ -146,10 +160,9 @@ TEST(RunCli, WritesEveryFileOfTheReport) {
 
 TEST(RunCli, FinePrunesEverySavedModelAndReportsIt) {
   BDGUARD_REQUIRE_CSAW();
-  std::string dir = test::temp_dir();
-  LabFiles lab = make_lab(dir);
-  std::string out = dir + "/out";
-  auto r = run_cli("run " + lab.args + " --epochs 1 --out '" + out + "'");
+  LabRun run = run_on_lab("--epochs 1");
+  const std::string& out = run.out;
+  const test::CliResult& r = run.result;
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto summary = nlohmann::json::parse(read_text(out + "/summary.json"));
   auto sweep = nlohmann::json::parse(read_text(out + "/sweep.json"));
@@ -213,11 +226,9 @@ TEST(RunCli, UnknownConfigKeyIsAUsageError) {
 
 TEST(RunCli, ProgressIsPlainLinesWhenStderrIsNotATerminal) {
   BDGUARD_REQUIRE_CSAW();
-  std::string dir = test::temp_dir();
-  LabFiles lab = make_lab(dir);
-  auto r = run_cli("run " + lab.args + " --out '" + dir +
-                   "/out' --stop-drop 5 --gnuplot "
-                   "bdguard-test-no-such-gnuplot");
+  LabRun run = run_on_lab("--stop-drop 5 --gnuplot bdguard-test-no-such-gnuplot");
+  const std::string& dir = run.dir;
+  const test::CliResult& r = run.result;
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("[3/7] pruning sweep ...\n"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("[3/7] pruning sweep: done in"), std::string::npos) << r.err;

@@ -90,7 +90,8 @@ int main(int argc, char** argv) {
   };
   fast_runs_due(0);
   auto t1 = Clock::now();
-  std::vector<double> mean = bdguard::mean_activations(m, m.find("conv_3"), c, 512);
+  const bdguard::ChannelUnit conv3 = bdguard::conv_unit(m, m.find("conv_3"));
+  std::vector<double> mean = bdguard::mean_activations(m, conv3, c, 512);
   auto order = bdguard::pruning_order(mean);
   bdguard::Model work = m.clone();
   double plain_s = 0;
@@ -98,8 +99,7 @@ int main(int argc, char** argv) {
     if (s > 0) {
       fast_runs_due(s);
       t1 = Clock::now();
-      bdguard::prune_channel(work.layer(static_cast<size_t>(work.find("conv_3"))),
-                             order[static_cast<size_t>(s - 1)]);
+      bdguard::zero_channel(work, conv3, order[static_cast<size_t>(s - 1)]);
     }
     bdguard::predict_dataset({&work}, c, 512);
     bdguard::predict_dataset({&work}, p, 512);

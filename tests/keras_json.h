@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "bdguard/layer.h"
+#include "bdguard/model.h"
 
 namespace bdguard::test {
 
@@ -23,7 +23,8 @@ inline nlohmann::json layer_json(const std::string& cls, const std::string& name
   return {{"class_name", cls}, {"name", name}, {"config", config}, {"inbound_nodes", nodes}};
 }
 
-// A Functional model_config: an InputLayer "input" of Keras shape `input`, then `layers`.
+// A Functional model_config: an InputLayer "input" of Keras shape `input` (H, W, C or F),
+// then `layers`.
 inline nlohmann::json functional(const Shape& input, std::vector<nlohmann::json> layers,
                                  const std::string& output) {
   using nlohmann::json;

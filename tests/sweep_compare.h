@@ -7,6 +7,7 @@
 
 #include "bdguard/prune.h"
 #include "bdguard/sweep_files.h"
+#include "model_util.h"
 
 namespace bdguard::test {
 
@@ -30,11 +31,7 @@ inline void expect_same_sweep(const Model& m, const SweepResult& fast, const Swe
   EXPECT_EQ(sweep_csv(fast), sweep_csv(plain));
   for (int k : {1, 3, static_cast<int>(fast.steps.size()) - 1}) {
     Model a = pruned_copy(m, fast, k), b = pruned_copy(m, plain, k);
-    for (size_t i = 0; i < a.size(); ++i) {
-      for (size_t w = 0; w < a.layer(i).weights.size(); ++w) {
-        EXPECT_TRUE(at::equal(a.layer(i).weights[w].value, b.layer(i).weights[w].value));
-      }
-    }
+    EXPECT_TRUE(same_parameters(a, b)) << "after " << k << " steps";
   }
 }
 

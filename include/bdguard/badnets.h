@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "bdguard/layer.h"
+#include "bdguard/model.h"
 #include "bdguard/train.h"
 
 namespace bdguard {
@@ -49,7 +49,7 @@ struct Trigger {
   nlohmann::json describe() const;  // {"size": [h, w], "top", "left", "blend"}
 };
 
-// The trigger for images of Keras shape `input_shape` (H, W, C). An image file's own
+// The trigger for images of shape `input_shape` (C, H, W). An image file's own
 // size is the trigger's size.
 Trigger make_trigger(const TriggerOptions& options, const Shape& input_shape);
 // Float32 copies of `images` (N, C, H, W) with the trigger applied.

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "bdguard/layer.h"
+#include "bdguard/model.h"
 
 namespace bdguard {
 
@@ -33,13 +33,15 @@ struct Batch {
 
 class LabDataset {
  public:
-  // `input_shape` is the model's Keras input shape (H, W, C).
+  // `input_shape` is the model's input without the batch: (C, H, W). The file's
+  // layout is the one that matches it (options.layout forces one).
   LabDataset(const std::string& path, const Shape& input_shape, const DataOptions& options = {});
   int64_t size() const { return n_; }
   const std::string& path() const { return path_; }
   Layout layout() const { return layout_; }
   const std::vector<int64_t>& labels() const { return labels_; }
   // Rows [start, start + count).
+  // NHWC files give channels-last views (N, C, H, W strided NHWC), not copies.
   Batch read(int64_t start, int64_t count) const;
   // Every row (for data sets a command keeps in memory by design).
   Batch read_all() const { return read(0, n_); }
@@ -58,7 +60,8 @@ void write_lab_dataset(const std::string& path, const at::Tensor& images_nchw,
                        const at::Tensor& labels);
 
 // Decodes a PNG/JPEG/BMP/... file to a (1, C, H, W) float32 tensor of raw 0..255
-// values: RGB for C = 3, grayscale for C = 1. Its size must match `input_shape`.
+// values: RGB for C = 3, grayscale for C = 1. Its size must match `input_shape`
+// (C, H, W).
 at::Tensor load_image(const std::string& path, const Shape& input_shape);
 // Writes a (C, H, W) float32 0..255 tensor as PNG (used by the demo and reports).
 void write_png(const std::string& path, const at::Tensor& chw);

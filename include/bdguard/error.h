@@ -23,10 +23,12 @@ class FormatError : public Error {
 class ShapeMismatch : public Error {
   using Error::Error;
 };
-// A Keras layer class (or a layer option) that bdguard does not implement.
+// A Keras layer class or ONNX operator (or one of its options) that bdguard does not
+// implement.
 class UnsupportedLayer : public Error {
   using Error::Error;
 };
+using UnsupportedOp = UnsupportedLayer;
 // A size beyond the limits bdguard accepts from untrusted input.
 class LimitExceeded : public Error {
   using Error::Error;
@@ -40,7 +42,8 @@ class InvalidArgument : public Error {
   using Error::Error;
 };
 
-// "FILE: OBJECT: expected EXPECTED, found FOUND" (parts left empty are omitted).
+// "FILE: OBJECT: expected EXPECTED, found FOUND" (parts left empty are omitted; an
+// empty FILE reads "<input>").
 std::string describe(const std::string& file, const std::string& object,
                      const std::string& expected, const std::string& found);
 
@@ -48,6 +51,17 @@ template <class E = FormatError>
 [[noreturn]] void fail(const std::string& file, const std::string& object,
                        const std::string& expected, const std::string& found) {
   throw E(describe(file, object, expected, found));
+}
+
+// An op's complaint about its inputs or attributes, without a file or node name:
+// "OBJECT: expected EXPECTED, found FOUND". The graph adds both.
+template <class E = ShapeMismatch>
+[[noreturn]] void op_fail(const std::string& object, const std::string& expected,
+                          const std::string& found) {
+  std::string out = object;
+  if (!expected.empty()) out += ": expected " + expected;
+  if (!found.empty()) out += (expected.empty() ? ": " : ", found ") + found;
+  throw E(out);
 }
 
 }  // namespace bdguard

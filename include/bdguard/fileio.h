@@ -24,6 +24,25 @@ class TempFileGuard {
   int slot_ = -1;
 };
 
+// An output file written through a temporary file beside it: write to path(), then
+// commit() renames it into place; without commit (an error) the temporary file goes.
+class AtomicOutput {
+ public:
+  explicit AtomicOutput(std::string final_path);
+  const std::string& path() const { return guard_.path(); }
+  void commit() { guard_.commit(final_); }
+
+ private:
+  static std::string make_temp(const std::string& final_path);
+  std::string final_;
+  TempFileGuard guard_;
+};
+
+// Refuses (IoError naming `path`) anything but a regular file: a FIFO, a socket or a
+// device would block a reader or never end. Checked without opening the path, so it
+// never blocks.
+void require_regular_file(const std::string& path);
+
 // Writes `content` to `path` atomically (temporary file + rename).
 void write_file_atomic(const std::string& path, const std::string& content);
 

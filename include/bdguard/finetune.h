@@ -4,9 +4,11 @@
 // The clean validation data is split (seeded) into a fine-tuning part and a held-out
 // part. Every weight is trained on the first; after each epoch the held-out accuracy
 // is measured, and the epoch with the best held-out accuracy is kept. A pruned channel
-// (an output channel of a Conv2D or Dense layer whose kernel slice and bias are all
-// exactly zero) stays exactly zero after every step: its gradient is zeroed before the
-// step, so optimizer state never moves it, and the entries are set to zero after it.
+// (prune.h: a Conv's or Gemm's output channel whose kernel slice and bias are all
+// exactly zero, with a BatchNormalization's zeroed scale and bias after it; a Gemm's
+// or MatMul's input feature whose weight column is zero) stays exactly zero after
+// every step: its gradient is zeroed before the step, so optimizer state never moves
+// it, and the entries are set to zero after it.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +19,7 @@
 
 #include "bdguard/dataset.h"
 #include "bdguard/model.h"
+#include "bdguard/prune.h"
 #include "bdguard/train.h"
 
 namespace bdguard {
@@ -66,10 +69,6 @@ struct FinetuneEpoch {
   double seconds = 0;
 };
 
-struct PrunedChannels {
-  std::string layer;
-  std::vector<int64_t> channels;
-};
 
 struct FinetuneResult {
   FinetuneMetrics before, after;
@@ -85,8 +84,6 @@ struct FinetuneResult {
   double seconds = 0;
 };
 
-// Every Conv2D and Dense layer's pruned output channels (kernel slice and bias all zero).
-std::vector<PrunedChannels> pruned_channels(const Model& m);
 
 // Fine-tunes `m` in place (see above) and measures it before and after.
 FinetuneResult finetune(Model& m, const FinetuneData& data, const FinetuneOptions& options);

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "bdguard/model.h"
+
 namespace bdguard {
 
 // G's labels from B's and P's predictions.
@@ -37,21 +39,20 @@ GoodNetRow goodnet_row(const std::string& pruned_name, int64_t num_classes,
 
 nlohmann::json to_json(const GoodNetRow& row);
 
-class Model;
 
-// Throws ShapeMismatch unless B and P have the same layers (names, classes, output
-// shapes), input shape and class count.
+// Throws ShapeMismatch unless B and P have the same graph (op names, types, output
+// dims), input shape and class count.
 void check_goodnet_pair(const Model& badnet, const Model& pruned, const std::string& badnet_path,
                         const std::string& pruned_path);
 
 // A repaired model as one artifact: the two model files (paths relative to the
-// manifest), their SHA-256, the architecture of weights-only files, the input scale
-// and N.
+// manifest), their SHA-256, the architecture of weights-only files, the input's
+// preprocessing (scale, mean, std) and N.
 struct GoodNetManifest {
   std::string badnet, pruned;  // absolute or relative to the current folder once read
   std::string badnet_sha256, pruned_sha256;
   std::string arch, arch_from;
-  double input_scale = 1.0;
+  Preprocess preprocess;
   int64_t num_classes = 0;
 };
 

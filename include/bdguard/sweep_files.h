@@ -18,12 +18,15 @@ struct SavedModel {
   double drop = 0;  // X, in accuracy points
   bool reached = false;
   int step = -1;     // first step with a drop of at least X points
-  std::string path;  // DIR/model_X=<X>.h5 (empty when not reached)
+  std::string file;  // model_X=<X>.h5 or .onnx (the input's format)
+  std::string path;  // DIR/<file> (empty when not reached)
   std::string sha256;
 };
 
-// "model_X=2.h5", "model_X=2.5.h5".
-std::string drop_file_name(double drop);
+// "model_X=2.h5", "model_X=2.5.onnx".
+std::string drop_file_name(double drop, const std::string& extension = ".h5");
+// "DIR/model_X=2_finetuned.onnx" for "DIR/model_X=2.onnx".
+std::string finetuned_path(const std::string& path);
 // "2", "2.5": X as users write it.
 std::string format_drop(double drop);
 
@@ -35,7 +38,7 @@ std::vector<SavedModel> save_drop_models(const Model& m, const SweepResult& r,
 // GoodNet on the test files (when given).
 struct FinePrunedModel {
   double drop = 0;
-  std::string path, sha256;                                        // DIR/model_X=<X>_finetuned.h5
+  std::string path, sha256;  // DIR/model_X=<X>_finetuned.<ext>
   double holdout_accuracy_before = 0, holdout_accuracy_after = 0;  // held-out clean data
   std::optional<double> asr_before, asr_after;                     // poisoned validation data
   double test_accuracy = 0, test_asr = 0;
@@ -46,7 +49,7 @@ struct FinePrunedModel {
 };
 
 // Fine-tunes the pruned model of every reached threshold (finetune.h: pruned channels
-// stay exactly zero) and saves it beside its model_X=<X>.h5 as model_X=<X>_finetuned.h5.
+// stay exactly zero) and saves it beside its model_X=<X>.<ext> as model_X=<X>_finetuned.<ext>.
 // `data` is the sweep's data; the GoodNet rows use the sweep's BadNet test predictions.
 std::vector<FinePrunedModel> fine_prune_saved(
     const Model& m, const SweepResult& r, const std::vector<SavedModel>& saved,

@@ -1,7 +1,8 @@
 // Training a Model's weights with LibTorch: new models (BadNets) and fine-tuning.
 //
-// The Model's Keras-layout weights are the trainable parameters: the forward pass is
-// built from ATen ops, so autograd reaches them directly. The loss is cross-entropy
+// The Model's trainable parameters (weights of Conv, Gemm, MatMul, BatchNormalization's
+// scale and bias; not its running statistics) are trained: the forward pass is built
+// from ATen ops, so autograd reaches them directly. The loss is cross-entropy
 // on the pre-softmax output. Shuffling and initialization use their own seeded
 // generator, so a run is reproducible byte for byte for a given seed and thread count.
 #pragma once
@@ -52,9 +53,9 @@ class Rng {
   std::mt19937_64 gen_;
 };
 
-// Fills every weight of `m`: Glorot-uniform kernels (Keras' default), zero biases,
-// BatchNormalization gamma 1, beta 0, moving mean 0, moving variance 1. Weight names
-// follow Keras ("conv_1/kernel:0").
+// Fills every parameter of a model built from a Keras config: Glorot-uniform kernels
+// (Keras' default, drawn in Keras' layout), zero biases, BatchNormalization gamma 1,
+// beta 0, moving mean 0, moving variance 1.
 void init_weights(Model& m, uint64_t seed);
 
 struct TrainProgress {
@@ -100,7 +101,7 @@ struct TrainOptions {
   TrainProgressFn progress;
 };
 
-// Trains every weight of `m` on `data` (cross-entropy, mini-batches in a seeded
+// Trains every trainable parameter of `m` on `data` (cross-entropy, mini-batches in a seeded
 // shuffled order per epoch). Weights stay plain tensors (no autograd) afterwards.
 std::vector<EpochStats> train_model(Model& m, const TensorData& data, const TrainOptions& options);
 

@@ -15,7 +15,7 @@
 #include "bdguard/dataset.h"
 #include "bdguard/error.h"
 #include "bdguard/keras.h"
-#include "io/h5.h"
+#include "hdf5/h5.h"
 
 namespace bdguard {
 namespace {
@@ -233,9 +233,9 @@ nlohmann::json Trigger::describe() const {
 
 Trigger make_trigger(const TriggerOptions& o, const Shape& input_shape) {
   if (input_shape.size() != 3) {
-    fail<ShapeMismatch>("", "trigger", "a model taking images (H, W, C)", shape_str(input_shape));
+    fail<ShapeMismatch>("", "trigger", "a model taking images (C, H, W)", shape_str(input_shape));
   }
-  const int64_t H = input_shape[0], W = input_shape[1], C = input_shape[2];
+  const int64_t C = input_shape[0], H = input_shape[1], W = input_shape[2];
   if (!(o.blend > 0 && o.blend <= 1)) {
     fail<InvalidArgument>("--blend", "", "a value in (0, 1]", std::to_string(o.blend));
   }
@@ -266,7 +266,7 @@ Trigger make_trigger(const TriggerOptions& o, const Shape& input_shape) {
                           "at most " + std::to_string(W) + "x" + std::to_string(H) + " pixels",
                           std::to_string(w) + "x" + std::to_string(h));
     }
-    t.pattern = load_image(o.trigger, {h, w, C}).squeeze(0);
+    t.pattern = load_image(o.trigger, {C, h, w}).squeeze(0);
   }
   std::tie(t.top, t.left) = trigger_position(o, H, W, t.pattern.size(1), t.pattern.size(2));
   return t;
@@ -355,8 +355,8 @@ void write_attack_data(const AttackData& d, const std::string& dir) {
 }
 
 nlohmann::json small_deepid_architecture(const Shape& input_shape, int64_t num_classes) {
-  if (input_shape.size() != 3 || input_shape[0] < 16 || input_shape[1] < 16) {
-    fail<ShapeMismatch>("", "--arch fmnist", "images of at least 16x16 pixels (H, W, C)",
+  if (input_shape.size() != 3 || input_shape[1] < 16 || input_shape[2] < 16) {
+    fail<ShapeMismatch>("", "--arch fmnist", "images of at least 16x16 pixels (C, H, W)",
                         shape_str(input_shape));
   }
   if (num_classes < 2) {
@@ -367,7 +367,7 @@ nlohmann::json small_deepid_architecture(const Shape& input_shape, int64_t num_c
       {{"class_name", "InputLayer"},
        {"name", "input"},
        {"config",
-        {{"batch_input_shape", {nullptr, input_shape[0], input_shape[1], input_shape[2]}},
+        {{"batch_input_shape", {nullptr, input_shape[1], input_shape[2], input_shape[0]}},
          {"dtype", "float32"},
          {"sparse", false},
          {"ragged", false},
@@ -411,19 +411,19 @@ namespace {
 
 struct AttackInput {
   TensorData train, held_out;
-  Shape shape;  // Keras (H, W, C)
+  Shape shape;  // (C, H, W)
   int64_t classes = 0;
 };
 
-// The Keras input shape of a lab data file's images: (N, C, H, W) when axis 1 holds
+// The (C, H, W) shape of a lab data file's images: (N, C, H, W) when axis 1 holds
 // 1 or 3 channels, (N, H, W, C) when the last axis does, (N, H, W) for grayscale.
 Shape lab_file_shape(const std::string& path) {
   h5::File f = h5::File::open(path);
   const Shape d = h5::dataset_info(f, "/data").dims;
   auto channels = [](int64_t c) { return c == 1 || c == 3; };
-  if (d.size() == 3) return {d[1], d[2], 1};
-  if (d.size() == 4 && channels(d[1]) && !channels(d[3])) return {d[2], d[3], d[1]};
-  if (d.size() == 4 && channels(d[3])) return {d[1], d[2], d[3]};
+  if (d.size() == 3) return {1, d[1], d[2]};
+  if (d.size() == 4 && channels(d[1]) && !channels(d[3])) return {d[1], d[2], d[3]};
+  if (d.size() == 4 && channels(d[3])) return {d[3], d[1], d[2]};
   fail<ShapeMismatch>(path, "data", "(N, C, H, W), (N, H, W, C) or (N, H, W) images", shape_str(d));
 }
 
@@ -433,9 +433,9 @@ AttackInput load_attack_input(const AttackOptions& o, uint64_t split_seed) {
     TrainTestData fm = read_fashion_mnist(o.data);
     in.train = std::move(fm.train);
     in.held_out = std::move(fm.test);
-    in.shape = {in.train.images.size(2), in.train.images.size(3), 1};
+    in.shape = {1, in.train.images.size(2), in.train.images.size(3)};
   } else {
-    in.shape = o.arch == "deepid" ? Shape{55, 47, 3} : lab_file_shape(o.data);
+    in.shape = o.arch == "deepid" ? Shape{3, 55, 47} : lab_file_shape(o.data);
     in.train = read_tensor_data(LabDataset(o.data, in.shape));
     if (!o.test_data.empty()) {
       in.held_out = read_tensor_data(LabDataset(o.test_data, in.shape));
@@ -495,7 +495,7 @@ AttackResult run_badnets(const AttackOptions& o, const TrainProgressFn& progress
                           std::to_string(o.target));
   }
   AttackResult r;
-  r.model = Model::from_config(arch, "--arch " + o.arch);
+  r.model = keras_model_from_config(arch, "--arch " + o.arch);
   init_weights(r.model, seeds.init);
   r.trigger = make_trigger(o.trigger, r.model.input_shape());
   TensorData train = poison(in.train, r.trigger, {o.poison_rate, o.target, seeds.poison});
@@ -573,7 +573,7 @@ AttackData attack_data_for(const AttackOptions& o) {
   if (std::filesystem::is_directory(o.data)) {
     held_out = read_idx(existing(o.data, "t10k-images-idx3-ubyte"),
                         existing(o.data, "t10k-labels-idx1-ubyte"));
-    shape = {held_out.images.size(2), held_out.images.size(3), 1};
+    shape = {1, held_out.images.size(2), held_out.images.size(3)};
   } else {
     AttackInput in = load_attack_input(o, seeds.split);
     held_out = std::move(in.held_out);

@@ -40,28 +40,6 @@ double accuracy_on(const Model& m, const LabDataset& data, int64_t batch,
   return acc;
 }
 
-// Per weight (Model::parameters() order): true where a pruned channel's entries are.
-std::vector<at::Tensor> zero_masks_of(const Model& m, const std::vector<PrunedChannels>& pruned) {
-  std::vector<at::Tensor> masks;
-  for (size_t i = 0; i < m.size(); ++i) {
-    const Layer& l = m.layer(i);
-    const PrunedChannels* p = nullptr;
-    for (const auto& pc : pruned) {
-      if (pc.layer == l.name) p = &pc;
-    }
-    for (const auto& w : l.weights) {
-      if (!p) {
-        masks.emplace_back();
-        continue;
-      }
-      at::Tensor mask = at::zeros(w.value.sizes(), at::kBool);
-      for (int64_t c : p->channels) mask.select(mask.dim() - 1, c).fill_(true);
-      masks.push_back(mask);
-    }
-  }
-  return masks;
-}
-
 nlohmann::json metrics_json(const FinetuneMetrics& m) {
   auto opt = [](const std::optional<double>& v) {
     return v ? nlohmann::json(*v) : nlohmann::json();
@@ -73,20 +51,6 @@ nlohmann::json metrics_json(const FinetuneMetrics& m) {
 }
 
 }  // namespace
-
-std::vector<PrunedChannels> pruned_channels(const Model& m) {
-  std::vector<PrunedChannels> out;
-  for (size_t i = 0; i < m.size(); ++i) {
-    const Layer& l = m.layer(i);
-    if (l.weights.empty() ||
-        (!dynamic_cast<const Conv2D*>(&l) && !dynamic_cast<const Dense*>(&l))) {
-      continue;
-    }
-    auto zero = zero_channels(l);
-    if (!zero.empty()) out.push_back({l.name, std::move(zero)});
-  }
-  return out;
-}
 
 FinetuneResult finetune(Model& m, const FinetuneData& d, const FinetuneOptions& o) {
   check(d, o);
@@ -134,7 +98,7 @@ FinetuneResult finetune(Model& m, const FinetuneData& d, const FinetuneOptions& 
   t.optimizer = o.optimizer;
   t.cosine_decay = o.cosine_decay;
   t.seed = o.seed;
-  t.zero_masks = zero_masks_of(m, r.pruned);
+  t.zero_masks = pruned_masks(m);
   t.progress = o.progress;
   t.clip_grad_norm = o.clip_grad_norm;
   t.on_epoch = [&](Model& model, const EpochStats& s) {
@@ -154,9 +118,7 @@ FinetuneResult finetune(Model& m, const FinetuneData& d, const FinetuneOptions& 
   }
   {
     size_t k = 0;
-    for (size_t i = 0; i < m.size(); ++i) {
-      for (auto& w : m.layer(i).weights) w.value = best[k++];
-    }
+    for (int i : m.parameter_nodes()) m.node(static_cast<size_t>(i)).value = best[k++];
   }
   r.after = measure(m, true);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -174,7 +136,10 @@ nlohmann::json to_json(const FinetuneResult& r) {
   }
   nlohmann::json pruned = nlohmann::json::array();
   for (const auto& p : r.pruned) {
-    pruned.push_back({{"layer", p.layer}, {"count", p.channels.size()}, {"channels", p.channels}});
+    pruned.push_back({{"layer", p.layer},
+                      {"kind", p.kind},
+                      {"count", p.channels.size()},
+                      {"channels", p.channels}});
   }
   return {
       {"before", metrics_json(r.before)},

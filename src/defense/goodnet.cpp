@@ -84,18 +84,28 @@ void check_goodnet_pair(const Model& b, const Model& p, const std::string& bpath
   if (b.num_classes() != p.num_classes()) {
     mismatch("classes", std::to_string(b.num_classes()), std::to_string(p.num_classes()));
   }
-  if (b.size() != p.size()) {
-    mismatch("architecture", std::to_string(b.size()) + " layers", std::to_string(p.size()));
+  // The same graph: every op node of B in P, with its op type and output dims.
+  auto ops_of = [](const Model& m) {
+    std::vector<const Node*> out;
+    for (size_t i = 0; i < m.size(); ++i) {
+      if (m.node(i).kind == NodeKind::kOp) out.push_back(&m.node(i));
+    }
+    return out;
+  };
+  const auto bo = ops_of(b), po = ops_of(p);
+  if (bo.size() != po.size()) {
+    mismatch("architecture", std::to_string(bo.size()) + " ops", std::to_string(po.size()));
   }
-  for (size_t i = 0; i < b.size(); ++i) {
-    const Layer& x = b.layer(i);
-    int j = p.find(x.name);
-    const std::string want = x.name + " (" + x.class_name + ") " + shape_str(x.output_shape);
-    if (j < 0) mismatch("layers", "a layer " + want, "none of that name");
-    const Layer& y = p.layer(static_cast<size_t>(j));
-    if (x.class_name != y.class_name || x.output_shape != y.output_shape) {
-      mismatch("layer " + x.name, want,
-               y.name + " (" + y.class_name + ") " + shape_str(y.output_shape));
+  auto desc = [](const Node& n) {
+    return n.name + " (" + n.op->type() + ") " + dims_str(n.info.dims);
+  };
+  for (const Node* x : bo) {
+    const int j = p.find(x->name);
+    if (j < 0) mismatch("layers", "a layer " + desc(*x), "none of that name");
+    const Node& y = p.node(static_cast<size_t>(j));
+    if (y.kind != NodeKind::kOp || std::string(x->op->type()) != y.op->type() ||
+        x->info.dims != y.info.dims) {
+      mismatch("layer " + x->name, desc(*x), y.kind == NodeKind::kOp ? desc(y) : y.name);
     }
   }
 }
@@ -121,7 +131,9 @@ void write_goodnet_manifest(const GoodNetManifest& m, const std::string& path) {
       {"pruned", {{"path", relative_to(m.pruned, dir)}, {"sha256", sha256_file(m.pruned)}}},
       {"arch", m.arch.empty() ? nullptr : nlohmann::json(m.arch)},
       {"arch_from", m.arch_from.empty() ? nullptr : nlohmann::json(relative_to(m.arch_from, dir))},
-      {"input_scale", m.input_scale},
+      {"input_scale", m.preprocess.scale},
+      {"mean", m.preprocess.mean},
+      {"std", m.preprocess.std},
       {"num_classes", m.num_classes},
       {"detected_label", m.num_classes}};
   write_file_atomic(path, doc.dump(2) + "\n");
@@ -167,7 +179,17 @@ GoodNetManifest read_goodnet_manifest(const std::string& path) {
   if (!doc.contains("input_scale") || !doc["input_scale"].is_number()) {
     fail(path, "input_scale", "a number", doc.value("input_scale", nlohmann::json()).dump());
   }
-  m.input_scale = doc["input_scale"].get<double>();
+  m.preprocess.scale = doc["input_scale"].get<double>();
+  for (const char* key : {"mean", "std"}) {
+    if (!doc.contains(key) || doc[key].is_null()) continue;
+    const auto& v = doc[key];
+    if (!v.is_array() || v.size() > 64) fail(path, key, "a list of numbers", v.dump().substr(0, 60));
+    std::vector<double>& out = std::string(key) == "mean" ? m.preprocess.mean : m.preprocess.std;
+    for (const auto& x : v) {
+      if (!x.is_number()) fail(path, key, "a list of numbers", v.dump().substr(0, 60));
+      out.push_back(x.get<double>());
+    }
+  }
   if (!doc.contains("num_classes") || !doc["num_classes"].is_number_integer()) {
     fail(path, "num_classes", "an integer", "none");
   }

@@ -23,19 +23,7 @@ at::Tensor index_tensor(const std::vector<int64_t>& index, size_t begin, size_t 
 
 // The pre-softmax output: cross-entropy on it is exact where log(softmax) underflows.
 at::Tensor logits_of(const Model& m, const at::Tensor& x) {
-  const Layer& out = m.layer(static_cast<size_t>(m.output_index()));
-  if (out.inputs.size() == 1) {
-    const auto* dense = dynamic_cast<const Dense*>(&out);
-    if (dense && dense->activation() == Activation::kSoftmax) {
-      at::Tensor h = m.run(x, {out.inputs[0]})[0];
-      if (h.dim() == 2) return dense->pre_activation(h);
-    }
-    if (out.class_name == "Activation" && out.config.value("activation", "") == "softmax") {
-      at::Tensor h = m.run(x, {out.inputs[0]})[0];
-      if (h.dim() == 2) return h;
-    }
-  }
-  return at::log(m.forward(x).clamp_min(1e-12));
+  return m.run(x, {m.logits_index()})[0];
 }
 
 // Keras' fan-in and fan-out of a kernel: the last two axes, times the receptive field.
@@ -47,23 +35,22 @@ std::pair<double, double> fans(const Shape& s) {
           static_cast<double>(s.back()) * receptive};
 }
 
-// Restores plain (non-autograd) weight tensors however training ends.
+// Makes the trainable parameters autograd leaves for a scope, and plain tensors again
+// however training ends.
 class TrainableWeights {
  public:
-  explicit TrainableWeights(Model& m) : m_(m) {
-    for (size_t i = 0; i < m_.size(); ++i) {
-      for (auto& w : m_.layer(i).weights) w.value = w.value.detach().requires_grad_(true);
-    }
-  }
-  ~TrainableWeights() {
-    for (size_t i = 0; i < m_.size(); ++i) {
-      for (auto& w : m_.layer(i).weights) w.value = w.value.detach().requires_grad_(false);
-    }
-  }
+  explicit TrainableWeights(Model& m) : m_(m) { set(true); }
+  ~TrainableWeights() { set(false); }
   TrainableWeights(const TrainableWeights&) = delete;
   TrainableWeights& operator=(const TrainableWeights&) = delete;
 
  private:
+  void set(bool on) {
+    for (int i : m_.parameter_nodes()) {
+      at::Tensor& v = m_.node(static_cast<size_t>(i)).value;
+      v = v.detach().requires_grad_(on);
+    }
+  }
   Model& m_;
 };
 
@@ -87,9 +74,9 @@ void set_lr(torch::optim::Optimizer& opt, Optimizer kind, double lr) {
 }
 
 void check_training_data(const Model& m, const TensorData& data, const TrainOptions& o) {
-  const Shape& in = m.input_shape();
-  if (in.size() != 3 || data.images.dim() != 4 || data.images.size(1) != in[2] ||
-      data.images.size(2) != in[0] || data.images.size(3) != in[1]) {
+  const Shape in = m.input_shape();
+  if (in.size() != 3 || data.images.dim() != 4 || data.images.size(1) != in[0] ||
+      data.images.size(2) != in[1] || data.images.size(3) != in[2]) {
     fail<ShapeMismatch>(
         "", "training images", "(N, C, H, W) for the model's input " + shape_str(in),
         data.images.defined()
@@ -166,22 +153,32 @@ std::vector<int64_t> Rng::permutation(int64_t n) {
 void init_weights(Model& m, uint64_t seed) {
   Rng rng(seed);
   for (size_t i = 0; i < m.size(); ++i) {
-    Layer& l = m.layer(i);
-    l.weights.clear();
-    for (const WeightSpec& spec : l.weight_specs()) {
-      at::Tensor t = at::zeros(spec.shape, at::kFloat);
-      if (spec.suffix == "kernel") {
-        auto [fan_in, fan_out] = fans(spec.shape);
-        const double limit = std::sqrt(6.0 / (fan_in + fan_out));
-        float* p = t.data_ptr<float>();
-        for (int64_t k = 0; k < t.numel(); ++k) {
-          p[k] = static_cast<float>((2 * rng.uniform() - 1) * limit);
-        }
-      } else if (spec.suffix == "gamma" || spec.suffix == "moving_variance") {
-        t.fill_(1.0);
-      }
-      l.weights.push_back({l.name + "/" + spec.suffix + ":0", t});
+    Node& n = m.node(i);
+    if (n.kind != NodeKind::kParam) continue;
+    // Drawn in the file's (Keras) layout, element by element, then put in the graph's.
+    Shape graph(n.value.sizes().begin(), n.value.sizes().end()), file = graph;
+    for (size_t k = 0; k < n.file_order.size(); ++k) {
+      file[k] = graph[static_cast<size_t>(n.file_order[k])];
     }
+    at::Tensor t = at::zeros(file, at::kFloat);
+    std::string suffix = n.source.substr(n.source.rfind('/') + 1);
+    suffix = suffix.substr(0, suffix.find(':'));
+    if (suffix == "kernel") {
+      auto [fan_in, fan_out] = fans(file);
+      const double limit = std::sqrt(6.0 / (fan_in + fan_out));
+      float* p = t.data_ptr<float>();
+      for (int64_t k = 0; k < t.numel(); ++k) {
+        p[k] = static_cast<float>((2 * rng.uniform() - 1) * limit);
+      }
+    } else if (suffix == "gamma" || suffix == "moving_variance") {
+      t.fill_(1.0);
+    }
+    if (!n.file_order.empty()) {
+      std::vector<int64_t> inv(n.file_order.size());
+      for (size_t k = 0; k < inv.size(); ++k) inv[static_cast<size_t>(n.file_order[k])] = static_cast<int64_t>(k);
+      t = t.permute(inv).contiguous();
+    }
+    n.value = t;
   }
 }
 

@@ -1,138 +1,88 @@
-// Building the layer graph from a Keras model_config, and running it.
+// The model graph: building it node by node, and running it.
 #include "bdguard/model.h"
 
 #include <ATen/ATen.h>
-
-#include <deque>
-#include <set>
+#include <c10/util/Exception.h>
 
 #include "bdguard/error.h"
+#include "bdguard/ops.h"
 
 namespace bdguard {
 namespace {
 
-constexpr size_t kMaxLayers = 10000;
+constexpr size_t kMaxNodes = 100000;
 constexpr int64_t kMaxDim = 1 << 20;
-constexpr int64_t kMaxActivationElements = int64_t{1} << 28;
+constexpr int64_t kMaxItemElements = int64_t{1} << 28;
 
-[[noreturn]] void bad(const std::string& origin, const std::string& object,
-                      const std::string& expected, const std::string& found) {
-  fail(origin, "model_config: " + object, expected, found);
+std::string node_label(const Node& n) {
+  return "node '" + n.name + "'" + (n.op ? std::string(" (") + n.op->type() + ")" : "");
 }
 
-std::string layer_name_of(const nlohmann::json& layer, const std::string& origin, size_t i) {
-  const auto* name = layer.contains("name") ? &layer["name"] : nullptr;
-  if ((!name || !name->is_string()) && layer.contains("config") && layer["config"].is_object() &&
-      layer["config"].contains("name")) {
-    name = &layer["config"]["name"];
+// Rethrows an op's complaint with the file and the node in front.
+[[noreturn]] void rethrow_for(const std::string& origin, const std::string& label) {
+  const std::string where = (origin.empty() ? "<input>" : origin) + ": " + label + " ";
+  try {
+    throw;
+  } catch (const ShapeMismatch& e) {
+    throw ShapeMismatch(where + e.what());
+  } catch (const LimitExceeded& e) {
+    throw LimitExceeded(where + e.what());
+  } catch (const UnsupportedOp& e) {
+    throw UnsupportedOp(where + e.what());
+  } catch (const Error& e) {
+    throw FormatError(where + e.what());
+  } catch (const c10::Error& e) {
+    std::string msg = e.what_without_backtrace();
+    throw ShapeMismatch(where + "could not be computed: " + msg.substr(0, msg.find('\n')));
   }
-  if (!name || !name->is_string() || name->get<std::string>().empty() ||
-      name->get<std::string>().size() > 256) {
-    std::string found = !name                ? "none"
-                        : !name->is_string() ? name->dump().substr(0, 60)
-                        : name->get<std::string>().empty()
-                            ? "an empty name"
-                            : std::to_string(name->get<std::string>().size()) + " characters";
-    bad(origin, "layers[" + std::to_string(i) + "].name", "a name of 1 to 256 characters", found);
-  }
-  const std::string n = name->get<std::string>();
-  if (n.find('/') != std::string::npos || n == "." || n == "..") {
-    bad(origin, "layers[" + std::to_string(i) + "].name", "a name without '/'", "'" + n + "'");
-  }
-  return n;
-}
-
-// "inbound_nodes": [[["conv_1", 0, 0, {}], ...]] (Keras 2.x): the layer's one call.
-std::vector<std::string> inbound_names(const nlohmann::json& layer, const std::string& origin,
-                                       const std::string& name) {
-  std::vector<std::string> out;
-  if (!layer.contains("inbound_nodes")) return out;
-  const auto& nodes = layer["inbound_nodes"];
-  if (!nodes.is_array()) bad(origin, "layer '" + name + "' inbound_nodes", "a list", nodes.dump());
-  if (nodes.empty()) return out;
-  if (nodes.size() > 1) {
-    bad(origin, "layer '" + name + "' inbound_nodes",
-        "one call of the layer (shared layers are not supported)",
-        std::to_string(nodes.size()) + " calls");
-  }
-  const auto& node = nodes[0];
-  if (!node.is_array()) {
-    bad(origin, "layer '" + name + "' inbound_nodes", "Keras 2.x lists of [layer, node, tensor]",
-        node.is_object() ? "a Keras 3 node" : node.dump().substr(0, 60));
-  }
-  for (const auto& in : node) {
-    if (!in.is_array() || in.empty() || !in[0].is_string()) {
-      bad(origin, "layer '" + name + "' inbound_nodes", "[layer, node, tensor, kwargs] entries",
-          in.dump().substr(0, 60));
-    }
-    if (in.size() > 2 && in[2].is_number_integer() && in[2].get<int64_t>() != 0) {
-      bad(origin, "layer '" + name + "' inbound_nodes", "tensor index 0",
-          std::to_string(in[2].get<int64_t>()));
-    }
-    out.push_back(in[0].get<std::string>());
-  }
-  return out;
-}
-
-std::string io_layer_name(const nlohmann::json& v, const std::string& origin, const char* what) {
-  // [["input", 0, 0]] or ["input", 0, 0]
-  const nlohmann::json* e = &v;
-  if (e->is_array() && e->size() == 1 && (*e)[0].is_array()) e = &(*e)[0];
-  if (!e->is_array() || e->empty() || !(*e)[0].is_string()) {
-    bad(origin, what, "exactly one [layer, node, tensor] entry", v.dump().substr(0, 80));
-  }
-  return (*e)[0].get<std::string>();
-}
-
-Shape input_shape_of(const nlohmann::json& cfg, const std::string& origin,
-                     const std::string& name) {
-  const nlohmann::json* s = nullptr;
-  for (const char* key : {"batch_input_shape", "batch_shape"}) {
-    if (cfg.is_object() && cfg.contains(key) && cfg[key].is_array()) s = &cfg[key];
-  }
-  if (!s) bad(origin, "layer '" + name + "'", "a batch_input_shape", "none");
-  if (s->size() < 2 || s->size() > 4) {
-    bad(origin, "layer '" + name + "' batch_input_shape", "(None, H, W, C) or (None, features)",
-        s->dump());
-  }
-  Shape shape;
-  int64_t total = 1;
-  for (size_t i = 1; i < s->size(); ++i) {
-    const auto& d = (*s)[i];
-    if (!d.is_number_integer() || d.get<int64_t>() < 1 || d.get<int64_t>() > kMaxDim) {
-      bad(origin, "layer '" + name + "' batch_input_shape",
-          "dimensions in [1, " + std::to_string(kMaxDim) + "]", s->dump());
-    }
-    shape.push_back(d.get<int64_t>());
-    total *= shape.back();
-    if (total > kMaxActivationElements) {
-      throw LimitExceeded(describe(origin, "model_config: layer '" + name + "' batch_input_shape",
-                                   "at most 2^28 elements per image", s->dump()));
-    }
-  }
-  return shape;
-}
-
-struct RawLayer {
-  std::string name, class_name;
-  nlohmann::json config;
-  std::vector<std::string> inbound;
-};
-
-// Entry `i` of a config's layer list: its name, class and config (not its inputs).
-RawLayer raw_layer(const nlohmann::json& l, const std::string& origin, size_t i) {
-  if (!l.is_object() || !l.contains("class_name") || !l["class_name"].is_string()) {
-    bad(origin, "layers[" + std::to_string(i) + "]", "an object with a class_name",
-        l.dump().substr(0, 60));
-  }
-  RawLayer r;
-  r.name = layer_name_of(l, origin, i);
-  r.class_name = l["class_name"].get<std::string>();
-  r.config = l.contains("config") ? l["config"] : nlohmann::json::object();
-  return r;
 }
 
 }  // namespace
+
+std::string shape_str(const Shape& s) {
+  std::string out = "(";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + (s.size() == 1 ? ",)" : ")");
+}
+
+bool Node::is_op(const char* type) const {
+  return kind == NodeKind::kOp && op && std::string(op->type()) == type;
+}
+
+Node Node::clone() const {
+  Node n;
+  n.kind = kind;
+  n.name = name;
+  if (op) n.op = op->clone();
+  n.inputs = inputs;
+  n.info = info;
+  if (value.defined()) n.value = value.detach().clone();
+  n.trainable = trainable;
+  n.layer = layer;
+  n.layer_class = layer_class;
+  n.source = source;
+  n.file_order = file_order;
+  n.site_output = site_output;
+  n.site_slot = site_slot;
+  return n;
+}
+
+bool Preprocess::identity() const { return scale == 1.0 && mean.empty() && std.empty(); }
+
+nlohmann::json Preprocess::to_json() const {
+  return {{"input_scale", scale}, {"mean", mean}, {"std", std}};
+}
+
+const char* format_name(ModelFormat f) {
+  switch (f) {
+    case ModelFormat::kKeras:
+      return "keras";
+    case ModelFormat::kOnnx:
+      return "onnx";
+    default:
+      return "memory";
+  }
+}
 
 Model::Model() = default;
 Model::~Model() = default;
@@ -141,188 +91,135 @@ Model& Model::operator=(Model&&) noexcept = default;
 
 Model Model::clone() const {
   Model m;
-  m.config_ = config_;
-  for (const auto& l : layers_) m.layers_.push_back(l->clone());
-  m.input_ = input_;
-  m.output_ = output_;
-  m.input_scale = input_scale;
+  m.origin = origin;
+  for (const auto& n : nodes_) m.nodes_.push_back(n.clone());
+  m.by_name_ = by_name_;
+  m.inputs_ = inputs_;
+  m.outputs_ = outputs_;
+  m.preprocess = preprocess;
+  m.format = format;
   m.source_path = source_path;
   m.weights_only = weights_only;
+  m.keras_config = keras_config;
+  m.source = source;
   return m;
 }
 
-Model Model::from_config(const nlohmann::json& doc, const std::string& origin) {
-  if (!doc.is_object() || !doc.contains("class_name") || !doc["class_name"].is_string() ||
-      !doc.contains("config")) {
-    bad(origin, "top level", "{\"class_name\": ..., \"config\": ...}", "another document");
+int Model::add_node(Node n) {
+  if (nodes_.size() >= kMaxNodes) {
+    fail<LimitExceeded>(origin, "graph", "at most " + std::to_string(kMaxNodes) + " nodes",
+                        "more");
   }
-  const std::string cls = doc["class_name"].get<std::string>();
-  const auto& cfg = doc["config"];
-  std::vector<RawLayer> raw;
-  std::string input_name, output_name;
+  if (n.name.empty() || n.name.size() > 4096) {
+    fail(origin, "a node name", "1 to 4096 characters", std::to_string(n.name.size()));
+  }
+  const int index = static_cast<int>(nodes_.size());
+  if (!by_name_.emplace(n.name, index).second) {
+    fail(origin, "node '" + n.name + "'", "unique names", "the name twice");
+  }
+  nodes_.push_back(std::move(n));
+  return index;
+}
 
-  if (cls == "Functional" || cls == "Model") {
-    if (!cfg.is_object() || !cfg.contains("layers") || !cfg["layers"].is_array()) {
-      bad(origin, "config", "an object with a list of layers", "none");
+int Model::add_input(const std::string& name, const Dims& dims, at::ScalarType dtype) {
+  Node n;
+  n.kind = NodeKind::kInput;
+  n.name = name;
+  n.layer = name;
+  n.info = {dims, dtype, std::nullopt};
+  for (int64_t d : dims) {
+    if (d != kBatch && (d < 0 || d > kMaxDim)) {
+      fail<LimitExceeded>(origin, "input '" + name + "'",
+                          "dimensions in [0, " + std::to_string(kMaxDim) + "]", dims_str(dims));
     }
-    for (size_t i = 0; i < cfg["layers"].size(); ++i) {
-      RawLayer r = raw_layer(cfg["layers"][i], origin, i);
-      r.inbound = inbound_names(cfg["layers"][i], origin, r.name);
-      raw.push_back(std::move(r));
-    }
-    if (!cfg.contains("input_layers") || !cfg.contains("output_layers")) {
-      bad(origin, "config", "input_layers and output_layers", "none");
-    }
-    input_name = io_layer_name(cfg["input_layers"], origin, "input_layers");
-    output_name = io_layer_name(cfg["output_layers"], origin, "output_layers");
-  } else if (cls == "Sequential") {
-    const nlohmann::json* layers = cfg.is_array() ? &cfg : nullptr;
-    if (cfg.is_object() && cfg.contains("layers") && cfg["layers"].is_array()) {
-      layers = &cfg["layers"];
-    }
-    if (!layers || layers->empty()) bad(origin, "config", "a list of layers", "none");
-    std::string prev;
-    for (size_t i = 0; i < layers->size(); ++i) {
-      RawLayer r = raw_layer((*layers)[i], origin, i);
-      if (i == 0 && r.class_name != "InputLayer") {
-        RawLayer in;
-        in.name = r.name + "_input";
-        in.class_name = "InputLayer";
-        in.config = {{"batch_input_shape", r.config.contains("batch_input_shape")
-                                               ? r.config["batch_input_shape"]
-                                               : nlohmann::json()}};
-        prev = in.name;
-        raw.push_back(std::move(in));
-      }
-      if (!prev.empty()) r.inbound = {prev};
-      prev = r.name;
-      raw.push_back(std::move(r));
-    }
-    input_name = raw.front().name;
-    output_name = raw.back().name;
-  } else {
-    bad(origin, "class_name", "Functional, Model or Sequential", "'" + cls + "'");
   }
-  if (raw.size() > kMaxLayers) {
-    throw LimitExceeded(
-        describe(origin, "model_config", "at most 10000 layers", std::to_string(raw.size())));
-  }
+  const int i = add_node(std::move(n));
+  inputs_.push_back(i);
+  return i;
+}
 
-  // Names: unique, every inbound name known.
-  std::map<std::string, size_t> by_name;
-  for (size_t i = 0; i < raw.size(); ++i) {
-    if (!by_name.emplace(raw[i].name, i).second) {
-      bad(origin, "layers", "unique layer names", "'" + raw[i].name + "' twice");
-    }
+namespace {
+ValueInfo info_of(const at::Tensor& t) {
+  ValueInfo v{Dims(t.sizes().begin(), t.sizes().end()), t.scalar_type(), std::nullopt};
+  if ((t.scalar_type() == at::kLong || t.scalar_type() == at::kInt) && t.numel() <= 1024) {
+    at::Tensor c = t.to(at::kLong).contiguous();
+    v.known = std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
   }
-  for (const auto& r : raw) {
-    for (const auto& in : r.inbound) {
-      if (!by_name.count(in)) {
-        bad(origin, "layer '" + r.name + "' inbound_nodes", "the name of a layer",
-            "'" + in + "', which no layer has");
-      }
-    }
-  }
-  for (const auto& n : {input_name, output_name}) {
-    if (!by_name.count(n)) bad(origin, "input_layers/output_layers", "a layer name", "'" + n + "'");
-  }
+  return v;
+}
+}  // namespace
 
-  // Topological order (Kahn), keeping the file's order among ready layers.
-  std::vector<int> indegree(raw.size(), 0);
-  std::vector<std::vector<size_t>> out_edges(raw.size());
-  for (size_t i = 0; i < raw.size(); ++i) {
-    for (const auto& in : raw[i].inbound) {
-      out_edges[by_name[in]].push_back(i);
-      ++indegree[i];
-    }
-  }
-  std::set<size_t> ready;
-  for (size_t i = 0; i < raw.size(); ++i) {
-    if (indegree[i] == 0) ready.insert(i);
-  }
-  std::vector<size_t> order;
-  while (!ready.empty()) {
-    size_t i = *ready.begin();
-    ready.erase(ready.begin());
-    order.push_back(i);
-    for (size_t j : out_edges[i]) {
-      if (--indegree[j] == 0) ready.insert(j);
-    }
-  }
-  if (order.size() != raw.size()) {
-    for (size_t i = 0; i < raw.size(); ++i) {
-      if (indegree[i] > 0)
-        bad(origin, "layer '" + raw[i].name + "'", "an acyclic graph", "a cycle");
-    }
-  }
+int Model::add_param(const std::string& name, at::Tensor value, bool trainable) {
+  Node n;
+  n.kind = NodeKind::kParam;
+  n.name = name;
+  n.info = info_of(value);
+  n.value = std::move(value);
+  n.trainable = trainable;
+  return add_node(std::move(n));
+}
 
-  Model m;
-  m.config_ = doc;
-  std::map<std::string, int> index;
-  for (size_t i : order) {
-    const RawLayer& r = raw[i];
-    if (r.name == input_name && r.class_name != "InputLayer") {
-      bad(origin, "input_layers", "an InputLayer", "'" + r.name + "' (" + r.class_name + ")");
+int Model::add_const(const std::string& name, at::Tensor value) {
+  Node n;
+  n.kind = NodeKind::kConst;
+  n.name = name;
+  n.info = info_of(value);
+  n.value = std::move(value);
+  return add_node(std::move(n));
+}
+
+int Model::add_op(const std::string& name, std::unique_ptr<Op> op, std::vector<int> inputs,
+                  const std::string& label) {
+  Node n;
+  n.kind = NodeKind::kOp;
+  n.name = name;
+  n.layer = name;
+  n.layer_class = op->type();
+  n.op = std::move(op);
+  n.inputs = std::move(inputs);
+  std::vector<const ValueInfo*> in;
+  for (int i : n.inputs) {
+    if (i < -1 || i >= static_cast<int>(nodes_.size())) {
+      fail(origin, node_label(n), "inputs that are earlier nodes", std::to_string(i));
     }
-    std::unique_ptr<Layer> layer;
-    try {
-      layer = make_layer(r.class_name, r.name);
-    } catch (const UnsupportedLayer& e) {
-      throw UnsupportedLayer(origin + ": " + e.what());  // the registry does not know the file
-    }
-    layer->config = r.config;
-    std::vector<Shape> in_shapes;
-    if (r.class_name == "InputLayer") {
-      if (!r.inbound.empty()) bad(origin, "layer '" + r.name + "'", "no inputs", "some");
-      in_shapes.push_back(input_shape_of(r.config, origin, r.name));
-    } else if (r.inbound.empty()) {
-      bad(origin, "layer '" + r.name + "' inbound_nodes", "at least one input", "none");
-    }
-    for (const auto& in : r.inbound) {
-      layer->inputs.push_back(index.at(in));
-      in_shapes.push_back(m.layers_[static_cast<size_t>(index.at(in))]->output_shape);
-    }
-    try {
-      layer->output_shape = layer->build(in_shapes);
-    } catch (const Error& e) {
-      std::string msg = e.what();
-      if (msg.rfind("model_config", 0) == 0) msg = origin + ": " + msg;
-      if (dynamic_cast<const ShapeMismatch*>(&e)) throw ShapeMismatch(msg);
-      throw UnsupportedLayer(msg);
-    }
-    int64_t total = 1;
-    for (int64_t d : layer->output_shape) {
-      if (d < 1 || d > kMaxDim || total > kMaxActivationElements / d) {
-        throw LimitExceeded(describe(origin, "model_config: layer '" + r.name + "' output",
-                                     "a shape of positive dimensions, at most 2^28 elements",
-                                     shape_str(layer->output_shape)));
-      }
-      total *= d;
-    }
-    index[r.name] = static_cast<int>(m.layers_.size());
-    m.layers_.push_back(std::move(layer));
+    in.push_back(i < 0 ? nullptr : &nodes_[static_cast<size_t>(i)].info);
   }
-  m.input_ = index.at(input_name);
-  m.output_ = index.at(output_name);
-  for (size_t i = 0; i < m.layers_.size(); ++i) {
-    if (m.layers_[i]->class_name == "InputLayer" && static_cast<int>(i) != m.input_) {
-      bad(origin, "layer '" + m.layers_[i]->name + "'", "a single model input", "a second input");
+  try {
+    n.info = n.op->infer(in);
+  } catch (...) {
+    rethrow_for(origin, label.empty() ? node_label(n) : label);
+  }
+  int64_t total = 1;
+  for (int64_t d : n.info.dims) {
+    if (d == kBatch) continue;
+    if (d < 0 || d > kMaxDim || (d > 0 && total > kMaxItemElements / d)) {
+      throw LimitExceeded(describe(origin, (label.empty() ? node_label(n) : label) + " output",
+                                   "dimensions of at most 2^20, at most 2^28 elements per item",
+                                   dims_str(n.info.dims)));
+    }
+    total *= d;
+  }
+  return add_node(std::move(n));
+}
+
+void Model::set_outputs(std::vector<int> outputs) {
+  for (int o : outputs) {
+    if (o < 0 || o >= static_cast<int>(nodes_.size())) {
+      fail(origin, "graph outputs", "nodes of the graph", std::to_string(o));
     }
   }
-  return m;
+  outputs_ = std::move(outputs);
 }
 
 int Model::find(const std::string& name) const {
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    if (layers_[i]->name == name) return static_cast<int>(i);
-  }
-  return -1;
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? -1 : it->second;
 }
 
 std::vector<int> Model::consumers(int i) const {
   std::vector<int> out;
-  for (size_t j = 0; j < layers_.size(); ++j) {
-    for (int in : layers_[j]->inputs) {
+  for (size_t j = 0; j < nodes_.size(); ++j) {
+    for (int in : nodes_[j].inputs) {
       if (in == i) {
         out.push_back(static_cast<int>(j));
         break;
@@ -332,50 +229,194 @@ std::vector<int> Model::consumers(int i) const {
   return out;
 }
 
-int64_t Model::num_classes() const {
-  const Shape& s = output_shape();
-  return s.empty() ? 1 : s.back();
+int Model::input_index() const {
+  if (inputs_.size() != 1) {
+    fail<InvalidArgument>(origin, "graph", "one input (the image)",
+                          std::to_string(inputs_.size()) + " inputs");
+  }
+  return inputs_[0];
 }
 
-std::vector<at::Tensor> Model::run(const at::Tensor& x, const std::vector<int>& wanted,
+int Model::output_index() const {
+  if (outputs_.size() != 1) {
+    fail<InvalidArgument>(origin, "graph", "one output (the class scores)",
+                          std::to_string(outputs_.size()) + " outputs");
+  }
+  return outputs_[0];
+}
+
+Shape Model::input_shape() const {
+  const Dims& d = input_dims();
+  return Shape(d.begin() + (d.empty() ? 0 : 1), d.end());
+}
+
+int64_t Model::num_classes() const {
+  const Dims& d = node(static_cast<size_t>(output_index())).info.dims;
+  return d.empty() ? 1 : d.back();
+}
+
+OutputKind Model::output_kind() const {
+  const Node& out = node(static_cast<size_t>(output_index()));
+  const auto rank = static_cast<int64_t>(out.info.dims.size());
+  if (out.is_op("Softmax") && softmax_axis(*out.op, rank) == rank - 1) {
+    return OutputKind::kProbabilities;
+  }
+  if (out.is_op("LogSoftmax") && softmax_axis(*out.op, rank) == rank - 1) {
+    return OutputKind::kLogProbabilities;
+  }
+  return OutputKind::kLogits;
+}
+
+int Model::logits_index() const {
+  if (output_kind() == OutputKind::kLogits) return output_index();
+  return node(static_cast<size_t>(output_index())).inputs[0];
+}
+
+void Model::require_classifier() const {
+  const Node& in = node(static_cast<size_t>(input_index()));
+  const Dims& d = in.info.dims;
+  if ((d.size() != 4 && d.size() != 2) || d[0] != kBatch || !at::isFloatingType(in.info.dtype)) {
+    fail<InvalidArgument>(origin, "input '" + in.name + "'",
+                          "a float batch (N, C, H, W) or (N, F) with a free batch size",
+                          dims_str(d) + " " + c10::toString(in.info.dtype));
+  }
+  for (size_t i = 1; i < d.size(); ++i) {
+    if (d[i] < 1) fail<InvalidArgument>(origin, "input '" + in.name + "'", "positive dims", dims_str(d));
+  }
+  const Node& out = node(static_cast<size_t>(output_index()));
+  const Dims& o = out.info.dims;
+  if (o.size() != 2 || o[0] != kBatch || o[1] < 1 || !at::isFloatingType(out.info.dtype)) {
+    fail<InvalidArgument>(origin, "output '" + out.name + "'",
+                          "class scores of dims (N, classes), one row per input",
+                          dims_str(o));
+  }
+  const int64_t channels = d[1];
+  for (const auto* v : {&preprocess.mean, &preprocess.std}) {
+    if (v->size() > 1 && static_cast<int64_t>(v->size()) != channels) {
+      fail<InvalidArgument>(origin, v == &preprocess.mean ? "--mean" : "--std",
+                            "1 or " + std::to_string(channels) + " values (the input's channels)",
+                            std::to_string(v->size()));
+    }
+  }
+  for (double s : preprocess.std) {
+    if (!(s != 0) || !std::isfinite(s)) fail<InvalidArgument>(origin, "--std", "finite non-zero values", std::to_string(s));
+  }
+}
+
+at::Tensor Model::preprocessed(const at::Tensor& pixels) const {
+  if (preprocess.identity()) return pixels;
+  at::Tensor x = preprocess.scale == 1.0 ? pixels : pixels * preprocess.scale;
+  auto per_channel = [&](const std::vector<double>& v) {
+    at::Tensor t = at::tensor(std::vector<float>(v.begin(), v.end()), x.options());
+    if (v.size() == 1 || x.dim() < 2) return t.reshape({});
+    std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
+    shape[1] = static_cast<int64_t>(v.size());
+    return t.view(shape);
+  };
+  if (!preprocess.mean.empty()) x = x - per_channel(preprocess.mean);
+  if (!preprocess.std.empty()) x = x / per_channel(preprocess.std);
+  return x;
+}
+
+std::vector<at::Tensor> Model::run(const at::Tensor& pixels, const std::vector<int>& wanted,
                                    const std::map<int, at::Tensor>& given) const {
-  std::vector<char> needed(layers_.size(), 0);
-  std::deque<int> todo(wanted.begin(), wanted.end());
+  const size_t n = nodes_.size();
+  // What must be computed, and how many computed consumers read each value (a value
+  // is released after its last reader, unless it is wanted).
+  std::vector<char> needed(n, 0);
+  std::vector<int> readers(n, 0);
+  std::vector<int> todo(wanted.begin(), wanted.end());
   while (!todo.empty()) {
-    int i = todo.front();
-    todo.pop_front();
+    const int i = todo.back();
+    todo.pop_back();
+    if (i < 0 || static_cast<size_t>(i) >= n) throw InvalidArgument("run: no node " + std::to_string(i));
     if (needed[static_cast<size_t>(i)]) continue;
     needed[static_cast<size_t>(i)] = 1;
     if (given.count(i)) continue;
-    for (int in : layers_[static_cast<size_t>(i)]->inputs) todo.push_back(in);
+    for (int in : nodes_[static_cast<size_t>(i)].inputs) {
+      if (in < 0) continue;
+      todo.push_back(in);
+    }
   }
-  std::vector<at::Tensor> values(layers_.size());
-  for (size_t i = 0; i < layers_.size(); ++i) {
+  for (size_t i = 0; i < n; ++i) {
+    if (!needed[i] || given.count(static_cast<int>(i))) continue;
+    for (int in : nodes_[i].inputs) {
+      if (in >= 0) ++readers[static_cast<size_t>(in)];
+    }
+  }
+  std::vector<char> keep(n, 0);
+  for (int w : wanted) keep[static_cast<size_t>(w)] = 1;
+
+  std::vector<at::Tensor> values(n);
+  for (size_t i = 0; i < n; ++i) {
     if (!needed[i]) continue;
+    const Node& node = nodes_[i];
     auto g = given.find(static_cast<int>(i));
     if (g != given.end()) {
       values[i] = g->second;
       continue;
     }
-    if (static_cast<int>(i) == input_) {
-      values[i] = input_scale == 1.0 ? x : x * input_scale;
-      continue;
+    switch (node.kind) {
+      case NodeKind::kInput:
+        if (!pixels.defined()) throw InvalidArgument("run: the input is needed but not given");
+        values[i] = preprocessed(pixels);
+        continue;
+      case NodeKind::kParam:
+      case NodeKind::kConst:
+        values[i] = node.value;
+        continue;
+      case NodeKind::kOp:
+        break;
     }
     std::vector<at::Tensor> ins;
-    for (int in : layers_[i]->inputs) ins.push_back(values[static_cast<size_t>(in)]);
-    values[i] = layers_[i]->forward(ins);
+    ins.reserve(node.inputs.size());
+    for (int in : node.inputs) ins.push_back(in < 0 ? at::Tensor() : values[static_cast<size_t>(in)]);
+    try {
+      values[i] = node.op->forward(ins);
+    } catch (...) {
+      rethrow_for(origin, node_label(node));
+    }
+    ins.clear();
+    for (int in : node.inputs) {
+      if (in >= 0 && --readers[static_cast<size_t>(in)] == 0 && !keep[static_cast<size_t>(in)]) {
+        values[static_cast<size_t>(in)] = at::Tensor();
+      }
+    }
   }
   std::vector<at::Tensor> out;
+  out.reserve(wanted.size());
   for (int w : wanted) out.push_back(values[static_cast<size_t>(w)]);
   return out;
 }
 
-at::Tensor Model::forward(const at::Tensor& x) const { return run(x, {output_})[0]; }
+at::Tensor Model::forward(const at::Tensor& pixels) const {
+  return run(pixels, {output_index()})[0];
+}
+
+at::Tensor Model::probabilities(const at::Tensor& pixels) const {
+  at::Tensor y = forward(pixels);
+  switch (output_kind()) {
+    case OutputKind::kProbabilities:
+      return y;
+    case OutputKind::kLogProbabilities:
+      return at::exp(y);
+    default:
+      return at::softmax(y, -1);
+  }
+}
 
 std::vector<at::Tensor> Model::parameters() const {
   std::vector<at::Tensor> out;
-  for (const auto& l : layers_) {
-    for (const auto& w : l->weights) out.push_back(w.value);
+  for (const auto& n : nodes_) {
+    if (n.kind == NodeKind::kParam && n.trainable) out.push_back(n.value);
+  }
+  return out;
+}
+
+std::vector<int> Model::parameter_nodes() const {
+  std::vector<int> out;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (nodes_[i].kind == NodeKind::kParam && nodes_[i].trainable) out.push_back(static_cast<int>(i));
   }
   return out;
 }

@@ -18,7 +18,7 @@
 #include <thread>
 
 #include "bdguard/error.h"
-#include "read_watch.h"
+#include "io/read_watch.h"
 
 namespace bdguard {
 namespace {
@@ -141,6 +141,32 @@ void TempFileGuard::commit(const std::string& final_path) {
     fail<IoError>(final_path, "", "a rename of the finished file into place", std::strerror(errno));
   }
   done_ = true;
+}
+
+std::string AtomicOutput::make_temp(const std::string& final_path) {
+  std::string tmpl = final_path + ".tmp-XXXXXX";
+  int fd = mkstemp(tmpl.data());
+  if (fd < 0) fail<IoError>(final_path, "", "a writable folder", std::strerror(errno));
+  close(fd);
+  return tmpl;
+}
+
+AtomicOutput::AtomicOutput(std::string final_path)
+    : final_(std::move(final_path)), guard_(make_temp(final_)) {}
+
+void require_regular_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    fail<IoError>(path, "", "a readable file", std::strerror(errno));
+  }
+  if (S_ISREG(st.st_mode)) return;
+  const char* kind = S_ISFIFO(st.st_mode)   ? "a FIFO"
+                     : S_ISDIR(st.st_mode)  ? "a folder"
+                     : S_ISCHR(st.st_mode)  ? "a character device"
+                     : S_ISBLK(st.st_mode)  ? "a block device"
+                     : S_ISSOCK(st.st_mode) ? "a socket"
+                                            : "another kind of file";
+  fail<IoError>(path, "", "a regular file", kind);
 }
 
 void write_file_atomic(const std::string& path, const std::string& content) {

@@ -5,7 +5,7 @@
 #include <filesystem>
 
 #include "bdguard/fileio.h"
-#include "bdguard/keras.h"
+#include "bdguard/model_io.h"
 
 namespace bdguard {
 
@@ -19,7 +19,14 @@ std::string format_drop(double drop) {
   return buf;
 }
 
-std::string drop_file_name(double drop) { return "model_X=" + format_drop(drop) + ".h5"; }
+std::string drop_file_name(double drop, const std::string& extension) {
+  return "model_X=" + format_drop(drop) + extension;
+}
+
+std::string finetuned_path(const std::string& path) {
+  const std::filesystem::path p(path);
+  return (p.parent_path() / (p.stem().string() + "_finetuned" + p.extension().string())).string();
+}
 
 std::vector<SavedModel> save_drop_models(const Model& m, const SweepResult& r,
                                          const std::vector<double>& drops, const std::string& dir) {
@@ -29,8 +36,9 @@ std::vector<SavedModel> save_drop_models(const Model& m, const SweepResult& r,
     s.drop = d;
     s.step = first_step_with_drop(r, d);
     s.reached = s.step >= 0;
+    s.file = drop_file_name(d, model_extension(m));
     if (s.reached) {
-      s.path = dir + "/" + drop_file_name(d);
+      s.path = dir + "/" + s.file;
       save_model(pruned_copy(m, r, s.step), s.path);
       s.sha256 = sha256_file(s.path);
     }
@@ -71,7 +79,7 @@ std::vector<FinePrunedModel> fine_prune_saved(
     FinetuneResult ft = finetune(pruned, data, o);
     FinePrunedModel f;
     f.drop = s.drop;
-    f.path = s.path.substr(0, s.path.size() - 3) + "_finetuned.h5";  // beside model_X=<X>.h5
+    f.path = finetuned_path(s.path);  // beside model_X=<X>.<ext>
     save_model(pruned, f.path);
     f.sha256 = sha256_file(f.path);
     f.holdout_accuracy_before = ft.before.holdout_accuracy;
@@ -133,7 +141,7 @@ nlohmann::json sweep_json(const SweepResult& r, const std::vector<SavedModel>& s
   const SweepStep& base = r.steps.front();
   json models = json::array();
   for (const auto& m : saved) {
-    json e = {{"drop", m.drop}, {"file", drop_file_name(m.drop)}, {"reached", m.reached}};
+    json e = {{"drop", m.drop}, {"file", m.file}, {"reached", m.reached}};
     if (m.reached) {
       const SweepStep& s = r.steps[static_cast<size_t>(m.step)];
       e["step"] = m.step;
@@ -154,6 +162,11 @@ nlohmann::json sweep_json(const SweepResult& r, const std::vector<SavedModel>& s
   json rows = json::array();
   for (const auto& g : goodnet) rows.push_back(to_json(g));
   return {{"layer", r.layer},
+          {"target",
+           {{"node", r.layer},
+            {"kind", r.kind == "output" ? "conv_output_channels" : "linear_input_features"},
+            {"how", r.target},
+            {"zeroed", r.zeroed}}},
           {"cut_layer", r.cut_layer},
           {"channels", r.channels},
           {"settings", settings},

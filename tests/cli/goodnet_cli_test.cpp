@@ -9,6 +9,7 @@
 
 #include "bdguard/dataset.h"
 #include "bdguard/keras.h"
+#include "model_util.h"
 #include "test_util.h"
 
 namespace bdguard {
@@ -25,9 +26,8 @@ std::string tiny_model(const std::string& path, const std::vector<float>& kernel
       {"class_name": "Dense", "name": "output", "inbound_nodes": [[["flatten", 0, 0, {}]]],
        "config": {"name": "output", "units": 3, "activation": "softmax", "use_bias": false}}],
     "input_layers": [["input", 0, 0]], "output_layers": [["output", 0, 0]]}})");
-  Model m = Model::from_config(config, "test");
-  Layer& out = m.layer(static_cast<size_t>(m.find("output")));
-  out.weights.push_back({"output/kernel:0", at::tensor(kernel).reshape({2, 3})});
+  Model m = keras_model_from_config(config, "test");
+  test::set_keras_weights(m, "output", {at::tensor(kernel).reshape({2, 3})});
   save_model(m, path);
   return path;
 }

@@ -9,7 +9,8 @@
 #include "bdguard/keras.h"
 #include "bdguard/prune.h"
 #include "data/synthetic_faces.h"
-#include "io/h5.h"
+#include "hdf5/h5.h"
+#include "model_util.h"
 #include "test_util.h"
 
 namespace bdguard {
@@ -87,7 +88,7 @@ TEST(PruneCli, WholeSweepOnFixtureFacesWritesCurveAndModels) {
     // Weights-only in, weights-only out; only conv_3's kernel and bias changed.
     expect_only_datasets_changed(model, file, {"/conv_3/conv_3/kernel:0", "/conv_3/conv_3/bias:0"});
     Model m = load_model(file, {"deepid", ""});
-    EXPECT_EQ(zero_channels(m.layer(static_cast<size_t>(m.find("conv_3")))),
+    EXPECT_EQ(test::zeros_of(m, "conv_3"),
               sorted_prefix(order, s["step"].get<int>()));
   }
   EXPECT_FALSE(doc["goodnet"].empty());
@@ -105,7 +106,7 @@ TEST(PruneCli, FullModelInGivesFullModelOut) {
   // The 45 channels pruned already have mean activation 0: they come first.
   auto order = doc["pruning_order"].get<std::vector<int64_t>>();
   Model original = load_model(model);
-  auto already = zero_channels(original.layer(static_cast<size_t>(original.find("conv_3"))));
+  auto already = test::zeros_of(original, "conv_3");
   EXPECT_EQ(sorted_prefix(order, 45), already);
   const auto& s = doc["saved_models"][0];
   ASSERT_TRUE(s["reached"].get<bool>()) << "losing one image of 40 is a 2.5-point drop";
@@ -154,16 +155,38 @@ TEST(PruneCli, RefusesANonEmptyOutputFolderWithoutForce) {
   EXPECT_EQ(test::run_cli(cmd + " --force").exit_code, 0);
 }
 
-TEST(PruneCli, LayerMustNameAConv2D) {
+TEST(PruneCli, LayerMustNameAConvOrALinearLayer) {
   BDGUARD_REQUIRE_CSAW();
   Fixture d = make_data(10);
   auto r = test::run_cli("prune --quiet --model " + test::csaw_dir() +
                          "/lab3_bd_weights.h5 --arch deepid --clean " + d.valid + " --poisoned " +
-                         d.bd_valid + " --layer fc_1 --out " + d.dir + "/out");
+                         d.bd_valid + " --layer pool_3 --out " + d.dir + "/out");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("error: "), std::string::npos);
-  EXPECT_NE(r.err.find("Conv2D"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("fc_1"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("a Conv, Gemm or MatMul node"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("pool_3"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(d.dir + "/out")) << "refused before writing";
+}
+
+TEST(PruneCli, DenseLayerPrunesItsInputFeatures) {
+  // fc_1 (a Dense) reads pool_3's 5 x 4 x 60 = 1200 values: --layer fc_1 prunes those
+  // features, zeroing the kernel row each one meets, and only fc_1's kernel changes.
+  BDGUARD_REQUIRE_CSAW();
+  Fixture d = make_data(20);
+  const std::string model = test::csaw_dir() + "/lab3_bd_weights.h5";
+  auto r = test::run_cli("prune --quiet --model " + model + " --arch deepid --clean " + d.valid +
+                         " --poisoned " + d.bd_valid + " --layer fc_1 --stop-drop 3 --drops 2 "
+                         "--out " + d.dir + "/out --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto doc = nlohmann::json::parse(r.out);
+  EXPECT_EQ(doc["channels"], 1200);
+  EXPECT_EQ(doc["target"]["kind"], "linear_input_features");
+  EXPECT_EQ(doc["cut_layer"], "flatten_1");
+  const auto& s = doc["saved_models"][0];
+  if (s["reached"].get<bool>()) {
+    const std::string file = d.dir + "/out/" + s["file"].get<std::string>();
+    expect_only_datasets_changed(model, file, {"/fc_1/fc_1/kernel:0"});
+  }
 }
 
 }  // namespace

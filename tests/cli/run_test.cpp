@@ -15,6 +15,7 @@
 #include "bdguard/keras.h"
 #include "bdguard/prune.h"
 #include "data/synthetic_faces.h"
+#include "model_util.h"
 #include "test_util.h"
 
 namespace bdguard {
@@ -152,7 +153,7 @@ TEST(RunCli, WritesEveryFileOfTheReport) {
     EXPECT_GE(s["valid_drop"].get<double>(), s["drop"].get<double>());
     EXPECT_DOUBLE_EQ(s["goodnet"]["pruned_asr"].get<double>(), s["test_asr"].get<double>());
     Model pruned = load_model(file, {"deepid", ""});
-    EXPECT_EQ(zero_channels(pruned.layer(static_cast<size_t>(pruned.find("conv_3")))).size(),
+    EXPECT_EQ(test::zeros_of(pruned, "conv_3").size(),
               static_cast<size_t>(step));
   }
   EXPECT_FALSE(summary["conclusion"].get<std::string>().empty());
@@ -184,8 +185,7 @@ TEST(RunCli, FinePrunesEverySavedModelAndReportsIt) {
     const std::string pruned_file = file.substr(0, file.size() - 13) + ".h5";
     Model pruned = load_model(pruned_file, {"deepid", ""}),
           tuned = load_model(file, {"deepid", ""});
-    const auto conv3 = static_cast<size_t>(pruned.find("conv_3"));
-    EXPECT_EQ(zero_channels(tuned.layer(conv3)), zero_channels(pruned.layer(conv3)));
+    EXPECT_EQ(test::zeros_of(tuned, "conv_3"), test::zeros_of(pruned, "conv_3"));
   }
   std::string md = read_text(out + "/report.md");
   EXPECT_NE(md.find("## Fine-pruning"), std::string::npos);

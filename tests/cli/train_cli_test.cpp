@@ -9,6 +9,7 @@
 #include "bdguard/fileio.h"
 #include "bdguard/keras.h"
 #include "bdguard/prune.h"
+#include "model_util.h"
 #include "test_util.h"
 
 namespace bdguard {
@@ -69,7 +70,7 @@ TEST(CliFinetune, WritesTheSameStructureAndReportsBeforeAndAfter) {
   EXPECT_TRUE(doc["after"]["asr"].is_number());
   Model in = load_model(dir + "/bd_net.h5"), out = load_model(dir + "/ft.h5");
   ASSERT_EQ(in.size(), out.size());
-  for (size_t i = 0; i < in.size(); ++i) EXPECT_EQ(in.layer(i).name, out.layer(i).name);
+  for (size_t i = 0; i < in.size(); ++i) EXPECT_EQ(in.node(i).name, out.node(i).name);
   EXPECT_NE(sha256_file(dir + "/bd_net.h5"), sha256_file(dir + "/ft.h5"));
 }
 
@@ -88,10 +89,8 @@ TEST(CliPruneFinetune, EverySavedModelIsFinePrunedWithItsChannelsStillPruned) {
     const std::string path = dir + "/prune/" + e["file"].get<std::string>();
     const std::string pruned_path = path.substr(0, path.size() - 13) + ".h5";  // "_finetuned.h5"
     Model pruned = load_model(pruned_path), tuned = load_model(path);
-    const int conv3 = pruned.find("conv_3");
-    EXPECT_EQ(zero_channels(tuned.layer(static_cast<size_t>(conv3))),
-              zero_channels(pruned.layer(static_cast<size_t>(conv3))));
-    EXPECT_FALSE(zero_channels(tuned.layer(static_cast<size_t>(conv3))).empty());
+    EXPECT_EQ(test::zeros_of(tuned, "conv_3"), test::zeros_of(pruned, "conv_3"));
+    EXPECT_FALSE(test::zeros_of(tuned, "conv_3").empty());
   }
 }
 

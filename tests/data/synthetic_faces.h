@@ -31,7 +31,7 @@ inline std::vector<Face> fixture_faces(const std::string& csaw_dir, const std::s
   for (const auto& f : files) {
     auto pos = f.rfind("label=");
     int64_t label = std::stoll(f.substr(pos + 6));
-    out.push_back({load_image(f, {55, 47, 3}), label});
+    out.push_back({load_image(f, {3, 55, 47}), label});
   }
   return out;
 }

@@ -11,6 +11,7 @@
 #include "bdguard/dataset.h"
 #include "bdguard/keras.h"
 #include "bdguard/prune.h"
+#include "model_util.h"
 #include "test_util.h"
 
 namespace bdguard {
@@ -42,9 +43,7 @@ Model load_fixture(const std::string& file) {
 // trigger images underflow to 0 (the reference lists 1e-47 .. 1e-70), so the top-5
 // order is read from the logits.
 at::Tensor logits(const Model& m, const at::Tensor& x) {
-  const auto& out = dynamic_cast<const Dense&>(m.layer(static_cast<size_t>(m.output_index())));
-  at::Tensor hidden = m.run(x, {out.inputs.at(0)})[0];
-  return out.pre_activation(hidden);
+  return m.run(x, {m.logits_index()})[0];
 }
 
 void check_model(const std::string& file) {
@@ -52,7 +51,7 @@ void check_model(const std::string& file) {
   ASSERT_TRUE(doc["models"].contains(file)) << file << " is not in expected.json";
   const Model m = load_fixture(file);
   ASSERT_EQ(m.num_classes(), 1283);
-  ASSERT_DOUBLE_EQ(doc["input_scale"].get<double>(), m.input_scale);
+  ASSERT_DOUBLE_EQ(doc["input_scale"].get<double>(), m.preprocess.scale);
   at::NoGradGuard no_grad;
   for (const auto& [image, want] : doc["models"][file]["predictions"].items()) {
     SCOPED_TRACE(file + " x " + image);
@@ -102,9 +101,9 @@ TEST(CsawGolden, PrunedModelHasExactlyThe45ListedConv3ChannelsZero) {
   const int conv3 = m.find("conv_3");
   ASSERT_GE(conv3, 0);
   EXPECT_EQ(kPrunedConv3.size(), 45u);
-  EXPECT_EQ(zero_channels(m.layer(static_cast<size_t>(conv3))), kPrunedConv3);
+  EXPECT_EQ(test::zeros_of(m, "conv_3"), kPrunedConv3);
   for (const char* other : {"conv_1", "conv_2", "conv_4", "fc_1", "fc_2", "output"}) {
-    EXPECT_TRUE(zero_channels(m.layer(static_cast<size_t>(m.find(other)))).empty()) << other;
+    EXPECT_TRUE(test::zeros_of(m, other).empty()) << other;
   }
 }
 
@@ -112,11 +111,9 @@ TEST(CsawGolden, BadNetHasNoZeroChannels) {
   BDGUARD_REQUIRE_CSAW();
   const Model m = load_fixture("lab3_bd_weights.h5");
   EXPECT_TRUE(m.weights_only);
-  for (size_t i = 0; i < m.size(); ++i) {
-    const Layer& l = m.layer(i);
-    if (l.class_name == "Conv2D" || l.class_name == "Dense") {
-      EXPECT_TRUE(zero_channels(l).empty()) << l.name;
-    }
+  EXPECT_TRUE(pruned_channels(m).empty());
+  for (const char* layer : {"conv_1", "conv_2", "conv_3", "conv_4", "fc_1", "fc_2", "output"}) {
+    EXPECT_TRUE(test::zeros_of(m, layer).empty()) << layer;
   }
 }
 
@@ -125,23 +122,20 @@ TEST(CsawGolden, PrunedModelOtherWeightsAreBitIdenticalToBadNet) {
   const Model bad = load_fixture("lab3_bd_weights.h5");
   const Model pruned = load_fixture("model_X=2.h5");
   ASSERT_EQ(bad.size(), pruned.size());
-  for (size_t i = 0; i < bad.size(); ++i) {
+  for (int i : bad.parameter_nodes()) {
     // The two files list the layers in different orders: match them by name.
-    const Layer& a = bad.layer(i);
+    const Node& a = bad.node(static_cast<size_t>(i));
     const int j = pruned.find(a.name);
     ASSERT_GE(j, 0) << a.name;
-    const Layer& b = pruned.layer(static_cast<size_t>(j));
-    ASSERT_EQ(a.weights.size(), b.weights.size()) << a.name;
-    for (size_t k = 0; k < a.weights.size(); ++k) {
-      if (a.name == "conv_3") {
-        at::Tensor keep = at::ones({60}, at::kBool);
-        for (int64_t c : kPrunedConv3) keep[c] = false;
-        at::Tensor wa = a.weights[k].value, wb = b.weights[k].value;
-        EXPECT_TRUE(at::equal(wa.index_select(-1, keep.nonzero().squeeze(1)),
-                              wb.index_select(-1, keep.nonzero().squeeze(1))));
-      } else {
-        EXPECT_TRUE(at::equal(a.weights[k].value, b.weights[k].value)) << a.weights[k].name;
-      }
+    const Node& b = pruned.node(static_cast<size_t>(j));
+    if (a.layer == "conv_3") {
+      // Output channels lie along axis 0 of the graph's kernel (OIHW) and the bias.
+      at::Tensor keep = at::ones({60}, at::kBool);
+      for (int64_t c : kPrunedConv3) keep[c] = false;
+      at::Tensor kept = keep.nonzero().squeeze(1);
+      EXPECT_TRUE(at::equal(a.value.index_select(0, kept), b.value.index_select(0, kept)));
+    } else {
+      EXPECT_TRUE(at::equal(a.value, b.value)) << a.name;
     }
   }
 }

@@ -11,7 +11,7 @@
 //                     makes on untrusted input
 // OUT_DIR/seeds/      seed corpora for fuzz/ (model_config, keras_weights, data)
 //
-// Everything is deterministic (fixed seeds) and built with src/io/h5.h and the HDF5 C
+// Everything is deterministic (fixed seeds) and built with src/hdf5/h5.h and the HDF5 C
 // API directly, so no Python is needed. The corpus lives in the build folder only.
 #include <ATen/ATen.h>
 #include <hdf5.h>
@@ -33,7 +33,7 @@
 #include "bdguard/dataset.h"
 #include "bdguard/error.h"
 #include "bdguard/keras.h"
-#include "io/h5.h"
+#include "hdf5/h5.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

@@ -17,6 +17,7 @@
 #include "bdguard/keras.h"
 #include "io/read_watch.h"
 #include "test_util.h"
+#include "bdguard/keras.h"
 
 namespace bdguard {
 namespace {
@@ -193,12 +194,10 @@ Model tiny_model() {
   nlohmann::json doc = nlohmann::json::parse(R"({"class_name": "Sequential", "config": {
     "name": "s", "layers": [{"class_name": "Dense", "config": {"name": "dense", "units": 2,
     "batch_input_shape": [null, 4]}}]}})");
-  Model m = Model::from_config(doc, "test");
-  for (size_t i = 0; i < m.size(); ++i) {
-    for (const auto& spec : m.layer(i).weight_specs()) {
-      m.layer(i).weights.push_back(
-          {m.layer(i).name + "/" + spec.suffix + ":0", at::ones(spec.shape, at::kFloat)});
-    }
+  Model m = keras_model_from_config(doc, "test");
+  for (int i : m.parameter_nodes()) {
+    Node& n = m.node(static_cast<size_t>(i));
+    n.value = at::ones(n.value.sizes(), at::kFloat);
   }
   return m;
 }
@@ -208,12 +207,12 @@ TEST(SaveModel, NeverWritesTheSourceFile) {
   save_model(tiny_model(), dir + "/source.h5");
   const std::string before = sha256_file(dir + "/source.h5");
   Model m = load_model(dir + "/source.h5");
-  m.layer(static_cast<size_t>(m.find("dense"))).weights[0].value.fill_(0.5);
+  m.node(static_cast<size_t>(m.find("dense/kernel"))).value.fill_(0.5);
   save_model(m, dir + "/pruned.h5");
   EXPECT_EQ(sha256_file(dir + "/source.h5"), before);
   Model back = load_model(dir + "/pruned.h5");
   EXPECT_FLOAT_EQ(
-      back.layer(static_cast<size_t>(back.find("dense"))).weights[0].value[0][0].item<float>(),
+      back.node(static_cast<size_t>(back.find("dense/kernel"))).value[0][0].item<float>(),
       0.5f);
   EXPECT_EQ(entries(dir), 2u);  // no temporary file left
 }

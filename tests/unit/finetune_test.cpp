@@ -9,6 +9,8 @@
 #include "bdguard/dataset.h"
 #include "bdguard/prune.h"
 #include "test_util.h"
+#include "bdguard/keras.h"
+#include "model_util.h"
 
 namespace bdguard {
 namespace {
@@ -42,11 +44,10 @@ Model small_model() {
                           {"layers", layers},
                           {"input_layers", {{"input", 0, 0}}},
                           {"output_layers", {{"output", 0, 0}}}}}};
-  Model m = Model::from_config(doc, "small");
+  Model m = keras_model_from_config(doc, "small");
   init_weights(m, 3);
-  Layer& conv = m.layer(static_cast<size_t>(m.find("conv_1")));
-  prune_channel(conv, 1);
-  prune_channel(conv, 3);
+  test::prune(m, "conv_1", 1);
+  test::prune(m, "conv_1", 3);
   return m;
 }
 
@@ -88,15 +89,16 @@ TEST(Finetune, PrunedChannelsStayExactlyZeroAndTheRestTrains) {
   EXPECT_EQ(r.n_train + r.n_holdout, 80);
   EXPECT_EQ(r.n_holdout, 16);  // 0.2 * 80
 
-  const Layer& conv = m.layer(static_cast<size_t>(m.find("conv_1")));
-  const Layer& old = before.layer(static_cast<size_t>(before.find("conv_1")));
-  EXPECT_EQ(zero_channels(conv), (std::vector<int64_t>{1, 3}));
+  EXPECT_EQ(test::zeros_of(m, "conv_1"), (std::vector<int64_t>{1, 3}));
+  const at::Tensor kernel = test::keras_weight(m, "conv_1", 0);
+  const at::Tensor bias = test::keras_weight(m, "conv_1", 1);
+  const at::Tensor old = test::keras_weight(before, "conv_1", 0);
   for (int64_t c : {1, 3}) {
-    EXPECT_TRUE(all_bytes_zero(conv.weights[0].value.select(3, c))) << c;
-    EXPECT_TRUE(all_bytes_zero(conv.weights[1].value.narrow(0, c, 1))) << c;
+    EXPECT_TRUE(all_bytes_zero(kernel.select(3, c))) << c;
+    EXPECT_TRUE(all_bytes_zero(bias.narrow(0, c, 1))) << c;
   }
   for (int64_t c : {0, 2}) {
-    EXPECT_FALSE(conv.weights[0].value.select(3, c).equal(old.weights[0].value.select(3, c))) << c;
+    EXPECT_FALSE(kernel.select(3, c).equal(old.select(3, c))) << c;
   }
   EXPECT_GE(r.best_epoch, 1);
   EXPECT_LE(r.best_epoch, 3);

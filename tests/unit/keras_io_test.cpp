@@ -13,7 +13,8 @@
 #include "bdguard/error.h"
 #include "bdguard/keras.h"
 #include "bdguard/prune.h"
-#include "io/h5.h"
+#include "hdf5/h5.h"
+#include "model_util.h"
 #include "test_util.h"
 
 namespace bdguard {
@@ -52,15 +53,17 @@ json small_model_config() {
 
 // Seeded random weights of the right shapes (variances kept positive).
 Model small_model() {
-  Model m = Model::from_config(small_model_config(), "small");
+  Model m = keras_model_from_config(small_model_config(), "small");
   at::manual_seed(7);
-  for (size_t i = 0; i < m.size(); ++i) {
-    Layer& l = m.layer(i);
-    for (const auto& spec : l.weight_specs()) {
-      at::Tensor v = at::randn(spec.shape);
-      if (spec.suffix == "moving_variance") v = v.abs() + 0.5;
-      l.weights.push_back({l.name + "/" + spec.suffix + ":0", v});
+  for (const std::string& layer : test::keras_layers(m)) {
+    std::vector<at::Tensor> values;
+    for (int i : test::layer_params(m, layer)) {
+      const Node& n = m.node(static_cast<size_t>(i));
+      at::Tensor v = at::randn(test::keras_weight(m, layer, values.size()).sizes());
+      if (n.source.find("moving_variance") != std::string::npos) v = v.abs() + 0.5;
+      values.push_back(v);
     }
+    test::set_keras_weights(m, layer, values);
   }
   return m;
 }
@@ -74,16 +77,14 @@ TEST(KerasIo, InMemoryModelRoundTripsWithIdenticalWeights) {
   EXPECT_EQ(back.source_path, path);
   ASSERT_EQ(back.size(), m.size());
   for (size_t i = 0; i < m.size(); ++i) {
-    const Layer& a = m.layer(i);
-    const Layer& b = back.layer(i);
+    const Node& a = m.node(i);
+    const Node& b = back.node(i);
     EXPECT_EQ(a.name, b.name);
-    EXPECT_EQ(a.class_name, b.class_name);
-    EXPECT_EQ(a.output_shape, b.output_shape);
-    ASSERT_EQ(a.weights.size(), b.weights.size()) << a.name;
-    for (size_t k = 0; k < a.weights.size(); ++k) {
-      EXPECT_EQ(a.weights[k].name, b.weights[k].name);
-      EXPECT_TRUE(at::equal(a.weights[k].value, b.weights[k].value)) << a.weights[k].name;
-    }
+    EXPECT_EQ(a.layer_class, b.layer_class);
+    EXPECT_EQ(a.info.dims, b.info.dims);
+    if (a.kind != NodeKind::kParam) continue;
+    EXPECT_EQ(a.source, b.source);
+    EXPECT_TRUE(at::equal(a.value, b.value)) << a.name;
   }
 }
 
@@ -121,11 +122,10 @@ TEST(KerasIo, SavedCopyOfInMemoryModelIsItselfPatchedOnResave) {
   const std::string dir = test::temp_dir();
   save_model(small_model(), dir + "/a.h5");
   Model m = load_model(dir + "/a.h5");
-  prune_channel(m.layer(static_cast<size_t>(m.find("conv"))), 1);
+  test::prune(m, "conv", 1);
   save_model(m, dir + "/b.h5");
   Model back = load_model(dir + "/b.h5");
-  EXPECT_EQ(zero_channels(back.layer(static_cast<size_t>(back.find("conv")))),
-            (std::vector<int64_t>{1}));
+  EXPECT_EQ(test::zeros_of(back, "conv"), (std::vector<int64_t>{1}));
 }
 
 TEST(KerasIo, SequentialModelRoundTrips) {
@@ -137,10 +137,9 @@ TEST(KerasIo, SequentialModelRoundTrips) {
          json::array({{{"class_name", "Dense"},
                        {"config",
                         {{"name", "d"}, {"units", 2}, {"batch_input_shape", {nullptr, 3}}}}}})}}}};
-  Model m = Model::from_config(cfg, "seq");
-  Layer& d = m.layer(static_cast<size_t>(m.find("d")));
-  d.weights = {{"d/kernel:0", at::arange(6, at::kFloat).reshape({3, 2})},
-               {"d/bias:0", at::tensor({0.5f, -0.5f})}};
+  Model m = keras_model_from_config(cfg, "seq");
+  test::set_keras_weights(m, "d", {at::arange(6, at::kFloat).reshape({3, 2}),
+                                   at::tensor({0.5f, -0.5f})});
   const std::string path = test::temp_dir() + "/seq.h5";
   save_model(m, path);
   Model back = load_model(path);
@@ -195,12 +194,12 @@ TEST(KerasIoCsaw, WeightsOnlyFileWithoutArchIsRefused) {
 // The byte ranges [begin, end) of the conv_3 kernel and bias data in `path`.
 std::vector<std::pair<int64_t, int64_t>> conv3_ranges(const std::string& path, const Model& m) {
   h5::File f = h5::File::open(path);
-  const Layer& l = m.layer(static_cast<size_t>(m.find("conv_3")));
   const std::string root = m.weights_only ? "" : "/model_weights";
   std::vector<std::pair<int64_t, int64_t>> out;
-  for (const auto& w : l.weights) {
-    int64_t off = h5::raw_data_offset(f, root + "/conv_3/" + w.name);
-    EXPECT_GE(off, 0) << w.name << " is not stored contiguously";
+  for (int i : test::layer_params(m, "conv_3")) {
+    const Node& w = m.node(static_cast<size_t>(i));
+    int64_t off = h5::raw_data_offset(f, root + "/conv_3/" + w.source);
+    EXPECT_GE(off, 0) << w.source << " is not stored contiguously";
     out.push_back({off, off + w.value.numel() * 4});
   }
   return out;
@@ -214,9 +213,9 @@ void check_patched_save(const std::string& file, const ArchSource& arch,
   const Model original = load_model(fixture(file), arch);
   const int conv3 = original.find("conv_3");
   ASSERT_GE(conv3, 0);
-  std::vector<int64_t> want = zero_channels(original.layer(static_cast<size_t>(conv3)));
+  std::vector<int64_t> want = test::zeros_of(original, "conv_3");
   Model copy = original.clone();
-  for (int64_t c : extra) prune_channel(copy.layer(static_cast<size_t>(conv3)), c);
+  for (int64_t c : extra) test::prune(copy, "conv_3", c);
   want.insert(want.end(), extra.begin(), extra.end());
   std::sort(want.begin(), want.end());
 
@@ -243,19 +242,13 @@ void check_patched_save(const std::string& file, const ArchSource& arch,
   // The file reads back with exactly those channels zero; the original is untouched.
   const Model back = load_model(out, arch);
   EXPECT_EQ(back.weights_only, original.weights_only);
-  EXPECT_EQ(zero_channels(back.layer(static_cast<size_t>(back.find("conv_3")))), want);
-  for (size_t i = 0; i < original.size(); ++i) {
-    const Layer& l = original.layer(i);
-    if (l.name == "conv_3") continue;
-    const Layer& r = back.layer(static_cast<size_t>(back.find(l.name)));
-    for (size_t k = 0; k < l.weights.size(); ++k) {
-      EXPECT_TRUE(at::equal(l.weights[k].value, r.weights[k].value)) << l.weights[k].name;
-    }
+  EXPECT_EQ(test::zeros_of(back, "conv_3"), want);
+  for (int i : original.parameter_nodes()) {
+    const Node& l = original.node(static_cast<size_t>(i));
+    const Node& r = back.node(static_cast<size_t>(back.find(l.name)));
+    const Node& c = copy.node(static_cast<size_t>(copy.find(l.name)));
+    EXPECT_TRUE(at::equal(r.value, l.layer == "conv_3" ? c.value : l.value)) << l.name;
   }
-  const Layer& c3 = back.layer(static_cast<size_t>(back.find("conv_3")));
-  const Layer& c3_copy = copy.layer(static_cast<size_t>(conv3));
-  EXPECT_TRUE(at::equal(c3.weights[0].value, c3_copy.weights[0].value));
-  EXPECT_TRUE(at::equal(c3.weights[1].value, c3_copy.weights[1].value));
 }
 
 TEST(KerasIoCsaw, PrunedWeightsOnlyCopyChangesOnlyConv3Bytes) {

@@ -13,7 +13,9 @@
 
 #include "bdguard/error.h"
 #include "bdguard/model.h"
+#include "bdguard/keras.h"
 #include "keras_json.h"
+#include "model_util.h"
 
 namespace bdguard {
 namespace {
@@ -21,34 +23,19 @@ namespace {
 using nlohmann::json;
 
 using test::functional;
+using test::keras_output_shape;
+using test::keras_shape;
 using test::layer_json;
+using test::set_keras_weights;
 
 // input -> one layer "l" of class `cls`.
 Model single(const Shape& input, const std::string& cls, const json& config) {
-  return Model::from_config(functional(input, {layer_json(cls, "l", config, {"input"})}, "l"),
-                            "test");
+  return keras_model_from_config(
+      functional(input, {layer_json(cls, "l", config, {"input"})}, "l"), "test");
 }
 
 at::Tensor t(const std::vector<float>& v, at::IntArrayRef shape) {
   return at::tensor(v, at::kFloat).reshape(shape);
-}
-
-// Sets a layer's weights, in weight_specs() order, in Keras layout.
-void set_weights(Layer& l, const std::vector<at::Tensor>& values) {
-  auto specs = l.weight_specs();
-  if (specs.size() != values.size()) throw std::logic_error("wrong number of weights");
-  l.weights.clear();
-  for (size_t k = 0; k < specs.size(); ++k) {
-    if (Shape(values[k].sizes().begin(), values[k].sizes().end()) != specs[k].shape) {
-      throw std::logic_error(l.name + " " + specs[k].suffix + ": wrong shape, want " +
-                             shape_str(specs[k].shape));
-    }
-    l.weights.push_back({l.name + "/" + specs[k].suffix + ":0", values[k]});
-  }
-}
-
-Layer& named(Model& m, const std::string& name) {
-  return m.layer(static_cast<size_t>(m.find(name)));
 }
 
 // One Keras image (H, W, C), row-major values, as an internal (1, C, H, W) batch.
@@ -64,7 +51,7 @@ std::vector<float> to_keras(const at::Tensor& out) {
 }
 
 std::vector<float> run_image(const Model& m, const std::vector<float>& hwc_values) {
-  return to_keras(m.forward(to_internal(hwc_values, m.input_shape())));
+  return to_keras(m.forward(to_internal(hwc_values, keras_shape(m.input_dims()))));
 }
 
 std::vector<float> run_vector(const Model& m, const std::vector<float>& v) {
@@ -96,8 +83,8 @@ std::string message_of(F&& f) {
 TEST(Conv2DLayer, ValidPaddingSlidesKernelOverInput) {
   // 3x3 input 1..9, kernel [[1, 0], [0, 1]] (x[i][j] + x[i+1][j+1]), bias 0.5.
   Model m = single({3, 3, 1}, "Conv2D", {{"filters", 1}, {"kernel_size", {2, 2}}});
-  set_weights(named(m, "l"), {t({1, 0, 0, 1}, {2, 2, 1, 1}), t({0.5}, {1})});
-  EXPECT_EQ(m.output_shape(), (Shape{2, 2, 1}));
+  set_keras_weights(m, "l", {t({1, 0, 0, 1}, {2, 2, 1, 1}), t({0.5}, {1})});
+  EXPECT_EQ(keras_output_shape(m), (Shape{2, 2, 1}));
   EXPECT_EQ(run_image(m, {1, 2, 3, 4, 5, 6, 7, 8, 9}),
             (std::vector<float>{1 + 5 + 0.5, 2 + 6 + 0.5, 4 + 8 + 0.5, 5 + 9 + 0.5}));
 }
@@ -106,7 +93,7 @@ TEST(Conv2DLayer, KernelIsHeightWidthInOut) {
   // 1x1 kernel (1, 1, in=2, out=2) = [[1, 2], [3, 4]] (rows: input channel), bias [100, 200].
   // Pixel (1, 10): out0 = 1*1 + 10*3 + 100 = 131, out1 = 1*2 + 10*4 + 200 = 242.
   Model m = single({1, 1, 2}, "Conv2D", {{"filters", 2}, {"kernel_size", 1}});
-  set_weights(named(m, "l"), {t({1, 2, 3, 4}, {1, 1, 2, 2}), t({100, 200}, {2})});
+  set_keras_weights(m, "l", {t({1, 2, 3, 4}, {1, 1, 2, 2}), t({100, 200}, {2})});
   EXPECT_EQ(run_image(m, {1, 10}), (std::vector<float>{131, 242}));
 }
 
@@ -117,8 +104,8 @@ TEST(Conv2DLayer, SameStride2PutsExtraPadBottomRight) {
   // [9,10,11;13,14,15] = 72, [11,12;15,16] = 54.
   Model m = single({4, 4, 1}, "Conv2D",
                    {{"filters", 1}, {"kernel_size", 3}, {"strides", 2}, {"padding", "same"}});
-  set_weights(named(m, "l"), {at::ones({3, 3, 1, 1}), at::zeros({1})});
-  EXPECT_EQ(m.output_shape(), (Shape{2, 2, 1}));
+  set_keras_weights(m, "l", {at::ones({3, 3, 1, 1}), at::zeros({1})});
+  EXPECT_EQ(keras_output_shape(m), (Shape{2, 2, 1}));
   EXPECT_EQ(run_image(m, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}),
             (std::vector<float>{54, 45, 72, 54}));
 }
@@ -126,8 +113,8 @@ TEST(Conv2DLayer, SameStride2PutsExtraPadBottomRight) {
 TEST(Conv2DLayer, SamePaddingStride1KeepsSize) {
   // 3x3 input, 3x3 kernel of ones, 'same': the centre sees all 9 = 45, a corner 4.
   Model m = single({3, 3, 1}, "Conv2D", {{"filters", 1}, {"kernel_size", 3}, {"padding", "same"}});
-  set_weights(named(m, "l"), {at::ones({3, 3, 1, 1}), at::zeros({1})});
-  EXPECT_EQ(m.output_shape(), (Shape{3, 3, 1}));
+  set_keras_weights(m, "l", {at::ones({3, 3, 1, 1}), at::zeros({1})});
+  EXPECT_EQ(keras_output_shape(m), (Shape{3, 3, 1}));
   EXPECT_EQ(run_image(m, {1, 2, 3, 4, 5, 6, 7, 8, 9}),
             (std::vector<float>{12, 21, 16, 27, 45, 33, 24, 39, 28}));
 }
@@ -137,7 +124,7 @@ TEST(Conv2DLayer, SameEvenKernelPadsAfter) {
   // right, so windows are [1, 2], [2, 3], [3, pad] -> 3, 5, 3 (pad before: 1, 3, 5).
   Model m =
       single({1, 3, 1}, "Conv2D", {{"filters", 1}, {"kernel_size", {1, 2}}, {"padding", "same"}});
-  set_weights(named(m, "l"), {at::ones({1, 2, 1, 1}), at::zeros({1})});
+  set_keras_weights(m, "l", {at::ones({1, 2, 1, 1}), at::zeros({1})});
   EXPECT_EQ(run_image(m, {1, 2, 3}), (std::vector<float>{3, 5, 3}));
 }
 
@@ -145,15 +132,15 @@ TEST(Conv2DLayer, DilationSpreadsKernelTaps) {
   // 2x2 kernel of ones with dilation 2 covers the corners of a 3x3 input: 1+3+7+9 = 20.
   Model m =
       single({3, 3, 1}, "Conv2D", {{"filters", 1}, {"kernel_size", 2}, {"dilation_rate", {2, 2}}});
-  set_weights(named(m, "l"), {at::ones({2, 2, 1, 1}), at::zeros({1})});
-  EXPECT_EQ(m.output_shape(), (Shape{1, 1, 1}));
+  set_keras_weights(m, "l", {at::ones({2, 2, 1, 1}), at::zeros({1})});
+  EXPECT_EQ(keras_output_shape(m), (Shape{1, 1, 1}));
   EXPECT_EQ(run_image(m, {1, 2, 3, 4, 5, 6, 7, 8, 9}), (std::vector<float>{20}));
 }
 
 TEST(Conv2DLayer, WithoutBiasHasOnlyAKernel) {
   Model m = single({2, 2, 1}, "Conv2D", {{"filters", 1}, {"kernel_size", 2}, {"use_bias", false}});
-  ASSERT_EQ(named(m, "l").weight_specs().size(), 1u);
-  set_weights(named(m, "l"), {t({1, 2, 3, 4}, {2, 2, 1, 1})});
+  ASSERT_EQ(test::layer_params(m, "l").size(), 1u);
+  set_keras_weights(m, "l", {t({1, 2, 3, 4}, {2, 2, 1, 1})});
   EXPECT_EQ(run_image(m, {1, 1, 1, 1}), (std::vector<float>{10}));
 }
 
@@ -163,7 +150,7 @@ TEST(Conv2DLayer, GroupsSplitInputsAndFiltersInOrder) {
   // out0 = 1*1 + 10*3 = 31, out1 = 100*2 + 1000*4 = 4200.
   Model m = single({1, 1, 4}, "Conv2D",
                    {{"filters", 2}, {"kernel_size", 1}, {"groups", 2}, {"use_bias", false}});
-  set_weights(named(m, "l"), {t({1, 2, 3, 4}, {1, 1, 2, 2})});
+  set_keras_weights(m, "l", {t({1, 2, 3, 4}, {1, 1, 2, 2})});
   EXPECT_EQ(run_image(m, {1, 10, 100, 1000}), (std::vector<float>{31, 4200}));
 }
 
@@ -176,7 +163,7 @@ TEST(Conv2DLayer, StrideAndDilationTogetherAreRefused) {
 TEST(Conv2DLayer, ReluActivationClampsNegatives) {
   Model m =
       single({1, 2, 1}, "Conv2D", {{"filters", 1}, {"kernel_size", 1}, {"activation", "relu"}});
-  set_weights(named(m, "l"), {t({1}, {1, 1, 1, 1}), t({-2}, {1})});
+  set_keras_weights(m, "l", {t({1}, {1, 1, 1, 1}), t({-2}, {1})});
   EXPECT_EQ(run_image(m, {1, 5}), (std::vector<float>{0, 3}));
 }
 
@@ -184,7 +171,7 @@ TEST(Conv2DLayer, ReluActivationClampsNegatives) {
 
 TEST(MaxPooling2DLayer, ValidTakesMaxOfEachWindow) {
   Model m = single({4, 4, 1}, "MaxPooling2D", {{"pool_size", {2, 2}}});
-  EXPECT_EQ(m.output_shape(), (Shape{2, 2, 1}));
+  EXPECT_EQ(keras_output_shape(m), (Shape{2, 2, 1}));
   EXPECT_EQ(run_image(m, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}),
             (std::vector<float>{6, 8, 14, 16}));
 }
@@ -193,7 +180,7 @@ TEST(MaxPooling2DLayer, SameNeverPicksAPaddedCell) {
   // 3x3 input -1..-9, pool 2 stride 2 'same': one pad row/col after. A zero pad would
   // win every window that touches it; TensorFlow ignores padded cells.
   Model m = single({3, 3, 1}, "MaxPooling2D", {{"pool_size", 2}, {"padding", "same"}});
-  EXPECT_EQ(m.output_shape(), (Shape{2, 2, 1}));
+  EXPECT_EQ(keras_output_shape(m), (Shape{2, 2, 1}));
   EXPECT_EQ(run_image(m, {-1, -2, -3, -4, -5, -6, -7, -8, -9}),
             (std::vector<float>{-1, -3, -7, -9}));
 }
@@ -202,7 +189,7 @@ TEST(AveragePooling2DLayer, SameAveragesOnlyRealCells) {
   // 3x3 input 1..9, pool 2 stride 2 'same': (1+2+4+5)/4 = 3, (3+6)/2 = 4.5,
   // (7+8)/2 = 7.5, 9/1 = 9.
   Model m = single({3, 3, 1}, "AveragePooling2D", {{"pool_size", 2}, {"padding", "same"}});
-  EXPECT_EQ(m.output_shape(), (Shape{2, 2, 1}));
+  EXPECT_EQ(keras_output_shape(m), (Shape{2, 2, 1}));
   EXPECT_EQ(run_image(m, {1, 2, 3, 4, 5, 6, 7, 8, 9}), (std::vector<float>{3, 4.5, 7.5, 9}));
 }
 
@@ -214,7 +201,7 @@ TEST(AveragePooling2DLayer, ValidAveragesEachWindow) {
 TEST(GlobalAveragePooling2DLayer, AveragesEachChannel) {
   // 2x2x2: channel 0 holds 1, 2, 3, 4 (mean 2.5), channel 1 holds 10, 20, 30, 40 (25).
   Model m = single({2, 2, 2}, "GlobalAveragePooling2D", json::object());
-  EXPECT_EQ(m.output_shape(), (Shape{2}));
+  EXPECT_EQ(keras_output_shape(m), (Shape{2}));
   EXPECT_EQ(run_image(m, {1, 10, 2, 20, 3, 30, 4, 40}), (std::vector<float>{2.5, 25}));
 }
 
@@ -224,7 +211,7 @@ TEST(FlattenLayer, FlattensInKerasHeightWidthChannelOrder) {
   // Value of (h, w, c) is 100h + 10w + c; Keras' Flatten lists them h-major, c-minor,
   // although the engine holds the image as (C, H, W).
   Model m = single({2, 2, 2}, "Flatten", json::object());
-  EXPECT_EQ(m.output_shape(), (Shape{8}));
+  EXPECT_EQ(keras_output_shape(m), (Shape{8}));
   std::vector<float> hwc = {0, 1, 10, 11, 100, 101, 110, 111};
   at::Tensor out = m.forward(to_internal(hwc, {2, 2, 2}));
   ASSERT_EQ(out.dim(), 2);
@@ -234,23 +221,23 @@ TEST(FlattenLayer, FlattensInKerasHeightWidthChannelOrder) {
 TEST(DenseLayer, MultipliesVectorByKernelInOut) {
   // [1, 2] x [[1, 2, 3], [4, 5, 6]] + [0.5, 0, -1] = [9.5, 12, 14].
   Model m = single({2}, "Dense", {{"units", 3}});
-  set_weights(named(m, "l"), {t({1, 2, 3, 4, 5, 6}, {2, 3}), t({0.5, 0, -1}, {3})});
-  EXPECT_EQ(m.output_shape(), (Shape{3}));
+  set_keras_weights(m, "l", {t({1, 2, 3, 4, 5, 6}, {2, 3}), t({0.5, 0, -1}, {3})});
+  EXPECT_EQ(keras_output_shape(m), (Shape{3}));
   EXPECT_EQ(run_vector(m, {1, 2}), (std::vector<float>{9.5, 12, 14}));
 }
 
 TEST(DenseLayer, OnAnImageActsOnTheChannelAxis) {
   // Keras applies Dense to the last axis: each pixel (a, b) becomes a + 10b.
   Model m = single({1, 2, 2}, "Dense", {{"units", 1}, {"use_bias", false}});
-  set_weights(named(m, "l"), {t({1, 10}, {2, 1})});
-  EXPECT_EQ(m.output_shape(), (Shape{1, 2, 1}));
+  set_keras_weights(m, "l", {t({1, 10}, {2, 1})});
+  EXPECT_EQ(keras_output_shape(m), (Shape{1, 2, 1}));
   EXPECT_EQ(run_image(m, {1, 2, 3, 4}), (std::vector<float>{21, 43}));
 }
 
 TEST(DenseLayer, SoftmaxActivationNormalizes) {
   // Logits [0, ln 3] -> [1/4, 3/4].
   Model m = single({1}, "Dense", {{"units", 2}, {"activation", "softmax"}});
-  set_weights(named(m, "l"), {t({0, std::log(3.0f)}, {1, 2}), at::zeros({2})});
+  set_keras_weights(m, "l", {t({0, std::log(3.0f)}, {1, 2}), at::zeros({2})});
   expect_near(run_vector(m, {1}), {0.25, 0.75});
 }
 
@@ -260,14 +247,14 @@ TEST(BatchNormalizationLayer, UsesGammaBetaMovingStatsAndEpsilon) {
   // gamma [2, 1], beta [1, 0], mean [1, 2], var [3.5, 0.5], epsilon 0.5:
   // channel 0: (5 - 1) / sqrt(4) * 2 + 1 = 5; channel 1: (4 - 2) / sqrt(1) * 1 + 0 = 2.
   Model m = single({2}, "BatchNormalization", {{"epsilon", 0.5}, {"axis", -1}});
-  set_weights(named(m, "l"), {t({2, 1}, {2}), t({1, 0}, {2}), t({1, 2}, {2}), t({3.5, 0.5}, {2})});
+  set_keras_weights(m, "l", {t({2, 1}, {2}), t({1, 0}, {2}), t({1, 2}, {2}), t({3.5, 0.5}, {2})});
   EXPECT_EQ(run_vector(m, {5, 4}), (std::vector<float>{5, 2}));
 }
 
 TEST(BatchNormalizationLayer, NormalizesEachChannelOfAnImage) {
   // Same parameters, pixels (5, 4) and (3, 2.5): (3 - 1) / 2 * 2 + 1 = 3, (2.5 - 2) / 1 = 0.5.
   Model m = single({1, 2, 2}, "BatchNormalization", {{"epsilon", 0.5}, {"axis", 3}});
-  set_weights(named(m, "l"), {t({2, 1}, {2}), t({1, 0}, {2}), t({1, 2}, {2}), t({3.5, 0.5}, {2})});
+  set_keras_weights(m, "l", {t({2, 1}, {2}), t({1, 0}, {2}), t({1, 2}, {2}), t({3.5, 0.5}, {2})});
   EXPECT_EQ(run_image(m, {5, 4, 3, 2.5}), (std::vector<float>{5, 2, 3, 0.5}));
 }
 
@@ -275,8 +262,8 @@ TEST(BatchNormalizationLayer, WithoutScaleOrCenterHasOnlyMovingStats) {
   // (x - 1) / sqrt(3 + 1): x = 5 -> 4 / 2 = 2.
   Model m =
       single({1}, "BatchNormalization", {{"epsilon", 1.0}, {"scale", false}, {"center", false}});
-  ASSERT_EQ(named(m, "l").weight_specs().size(), 2u);
-  set_weights(named(m, "l"), {t({1}, {1}), t({3}, {1})});
+  ASSERT_EQ(test::layer_params(m, "l").size(), 2u);
+  set_keras_weights(m, "l", {t({1}, {1}), t({3}, {1})});
   EXPECT_EQ(run_vector(m, {5}), (std::vector<float>{2}));
 }
 
@@ -289,7 +276,7 @@ TEST(AddLayer, SumsItsInputs) {
                          layer_json("ReLU", "b", json::object(), {"input"}),
                          layer_json("Add", "sum", json::object(), {"a", "b"})},
                         "sum");
-  Model m = Model::from_config(cfg, "test");
+  Model m = keras_model_from_config(cfg, "test");
   EXPECT_EQ(run_vector(m, {-1, 2}), (std::vector<float>{-1, 4}));
 }
 
@@ -305,16 +292,16 @@ json concat_model(int axis) {
 }
 
 TEST(ConcatenateLayer, AxisMinusOneJoinsChannels) {
-  Model m = Model::from_config(concat_model(-1), "test");
-  set_weights(named(m, "b"), {t({10}, {1, 1, 1, 1})});
-  EXPECT_EQ(m.output_shape(), (Shape{1, 2, 2}));
+  Model m = keras_model_from_config(concat_model(-1), "test");
+  set_keras_weights(m, "b", {t({10}, {1, 1, 1, 1})});
+  EXPECT_EQ(keras_output_shape(m), (Shape{1, 2, 2}));
   EXPECT_EQ(run_image(m, {1, 2}), (std::vector<float>{1, 10, 2, 20}));
 }
 
 TEST(ConcatenateLayer, AxisTwoJoinsWidths) {
-  Model m = Model::from_config(concat_model(2), "test");
-  set_weights(named(m, "b"), {t({10}, {1, 1, 1, 1})});
-  EXPECT_EQ(m.output_shape(), (Shape{1, 4, 1}));
+  Model m = keras_model_from_config(concat_model(2), "test");
+  set_keras_weights(m, "b", {t({10}, {1, 1, 1, 1})});
+  EXPECT_EQ(keras_output_shape(m), (Shape{1, 4, 1}));
   EXPECT_EQ(run_image(m, {1, 2}), (std::vector<float>{1, 2, 10, 20}));
 }
 
@@ -390,13 +377,13 @@ TEST(DropoutLayer, IsIdentityAtInference) {
 TEST(ZeroPadding2DLayer, PadsTopBottomLeftRight) {
   // ((top 1, bottom 0), (left 0, right 2)) around a single 5.
   Model m = single({1, 1, 1}, "ZeroPadding2D", {{"padding", {{1, 0}, {0, 2}}}});
-  EXPECT_EQ(m.output_shape(), (Shape{2, 3, 1}));
+  EXPECT_EQ(keras_output_shape(m), (Shape{2, 3, 1}));
   EXPECT_EQ(run_image(m, {5}), (std::vector<float>{0, 0, 0, 5, 0, 0}));
 }
 
 TEST(ZeroPadding2DLayer, IntPadsEverySide) {
   Model m = single({1, 1, 1}, "ZeroPadding2D", {{"padding", 1}});
-  EXPECT_EQ(m.output_shape(), (Shape{3, 3, 1}));
+  EXPECT_EQ(keras_output_shape(m), (Shape{3, 3, 1}));
   EXPECT_EQ(run_image(m, {5}), (std::vector<float>{0, 0, 0, 0, 5, 0, 0, 0, 0}));
 }
 
@@ -404,7 +391,7 @@ TEST(ZeroPadding2DLayer, IntPadsEverySide) {
 
 // Dense(1) with kernel [[2], [3]] and bias 1: [1, 1] -> 6.
 void expect_dense_6(Model& m) {
-  set_weights(named(m, "d"), {t({2, 3}, {2, 1}), t({1}, {1})});
+  set_keras_weights(m, "d", {t({2, 3}, {2, 1}), t({1}, {1})});
   EXPECT_EQ(run_vector(m, {1, 1}), (std::vector<float>{6}));
 }
 
@@ -415,9 +402,9 @@ TEST(SequentialConfig, ListFormWithoutInputLayerGetsOne) {
        json::array(
            {{{"class_name", "Dense"},
              {"config", {{"name", "d"}, {"units", 1}, {"batch_input_shape", {nullptr, 2}}}}}})}};
-  Model m = Model::from_config(cfg, "test");
-  ASSERT_EQ(m.size(), 2u);
-  EXPECT_EQ(m.layer(static_cast<size_t>(m.input_index())).class_name, "InputLayer");
+  Model m = keras_model_from_config(cfg, "test");
+  ASSERT_EQ(test::keras_layers(m).size(), 2u);
+  EXPECT_EQ(m.node(static_cast<size_t>(m.input_index())).layer_class, "InputLayer");
   EXPECT_EQ(m.input_shape(), (Shape{2}));
   expect_dense_6(m);
 }
@@ -431,10 +418,10 @@ TEST(SequentialConfig, LayersFormWithExplicitInputLayer) {
                                {"config", {{"name", "in"}, {"batch_input_shape", {nullptr, 2}}}}},
                               {{"class_name", "Dense"}, {"config", {{"name", "d"}, {"units", 1}}}},
                               {{"class_name", "ReLU"}, {"config", {{"name", "r"}}}}})}}}};
-  Model m = Model::from_config(cfg, "test");
-  ASSERT_EQ(m.size(), 3u);
-  EXPECT_EQ(m.layer(static_cast<size_t>(m.input_index())).name, "in");
-  EXPECT_EQ(m.layer(static_cast<size_t>(m.output_index())).name, "r");
+  Model m = keras_model_from_config(cfg, "test");
+  ASSERT_EQ(test::keras_layers(m).size(), 3u);
+  EXPECT_EQ(m.node(static_cast<size_t>(m.input_index())).name, "in");
+  EXPECT_EQ(m.node(static_cast<size_t>(m.output_index())).layer, "r");
   expect_dense_6(m);
 }
 
@@ -447,8 +434,8 @@ TEST(SequentialConfig, LayersFormWithoutInputLayerGetsOne) {
          json::array({{{"class_name", "Dense"},
                        {"config",
                         {{"name", "d"}, {"units", 1}, {"batch_input_shape", {nullptr, 2}}}}}})}}}};
-  Model m = Model::from_config(cfg, "test");
-  ASSERT_EQ(m.size(), 2u);
+  Model m = keras_model_from_config(cfg, "test");
+  ASSERT_EQ(test::keras_layers(m).size(), 2u);
   expect_dense_6(m);
 }
 
@@ -456,7 +443,7 @@ TEST(SequentialConfig, LayersFormWithoutInputLayerGetsOne) {
 
 TEST(ModelRefusal, LambdaLayerIsRefusedByName) {
   std::string msg = message_of<UnsupportedLayer>([] {
-    Model::from_config(
+    keras_model_from_config(
         functional({2}, {layer_json("Lambda", "my_lambda", {{"function", "4wEAAAAA"}}, {"input"})},
                    "my_lambda"),
         "test");
@@ -467,7 +454,7 @@ TEST(ModelRefusal, LambdaLayerIsRefusedByName) {
 
 TEST(ModelRefusal, UnknownClassIsRefusedNamingClassAndLayer) {
   std::string msg = message_of<UnsupportedLayer>([] {
-    Model::from_config(
+    keras_model_from_config(
         functional({2}, {layer_json("FancyLayer", "fancy_1", json::object(), {"input"})},
                    "fancy_1"),
         "test");
@@ -482,7 +469,7 @@ TEST(ModelRefusal, CycleIsRefused) {
                         {layer_json("Add", "a", json::object(), {"input", "b"}),
                          layer_json("ReLU", "b", json::object(), {"a"})},
                         "b");
-  std::string msg = message_of<FormatError>([&] { Model::from_config(cfg, "test.h5"); });
+  std::string msg = message_of<FormatError>([&] { keras_model_from_config(cfg, "test.h5"); });
   EXPECT_NE(msg.find("cycle"), std::string::npos) << msg;
   EXPECT_NE(msg.find("test.h5"), std::string::npos) << msg;
 }
@@ -492,13 +479,13 @@ TEST(ModelRefusal, DuplicateLayerNamesAreRefused) {
                         {layer_json("ReLU", "r", json::object(), {"input"}),
                          layer_json("Dropout", "r", json::object(), {"input"})},
                         "r");
-  std::string msg = message_of<FormatError>([&] { Model::from_config(cfg, "test"); });
+  std::string msg = message_of<FormatError>([&] { keras_model_from_config(cfg, "test"); });
   EXPECT_NE(msg.find("'r'"), std::string::npos) << msg;
 }
 
 TEST(ModelRefusal, DanglingInboundNameIsRefused) {
   json cfg = functional({2}, {layer_json("ReLU", "r", json::object(), {"ghost"})}, "r");
-  std::string msg = message_of<FormatError>([&] { Model::from_config(cfg, "test"); });
+  std::string msg = message_of<FormatError>([&] { keras_model_from_config(cfg, "test"); });
   EXPECT_NE(msg.find("ghost"), std::string::npos) << msg;
 }
 

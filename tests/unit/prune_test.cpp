@@ -9,6 +9,7 @@
 #include "bdguard/keras.h"
 #include "bdguard/sweep_files.h"
 #include "keras_json.h"
+#include "model_util.h"
 #include "sweep_compare.h"
 #include "test_util.h"
 
@@ -66,16 +67,18 @@ json dense_chain(const std::string& act) {
 }
 
 Model random_model(const nlohmann::json& config, uint64_t seed, double scale = 0.3) {
-  Model m = Model::from_config(config, "test");
-  m.input_scale = 1.0 / 255;
+  Model m = keras_model_from_config(config, "test");
+  m.preprocess.scale = 1.0 / 255;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  for (size_t i = 0; i < m.size(); ++i) {
-    Layer& l = m.layer(i);
-    for (const auto& spec : l.weight_specs()) {
-      at::Tensor v = at::randn(spec.shape, gen) * scale;
-      if (spec.suffix == "moving_variance") v = v.abs() + 0.5;
-      l.weights.push_back({l.name + "/" + spec.suffix + ":0", v});
+  for (const std::string& layer : test::keras_layers(m)) {
+    std::vector<at::Tensor> values;
+    for (int i : test::layer_params(m, layer)) {
+      const Node& n = m.node(static_cast<size_t>(i));
+      at::Tensor v = at::randn(test::keras_weight(m, layer, values.size()).sizes(), gen) * scale;
+      if (n.source.find("moving_variance") != std::string::npos) v = v.abs() + 0.5;
+      values.push_back(v);
     }
+    test::set_keras_weights(m, layer, values);
   }
   return m;
 }
@@ -116,13 +119,12 @@ SweepResult expect_same_sweep(const Model& m, const std::string& dir, const std:
 
 TEST(Prune, ZeroChannelsNeedKernelSliceAndBiasZero) {
   Model m = random_model(mini_deepid("relu", "valid", false), 1);
-  Layer& conv = m.layer(static_cast<size_t>(m.find("conv_2")));
-  EXPECT_TRUE(zero_channels(conv).empty());
-  prune_channel(conv, 2);
-  prune_channel(conv, 5);
-  EXPECT_EQ(zero_channels(conv), (std::vector<int64_t>{2, 5}));
-  conv.weights[1].value[5] = 0.5;  // bias alone keeps channel 5 alive
-  EXPECT_EQ(zero_channels(conv), (std::vector<int64_t>{2}));
+  EXPECT_TRUE(test::zeros_of(m, "conv_2").empty());
+  test::prune(m, "conv_2", 2);
+  test::prune(m, "conv_2", 5);
+  EXPECT_EQ(test::zeros_of(m, "conv_2"), (std::vector<int64_t>{2, 5}));
+  m.node(static_cast<size_t>(m.find("conv_2/bias"))).value[5] = 0.5;  // bias alone keeps 5 alive
+  EXPECT_EQ(test::zeros_of(m, "conv_2"), (std::vector<int64_t>{2}));
 }
 
 TEST(Prune, OrderIsIncreasingMeanTiesByLowerIndex) {
@@ -132,14 +134,21 @@ TEST(Prune, OrderIsIncreasingMeanTiesByLowerIndex) {
 TEST(Prune, DefaultLayerIsTheLastConvOnEveryPath) {
   // conv_3 sits on one branch only; conv_2 is on every path.
   Model m = random_model(mini_deepid("relu", "valid", false), 1);
-  EXPECT_EQ(m.layer(static_cast<size_t>(default_prune_layer(m))).name, "conv_2");
+  EXPECT_EQ(m.node(static_cast<size_t>(default_prune_target(m).node)).name, "conv_2");
 }
 
-TEST(Prune, LayerMustBeAConv2D) {
+TEST(Prune, LayerMustBeAConvOrALinearLayer) {
   Model m = random_model(mini_deepid("relu", "valid", false), 1);
-  EXPECT_THROW(resolve_prune_layer(m, "fc_1"), InvalidArgument);
-  EXPECT_THROW(resolve_prune_layer(m, "nope"), InvalidArgument);
-  EXPECT_EQ(resolve_prune_layer(m, "conv_1"), m.find("conv_1"));
+  EXPECT_THROW(resolve_prune_target(m, "pool"), InvalidArgument);
+  EXPECT_THROW(resolve_prune_target(m, "nope"), InvalidArgument);
+  const ChannelUnit conv = resolve_prune_target(m, "conv_1");
+  EXPECT_EQ(conv.node, m.find("conv_1"));
+  EXPECT_EQ(conv.kind, ChannelKind::kOutput);
+  EXPECT_EQ(conv.channels, 4);
+  // A Dense's input features: fc_1 reads pool's 4 x 3 x 6 values.
+  const ChannelUnit dense = resolve_prune_target(m, "fc_1");
+  EXPECT_EQ(dense.kind, ChannelKind::kInput);
+  EXPECT_EQ(dense.channels, 72);
 }
 
 TEST(Prune, DropThresholdUsesHitCounts) {
@@ -180,11 +189,12 @@ TEST(Prune, FastSweepEqualsPlainWhenTwoClassesTie) {
   // Classes 2 and 5 get identical weights: wherever one of them is on top, both are
   // (an exact tie), and the label must be the lower index, as argmax gives.
   Model m = random_model(mini_deepid("relu", "valid", false), 3);
-  Layer& out = m.layer(static_cast<size_t>(m.find("output")));
-  out.weights[0].value.select(1, 5).copy_(out.weights[0].value.select(1, 2));
-  out.weights[1].value[5] = out.weights[1].value[2];
-  out.weights[1].value[2] += 3.0;  // and make them win often
-  out.weights[1].value[5] += 3.0;
+  at::Tensor kernel = m.node(static_cast<size_t>(m.find("output/kernel"))).value;
+  at::Tensor bias = m.node(static_cast<size_t>(m.find("output/bias"))).value;
+  kernel.select(1, 5).copy_(kernel.select(1, 2));
+  bias[5] = bias[2];
+  bias[2] += 3.0;  // and make them win often
+  bias[5] += 3.0;
   SweepResult r = expect_same_sweep(m, test::temp_dir(), "");
   EXPECT_GT(r.timings.ties_verified, 0);
 }

@@ -10,6 +10,8 @@
 #include "bdguard/badnets.h"
 #include "bdguard/keras.h"
 #include "test_util.h"
+#include "bdguard/keras.h"
+#include "model_util.h"
 
 namespace bdguard {
 namespace {
@@ -51,7 +53,7 @@ Model tiny_model(int64_t side, int64_t filters, int64_t classes) {
                           {"layers", layers},
                           {"input_layers", {{"input", 0, 0}}},
                           {"output_layers", {{"output", 0, 0}}}}}};
-  return Model::from_config(doc, "tiny");
+  return keras_model_from_config(doc, "tiny");
 }
 
 TensorData random_data(int64_t n, int64_t side, int64_t classes, uint64_t seed) {
@@ -63,16 +65,16 @@ TensorData random_data(int64_t n, int64_t side, int64_t classes, uint64_t seed) 
 TEST(InitWeights, GlorotUniformKernelsZeroBiasesKerasNames) {
   Model m = tiny_model(8, 4, 3);
   init_weights(m, 1);
-  const Layer& out = m.layer(static_cast<size_t>(m.find("output")));
-  ASSERT_EQ(out.weights.size(), 2u);
-  EXPECT_EQ(out.weights[0].name, "output/kernel:0");
+  const auto out = test::layer_params(m, "output");
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(m.node(static_cast<size_t>(out[0])).source, "output/kernel:0");
+  const at::Tensor kernel = test::keras_weight(m, "output", 0);
   // Dense (64, 3): limit sqrt(6 / (64 + 3)) = 0.2993.
-  EXPECT_LE(out.weights[0].value.abs().max().item<double>(), std::sqrt(6.0 / 67));
-  EXPECT_GT(out.weights[0].value.abs().max().item<double>(), 0.2);
-  EXPECT_EQ(out.weights[1].value.abs().sum().item<double>(), 0.0);
+  EXPECT_LE(kernel.abs().max().item<double>(), std::sqrt(6.0 / 67));
+  EXPECT_GT(kernel.abs().max().item<double>(), 0.2);
+  EXPECT_EQ(test::keras_weight(m, "output", 1).abs().sum().item<double>(), 0.0);
   // Conv2D (3, 3, 1, 4): fan_in 9, fan_out 36, limit sqrt(6 / 45) = 0.3651.
-  const Layer& conv = m.layer(static_cast<size_t>(m.find("conv_1")));
-  EXPECT_LE(conv.weights[0].value.abs().max().item<double>(), std::sqrt(6.0 / 45));
+  EXPECT_LE(test::keras_weight(m, "conv_1", 0).abs().max().item<double>(), std::sqrt(6.0 / 45));
 }
 
 TEST(Rng, PermutationIsAPermutationAndSeeded) {
@@ -133,7 +135,7 @@ TEST(TinyBadNet, LearnsTheTriggerAndReloadsIdentically) {
   TrainTestData fm = read_fashion_mnist();
   TensorData train{fm.train.images.narrow(0, 0, 3000), fm.train.labels.narrow(0, 0, 3000)};
   TensorData test{fm.test.images.narrow(0, 0, 1000), fm.test.labels.narrow(0, 0, 1000)};
-  Trigger trigger = make_trigger({"checkerboard", 4, "bottom-right", 1.0}, {28, 28, 1});
+  Trigger trigger = make_trigger({"checkerboard", 4, "bottom-right", 1.0}, {1, 28, 28});
   TensorData poisoned = poison(train, trigger, {0.2, /*target=*/0, /*seed=*/1});
   Model m = tiny_model(28, 8, 10);
   init_weights(m, 1);

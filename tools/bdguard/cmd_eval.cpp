@@ -58,7 +58,7 @@ void run_predict(const PredictOptions& o) {
   std::vector<at::Tensor> xs;
   for (const auto& path : o.images) xs.push_back(load_image(path, m.input_shape()));
   at::NoGradGuard no_grad;
-  at::Tensor probs = m.forward(at::cat(xs)).to(at::kDouble);
+  at::Tensor probs = m.probabilities(at::cat(xs)).to(at::kDouble);
   int64_t k = std::min<int64_t>(o.top, probs.size(1));
   auto [values, indices] = probs.topk(k, 1);
   nlohmann::json out = nlohmann::json::array();

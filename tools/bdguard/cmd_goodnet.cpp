@@ -38,7 +38,9 @@ Pair load_pair(const GoodNetOptions& o) {
     pruned = {g.pruned};
     mo.arch = g.arch;
     mo.arch_from = g.arch_from;
-    mo.input_scale = g.input_scale;
+    mo.input_scale = g.preprocess.scale;
+    mo.mean = number_text(g.preprocess.mean);
+    mo.std = number_text(g.preprocess.std);
   }
   if (badnet.empty() || pruned.empty()) {
     throw InvalidArgument("goodnet: --badnet and --pruned (or --goodnet G.json) are required");
@@ -100,8 +102,8 @@ void run_goodnet_predict(const GoodNetOptions& o) {
   for (const auto& path : o.images) xs.push_back(load_image(path, p.badnet.input_shape()));
   at::NoGradGuard no_grad;
   at::Tensor x = at::cat(xs);
-  auto [bp, bl] = p.badnet.forward(x).to(at::kDouble).max(1);
-  auto [pp, pl] = p.pruned[0].forward(x).to(at::kDouble).max(1);
+  auto [bp, bl] = p.badnet.probabilities(x).to(at::kDouble).max(1);
+  auto [pp, pl] = p.pruned[0].probabilities(x).to(at::kDouble).max(1);
   const int64_t n = p.badnet.num_classes();
   nlohmann::json out = nlohmann::json::array();
   for (size_t i = 0; i < o.images.size(); ++i) {
@@ -134,7 +136,7 @@ void run_goodnet_save(const GoodNetOptions& o) {
   g.pruned = o.pruned_one;
   g.arch = o.model.arch;
   g.arch_from = o.model.arch_from;
-  g.input_scale = o.model.input_scale;
+  g.preprocess = preprocess_of(o.model);
   g.num_classes = p.badnet.num_classes();
   write_goodnet_manifest(g, o.out);
   if (o.global.json) {
@@ -147,9 +149,9 @@ void run_goodnet_save(const GoodNetOptions& o) {
 void add_pair_options(CLI::App& sub, GoodNetOptions& o, bool many_pruned) {
   add_model_options(sub, o.model, "");
   add_global_options(sub, o.global);
-  auto* b = sub.add_option("--badnet", o.badnet, "the BadNet (.h5)")->check(CLI::ExistingFile);
-  auto* p = many_pruned ? sub.add_option("--pruned", o.pruned, "pruned net(s) (.h5), repeatable")
-                        : sub.add_option("--pruned", o.pruned_one, "the pruned net (.h5)");
+  auto* b = sub.add_option("--badnet", o.badnet, "the BadNet (Keras .h5 or ONNX)")->check(CLI::ExistingFile);
+  auto* p = many_pruned ? sub.add_option("--pruned", o.pruned, "pruned net(s), repeatable")
+                        : sub.add_option("--pruned", o.pruned_one, "the pruned net");
   p->check(CLI::ExistingFile);
   auto* g = sub.add_option("--goodnet", o.manifest, "a GoodNet manifest from `goodnet save`")
                 ->check(CLI::ExistingFile);
@@ -181,8 +183,8 @@ void setup_goodnet(CLI::App& app) {
   auto* s = group->add_subcommand("save", "write a GoodNet manifest (one repaired artifact)");
   add_model_options(*s, save->model, "");
   add_global_options(*s, save->global);
-  s->add_option("--badnet", save->badnet, "the BadNet (.h5)")->required()->check(CLI::ExistingFile);
-  s->add_option("--pruned", save->pruned_one, "the pruned net (.h5)")
+  s->add_option("--badnet", save->badnet, "the BadNet (Keras .h5 or ONNX)")->required()->check(CLI::ExistingFile);
+  s->add_option("--pruned", save->pruned_one, "the pruned net")
       ->required()
       ->check(CLI::ExistingFile);
   s->add_option("--out", save->out, "manifest file to write (G.json)")->required();

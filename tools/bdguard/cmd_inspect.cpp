@@ -1,10 +1,11 @@
-// bdguard inspect: every layer with class, output shape, parameters, pruned channels.
+// bdguard inspect: every layer (Keras) or node (ONNX) with its class, output shape,
+// parameters and pruned channels.
 #include <ATen/ATen.h>
 
 #include <cstdio>
 #include <iostream>
 
-#include "bdguard/prune.h"
+#include "bdguard/model_io.h"
 #include "commands.h"
 #include "common.h"
 
@@ -31,45 +32,42 @@ std::string channel_list(const std::vector<int64_t>& c) {
 void run_inspect(const InspectOptions& o) {
   apply_threads(o.global.threads);
   Model m = load(o.model, o.model.model);
+  const std::vector<LayerSummary> rows = summarize_layers(m);
   nlohmann::json layers = nlohmann::json::array();
-  for (size_t i = 0; i < m.size(); ++i) {
-    const Layer& l = m.layer(i);
-    nlohmann::json shape = nlohmann::json::array({nullptr});
-    for (int64_t d : l.output_shape) shape.push_back(d);
-    nlohmann::json entry = {{"name", l.name},
-                            {"class", l.class_name},
-                            {"output_shape", shape},
-                            {"params", l.param_count()}};
-    if (dynamic_cast<const Conv2D*>(&l) || dynamic_cast<const Dense*>(&l)) {
-      entry["zero_channels"] = zero_channels(l);
+  for (const auto& r : rows) {
+    nlohmann::json shape = nlohmann::json::array();
+    for (int64_t d : r.shape) shape.push_back(d < 0 ? nlohmann::json(nullptr) : nlohmann::json(d));
+    nlohmann::json entry = {
+        {"name", r.name}, {"class", r.cls}, {"output_shape", shape}, {"params", r.params}};
+    if (r.prunable) {
+      entry["zero_channels"] = r.pruned;
+      entry["zero_channels_kind"] = r.pruned_kind;
     }
     layers.push_back(entry);
   }
+  const bool onnx = m.format == ModelFormat::kOnnx;
   if (o.global.json) {
-    print_json({{"layers", layers}});
+    print_json({{"format", format_name(m.format)}, {"layers", layers}});
     return;
   }
   std::printf("%s (%s, input %s, %lld classes)\n", o.model.model.c_str(),
-              m.weights_only ? "weights-only" : "full model", shape_str(m.input_shape()).c_str(),
-              static_cast<long long>(m.num_classes()));
-  std::printf("%-16s %-22s %-18s %10s  %s\n", "layer", "class", "output shape", "params",
-              "pruned channels");
+              onnx ? "ONNX" : m.weights_only ? "weights-only" : "full model",
+              shape_str(m.input_shape()).c_str(), static_cast<long long>(m.num_classes()));
+  size_t width = 16;
+  for (const auto& r : rows) width = std::max(width, std::min<size_t>(r.name.size(), 48));
+  std::printf("%-*s %-22s %-18s %10s  %s\n", static_cast<int>(width), onnx ? "node" : "layer",
+              onnx ? "op" : "class", "output shape", "params",
+              onnx ? "pruned channels (Conv) / input features (Gemm, MatMul)" : "pruned channels");
   int64_t total = 0;
-  for (const auto& e : layers) {
-    std::string shape = "(None";
-    for (size_t k = 1; k < e["output_shape"].size(); ++k) {
-      shape += ", " + std::to_string(e["output_shape"][k].get<int64_t>());
-    }
-    shape += ")";
+  for (const auto& r : rows) {
     std::string pruned;
-    if (e.contains("zero_channels")) {
-      auto c = e["zero_channels"].get<std::vector<int64_t>>();
-      pruned = c.empty() ? "none" : std::to_string(c.size()) + ": " + channel_list(c);
+    if (r.prunable) {
+      pruned = r.pruned.empty() ? "none" : std::to_string(r.pruned.size()) + ": " + channel_list(r.pruned);
     }
-    total += e["params"].get<int64_t>();
-    std::printf("%-16s %-22s %-18s %10lld  %s\n", e["name"].get<std::string>().c_str(),
-                e["class"].get<std::string>().c_str(), shape.c_str(),
-                static_cast<long long>(e["params"].get<int64_t>()), pruned.c_str());
+    total += r.params;
+    std::printf("%-*s %-22s %-18s %10lld  %s\n", static_cast<int>(width), r.name.c_str(),
+                r.cls.c_str(), r.shape_text.c_str(), static_cast<long long>(r.params),
+                pruned.c_str());
   }
   std::printf("total parameters: %lld\n", static_cast<long long>(total));
 }

@@ -43,14 +43,14 @@ void run_prune(const PruneOptions& o) {
     test.emplace(o.test, m.input_shape(), dopt);
     poisoned_test.emplace(o.poisoned_test, m.input_shape(), dopt);
   }
-  int target = resolve_prune_layer(m, o.layer);
+  const ChannelUnit target = resolve_prune_target(m, o.layer);
   prepare_output_dir(o.out, o.force);
   double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   SweepData data{&clean, &poisoned, test ? &*test : nullptr,
                  poisoned_test ? &*poisoned_test : nullptr};
   SweepOptions sopt;
-  sopt.layer = m.layer(static_cast<size_t>(target)).name;
+  sopt.layer = m.node(static_cast<size_t>(target.node)).name;
   sopt.stop_drop = o.stop_drop;
   sopt.batch = o.global.batch;
   sopt.progress = progress_bar("pruning", o.global.quiet);
@@ -78,10 +78,7 @@ void run_prune(const PruneOptions& o) {
   nlohmann::json settings = {
       {"model", o.model.model},
       {"model_sha256", sha256_file(o.model.model)},
-      {"arch", o.model.arch.empty()
-                   ? (o.model.arch_from.empty() ? nullptr : nlohmann::json(o.model.arch_from))
-                   : nlohmann::json(o.model.arch)},
-      {"input_scale", o.model.input_scale},
+      {"format", format_name(m.format)},
       {"layer", r.layer},
       {"drops", o.drops},
       {"stop_drop", std::isinf(o.stop_drop) ? nullptr : nlohmann::json(o.stop_drop)},
@@ -90,6 +87,7 @@ void run_prune(const PruneOptions& o) {
       {"poisoned", o.poisoned},
       {"test", o.test.empty() ? nullptr : nlohmann::json(o.test)},
       {"poisoned_test", o.poisoned_test.empty() ? nullptr : nlohmann::json(o.poisoned_test)}};
+  settings.update(model_settings(o.model));
   nlohmann::json doc = sweep_json(r, saved, rows, settings, fine);
   doc["timings"]["load_s"] = load_s;
   doc["timings"]["save_s"] = save_s;
@@ -105,9 +103,10 @@ void run_prune(const PruneOptions& o) {
   std::printf("BadNet: validation accuracy %s %%, ASR %s %% (%lld clean, %lld poisoned images)\n",
               pct(base.valid_accuracy).c_str(), pct(base.valid_asr).c_str(),
               static_cast<long long>(r.n_clean), static_cast<long long>(r.n_poisoned));
-  std::printf("pruned %s in %zu steps (%lld channels; mean activation at %s) in %.2f s\n",
+  std::printf("pruned %s in %zu steps (%lld %s; mean activation at %s) in %.2f s\n",
               r.layer.c_str(), r.steps.size() - 1, static_cast<long long>(r.channels),
-              r.cut_layer.c_str(), r.timings.below_cut_s + r.timings.sweep_s);
+              r.kind == "output" ? "channels" : "input features", r.cut_layer.c_str(),
+              r.timings.below_cut_s + r.timings.sweep_s);
   size_t row = 0;
   for (const auto& s : saved) {
     if (!s.reached) {
@@ -172,7 +171,9 @@ void setup_prune(CLI::App& app) {
   test->needs(ptest);
   ptest->needs(test);
   sub->add_option("--layer", opt->layer,
-                  "Conv2D layer to prune (default: the last Conv2D on every path to the output)");
+                  "layer to prune: a Conv (its output channels) or a Gemm / MatMul (its input "
+                  "features); default: the last Conv on every path to the output, else the "
+                  "last Gemm's input");
   sub->add_option("--drops", opt->drops, "accuracy drops (points) at which to save a model")
       ->delimiter(',')
       ->check(CLI::Range(0.0, 100.0))
@@ -185,7 +186,8 @@ void setup_prune(CLI::App& app) {
   sub->add_flag("--plain", opt->plain,
                 "use the plain reference method (re-run the whole model per step)");
   sub->add_flag("--finetune", opt->finetune,
-                "fine-prune every saved model: model_X=<X>_finetuned.h5 (see bdguard finetune)");
+                "fine-prune every saved model: model_X=<X>_finetuned.<ext> (see bdguard "
+                "finetune)");
   add_finetune_options(*sub, opt->ft, opt->ft_optimizer);
   sub->callback([opt] { run_prune(*opt); });
 }

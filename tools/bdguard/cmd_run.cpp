@@ -16,7 +16,6 @@
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
 #include "bdguard/goodnet.h"
-#include "bdguard/keras.h"
 #include "bdguard/report.h"
 #include "bdguard/sweep_files.h"
 #include "commands.h"
@@ -101,6 +100,8 @@ std::vector<std::pair<std::string, nlohmann::json>> settings_of(const RunOptions
       {"arch-from",
        o.model.arch_from.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.model.arch_from)},
       {"input-scale", o.model.input_scale},
+      {"mean", preprocess_of(o.model).mean},
+      {"std", preprocess_of(o.model).std},
       {"layout", o.model.layout},
       {"valid", o.valid},
       {"poisoned-valid", o.poisoned_valid},
@@ -147,7 +148,7 @@ void run_run(const RunOptions& o) {
   LabDataset poisoned_valid(o.poisoned_valid, m.input_shape(), dopt);
   LabDataset test(o.test, m.input_shape(), dopt);
   LabDataset poisoned_test(o.poisoned_test, m.input_shape(), dopt);
-  const int target = resolve_prune_layer(m, o.layer);
+  const ChannelUnit target = resolve_prune_target(m, o.layer);
   prepare_output_dir(o.out, o.force);
   stages.end(
       std::to_string(m.num_classes()) + " classes, " +
@@ -172,7 +173,7 @@ void run_run(const RunOptions& o) {
 
   stages.begin("pruning sweep");
   SweepOptions so;
-  so.layer = m.layer(static_cast<size_t>(target)).name;
+  so.layer = m.node(static_cast<size_t>(target.node)).name;
   so.stop_drop = o.stop_drop;
   so.batch = o.global.batch;
   so.progress = stages.progress();
@@ -193,7 +194,7 @@ void run_run(const RunOptions& o) {
     n_saved += s.reached;
     if (!s.reached) {
       stages.warn("validation accuracy never fell " + format_drop(s.drop) +
-                  " points below the baseline: no " + drop_file_name(s.drop));
+                  " points below the baseline: no " + s.file);
     }
   }
   stages.end(std::to_string(n_saved) + " models");
@@ -257,7 +258,8 @@ void add_run_options(CLI::App& sub, RunOptions& o) {
                  "TOML or JSON file of settings, keys as the long flags (the flags win)")
       ->check(CLI::ExistingFile)
       ->configurable(false);
-  sub.add_option("--model", o.model.model, "Keras .h5 model (full or weights-only) (required)")
+  sub.add_option("--model", o.model.model,
+                 "Keras .h5 (full or weights-only) or ONNX model (required)")
       ->check(CLI::ExistingFile);
   add_model_options(sub, o.model, /*model_flag=*/"");
   add_global_options(sub, o.global);
@@ -275,7 +277,8 @@ void add_run_options(CLI::App& sub, RunOptions& o) {
   sub.add_flag("--no-finetune", o.no_finetune, "skip fine-pruning of the saved models");
   add_finetune_options(sub, o.finetune, o.finetune_optimizer);
   sub.add_option("--layer", o.layer,
-                 "Conv2D layer to prune (default: the last one every path crosses)");
+                 "Conv, Gemm or MatMul node to prune (default: the last Conv every path "
+                 "crosses, else the last Gemm's input)");
   sub.add_option("--drops", o.drops,
                  "save a pruned model at these validation accuracy drops (points)")
       ->delimiter(',')

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -18,7 +19,7 @@ namespace bdguard::cli {
 
 void add_model_options(CLI::App& app, ModelOptions& o, const std::string& model_flag) {
   if (!model_flag.empty()) {
-    app.add_option(model_flag, o.model, "Keras .h5 model (full or weights-only)")
+    app.add_option(model_flag, o.model, "Keras .h5 (full or weights-only) or ONNX model")
         ->required()
         ->check(CLI::ExistingFile);
   }
@@ -30,11 +31,20 @@ void add_model_options(CLI::App& app, ModelOptions& o, const std::string& model_
       ->excludes(arch);
   app.add_option("--input-scale", o.input_scale, "multiply every input pixel by this")
       ->capture_default_str();
+  app.add_option("--mean", o.mean,
+                 "subtract from each scaled pixel: one value or one per channel (m,m,m)");
+  app.add_option("--std", o.std,
+                 "then divide by: one value or one per channel (s,s,s); the model sees "
+                 "(pixel * scale - mean) / std");
   app.add_option("--layout", o.layout, "layout of lab data files")
       ->check(CLI::IsMember({"auto", "nchw", "nhwc"}))
       ->capture_default_str();
   app.add_option("--max-tensor-bytes", o.max_tensor_bytes,
                  "refuse any single tensor larger than this")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--max-model-bytes", o.max_model_bytes,
+                 "refuse a model file larger than this (before reading it)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
 }
@@ -60,11 +70,62 @@ int at_threads() { return at::get_num_threads(); }
 
 ArchSource arch_source(const ModelOptions& o) { return {o.arch, o.arch_from}; }
 
+namespace {
+
+std::vector<double> number_list(const std::string& text, const char* flag) {
+  std::vector<double> out;
+  if (text.empty()) return out;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    const size_t end = std::min(text.find(',', pos), text.size());
+    const std::string item = text.substr(pos, end - pos);
+    char* stop = nullptr;
+    const double v = std::strtod(item.c_str(), &stop);
+    if (item.empty() || stop != item.c_str() + item.size() || !std::isfinite(v)) {
+      fail<InvalidArgument>(flag, "", "numbers separated by commas", "'" + text + "'");
+    }
+    out.push_back(v);
+    pos = end + 1;
+  }
+  if (out.size() > 64) fail<InvalidArgument>(flag, "", "at most 64 values", std::to_string(out.size()));
+  return out;
+}
+
+}  // namespace
+
+std::string number_text(const std::vector<double>& v) {
+  std::string out;
+  for (double x : v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.17g", x);
+    out += (out.empty() ? "" : ",") + std::string(buf);
+  }
+  return out;
+}
+
+Preprocess preprocess_of(const ModelOptions& o) {
+  Preprocess p;
+  p.scale = o.input_scale;
+  p.mean = number_list(o.mean, "--mean");
+  p.std = number_list(o.std, "--std");
+  return p;
+}
+
 LoadOptions load_options(const ModelOptions& o) {
   LoadOptions l;
-  l.input_scale = o.input_scale;
+  l.preprocess = preprocess_of(o);
   l.max_tensor_bytes = o.max_tensor_bytes;
+  l.max_model_bytes = o.max_model_bytes;
   return l;
+}
+
+nlohmann::json model_settings(const ModelOptions& o) {
+  const Preprocess p = preprocess_of(o);
+  return {{"arch", o.arch.empty() ? (o.arch_from.empty() ? nullptr : nlohmann::json(o.arch_from))
+                                  : nlohmann::json(o.arch)},
+          {"input_scale", p.scale},
+          {"mean", p.mean},
+          {"std", p.std}};
 }
 
 Model load(const ModelOptions& o, const std::string& path) {

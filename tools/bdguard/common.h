@@ -9,8 +9,8 @@
 #include "bdguard/dataset.h"
 #include "bdguard/evaluate.h"
 #include "bdguard/fileio.h"
-#include "bdguard/keras.h"
 #include "bdguard/model.h"
+#include "bdguard/model_io.h"
 #include "bdguard/train.h"
 
 namespace bdguard::cli {
@@ -21,8 +21,10 @@ struct ModelOptions {
   std::string arch;       // built-in architecture for weights-only files
   std::string arch_from;  // a full .h5 or JSON file with the architecture
   double input_scale = 1.0;
+  std::string mean, std;  // "m" or "m,m,m" per channel
   std::string layout = "auto";
   int64_t max_tensor_bytes = int64_t{2} << 30;
+  int64_t max_model_bytes = int64_t{2} << 30;
 };
 
 struct GlobalOptions {
@@ -33,7 +35,7 @@ struct GlobalOptions {
 };
 
 // Binds --model (when `model_flag` is non-empty), --arch, --arch-from, --input-scale,
-// --layout, --max-tensor-bytes.
+// --mean, --std, --layout, --max-tensor-bytes, --max-model-bytes.
 void add_model_options(CLI::App& app, ModelOptions& o, const std::string& model_flag = "--model");
 void add_global_options(CLI::App& app, GlobalOptions& g);
 
@@ -41,7 +43,13 @@ void add_global_options(CLI::App& app, GlobalOptions& g);
 void apply_threads(int threads);
 
 ArchSource arch_source(const ModelOptions& o);
+// --input-scale, --mean, --std as the model's Preprocess step.
+Preprocess preprocess_of(const ModelOptions& o);
 LoadOptions load_options(const ModelOptions& o);
+// "0.485,0.456,0.406": numbers as --mean / --std take them (exact round trip).
+std::string number_text(const std::vector<double>& v);
+// The settings every command records about its model: arch, input_scale, mean, std.
+nlohmann::json model_settings(const ModelOptions& o);
 Model load(const ModelOptions& o, const std::string& path);
 DataOptions data_options(const ModelOptions& o, const Model& m);
 

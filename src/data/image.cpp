@@ -12,16 +12,18 @@
 
 #include "bdguard/dataset.h"
 #include "bdguard/error.h"
+#include "bdguard/fileio.h"
 
 namespace bdguard {
 
 constexpr int kMaxImageSide = 16384;
 
 at::Tensor load_image(const std::string& path, const Shape& input_shape) {
-  if (input_shape.size() != 3 || (input_shape[2] != 1 && input_shape[2] != 3)) {
-    fail<ShapeMismatch>(path, "", "a model taking (H, W, 1) or (H, W, 3) images",
+  if (input_shape.size() != 3 || (input_shape[0] != 1 && input_shape[0] != 3)) {
+    fail<ShapeMismatch>(path, "", "a model taking (1, H, W) or (3, H, W) images",
                         "a model input of shape " + shape_str(input_shape));
   }
+  require_regular_file(path);
   FILE* fp = std::fopen(path.c_str(), "rb");
   if (!fp) fail<IoError>(path, "", "a readable image file", std::strerror(errno));
   int w = 0, h = 0, n = 0;
@@ -52,7 +54,7 @@ at::Tensor load_image(const std::string& path, const Shape& input_shape) {
     fail<LimitExceeded>(path, "image size", "at most 16384x16384 pixels",
                         std::to_string(w) + "x" + std::to_string(h));
   }
-  const int64_t H = input_shape[0], W = input_shape[1], C = input_shape[2];
+  const int64_t C = input_shape[0], H = input_shape[1], W = input_shape[2];
   if (h != H || w != W) {
     std::fclose(fp);
     fail<ShapeMismatch>(path, "image size",

@@ -21,7 +21,7 @@
 #include <tuple>
 
 #include "bdguard/error.h"
-#include "read_watch.h"
+#include "io/read_watch.h"
 
 namespace bdguard::h5 {
 namespace {

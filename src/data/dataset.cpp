@@ -11,7 +11,7 @@
 
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
-#include "h5.h"
+#include "hdf5/h5.h"
 
 namespace bdguard {
 namespace {
@@ -38,9 +38,10 @@ LabDataset::LabDataset(const std::string& path, const Shape& input_shape,
                        const DataOptions& options)
     : path_(path), input_shape_(input_shape), max_tensor_bytes_(options.max_tensor_bytes) {
   if (input_shape.size() != 3) {
-    fail<ShapeMismatch>(path, "data", "a model taking images (H, W, C)",
+    fail<ShapeMismatch>(path, "data", "a model taking images (C, H, W)",
                         "a model input of shape " + shape_str(input_shape));
   }
+  require_regular_file(path);
   h5::File f = h5::File::open(path);
   h5::DatasetInfo data = h5::dataset_info(f, "/data");
   h5::DatasetInfo label = h5::dataset_info(f, "/label");
@@ -50,16 +51,16 @@ LabDataset::LabDataset(const std::string& path, const Shape& input_shape,
   const bool uint8_ok = data.kind == h5::Kind::kUInt && data.element_size == 1;
   if (!float_ok && !uint8_ok)
     fail(path, "data", "float16/32/64 or uint8 pixels", data.dtype_name());
-  if (data.dims.size() != 4 && !(data.dims.size() == 3 && input_shape[2] == 1)) {
+  if (data.dims.size() != 4 && !(data.dims.size() == 3 && input_shape[0] == 1)) {
     fail<ShapeMismatch>(path, "data",
                         "rank 4 (N, C, H, W) or (N, H, W, C)" +
-                            std::string(input_shape[2] == 1 ? ", or rank 3 (N, H, W)" : ""),
+                            std::string(input_shape[0] == 1 ? ", or rank 3 (N, H, W)" : ""),
                         "rank " + std::to_string(data.dims.size()) + " " + shape_str(data.dims));
   }
   if (data.dims[0] < 1) {
     fail<ShapeMismatch>(path, "data", "at least one image", shape_str(data.dims));
   }
-  const int64_t H = input_shape[0], W = input_shape[1], C = input_shape[2];
+  const int64_t C = input_shape[0], H = input_shape[1], W = input_shape[2];
   const Shape nchw{C, H, W}, nhwc{H, W, C};
   Shape per_image(data.dims.begin() + (data.dims.empty() ? 0 : 1), data.dims.end());
   if (per_image.size() == 2 && C == 1) per_image = {1, per_image[0], per_image[1]};
@@ -131,7 +132,7 @@ Batch LabDataset::read(int64_t start, int64_t count) const {
     fail<InvalidArgument>(path_, "data", "rows within [0, " + std::to_string(n_) + ")",
                           std::to_string(start) + "+" + std::to_string(count));
   }
-  const int64_t H = input_shape_[0], W = input_shape_[1], C = input_shape_[2];
+  const int64_t C = input_shape_[0], H = input_shape_[1], W = input_shape_[2];
   const int64_t bytes = h5::checked_bytes({count, H, W, C}, 4);
   if (bytes < 0 || bytes > max_tensor_bytes_) {
     fail<LimitExceeded>(path_, "data",
@@ -142,7 +143,9 @@ Batch LabDataset::read(int64_t start, int64_t count) const {
   at::Tensor x = layout_ == Layout::kNCHW ? at::empty({count, C, H, W}, at::kFloat)
                                           : at::empty({count, H, W, C}, at::kFloat);
   h5::read_rows(f, "/data", start, count, H5T_NATIVE_FLOAT, x.data_ptr<float>());
-  if (layout_ == Layout::kNHWC) x = x.permute({0, 3, 1, 2}).contiguous();
+  // NHWC rows are already the channels-last layout the convolutions run in: a view
+  // (N, C, H, W) of them is used as it is, without a copy.
+  if (layout_ == Layout::kNHWC) x = x.permute({0, 3, 1, 2});
   if (!at::isfinite(x).all().item<bool>()) {
     fail(path_, "data rows " + std::to_string(start) + ".." + std::to_string(start + count - 1),
          "finite pixel values", "NaN or Inf");

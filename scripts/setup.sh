@@ -10,6 +10,7 @@ packages=(
   libgtest-dev googletest libbenchmark-dev
   gnuplot-nox dataset-fashion-mnist
   libtomlplusplus-dev
+  libonnx-dev libprotobuf-dev libonnx-testdata
 )
 
 missing=()

@@ -1,0 +1,504 @@
+#include "hostile/onnx_corpus.h"
+
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <random>
+#include <stdexcept>
+
+#include "formats/onnx/proto.h"
+#include "onnx_builder.h"
+
+namespace bdguard::test {
+namespace {
+
+namespace fs = std::filesystem;
+using onnx::ModelProto;
+using onnx::TensorProto;
+
+ModelProto tiny() {
+  ModelProto m = onnx_model(13);
+  add_input(m, "input", {-1, 3, 8, 8});
+  add_output(m, "output", {-1, 5});
+  add_initializer(m, "conv.weight", test_values({4, 3, 3, 3}));
+  add_initializer(m, "conv.bias", test_values({4}, 1));
+  add_initializer(m, "fc.weight", test_values({5, 64}, 2));
+  add_initializer(m, "fc.bias", test_values({5}, 3));
+  onnx::NodeProto& conv = add_node(m, "Conv", "/conv/Conv", {"input", "conv.weight", "conv.bias"},
+                                   {"/conv/Conv_output_0"});
+  attr_ints(conv, "dilations", {1, 1});
+  attr_int(conv, "group", 1);
+  attr_ints(conv, "kernel_shape", {3, 3});
+  attr_ints(conv, "pads", {1, 1, 1, 1});
+  attr_ints(conv, "strides", {1, 1});
+  add_node(m, "Relu", "/relu/Relu", {"/conv/Conv_output_0"}, {"/relu/Relu_output_0"});
+  onnx::NodeProto& pool =
+      add_node(m, "MaxPool", "/pool/MaxPool", {"/relu/Relu_output_0"}, {"/pool/MaxPool_output_0"});
+  attr_int(pool, "ceil_mode", 0);
+  attr_ints(pool, "kernel_shape", {2, 2});
+  attr_ints(pool, "pads", {0, 0, 0, 0});
+  attr_ints(pool, "strides", {2, 2});
+  attr_int(add_node(m, "Flatten", "/Flatten", {"/pool/MaxPool_output_0"}, {"/Flatten_output_0"}),
+           "axis", 1);
+  onnx::NodeProto& fc =
+      add_node(m, "Gemm", "/fc/Gemm", {"/Flatten_output_0", "fc.weight", "fc.bias"}, {"output"});
+  attr_float(fc, "alpha", 1);
+  attr_float(fc, "beta", 1);
+  attr_int(fc, "transB", 1);
+  return m;
+}
+
+onnx::NodeProto& node(ModelProto& m, const std::string& name) {
+  for (auto& n : *m.mutable_graph()->mutable_node()) {
+    if (n.name() == name) return n;
+  }
+  throw std::logic_error("tiny.onnx has no node " + name);
+}
+
+TensorProto& initializer(ModelProto& m, const std::string& name) {
+  for (auto& t : *m.mutable_graph()->mutable_initializer()) {
+    if (t.name() == name) return t;
+  }
+  throw std::logic_error("tiny.onnx has no initializer " + name);
+}
+
+onnx::AttributeProto& attribute(onnx::NodeProto& n, const std::string& name) {
+  for (auto& a : *n.mutable_attribute()) {
+    if (a.name() == name) return a;
+  }
+  throw std::logic_error("no attribute " + name);
+}
+
+// conv.bias ([4] float32, raw_data) without its payload.
+TensorProto& bare_bias(ModelProto& m) {
+  TensorProto& t = initializer(m, "conv.bias");
+  t.clear_raw_data();
+  return t;
+}
+
+using Write = std::function<void(const std::string& path)>;
+
+// tiny.onnx changed by `change`.
+Write tiny_with(std::function<void(ModelProto&)> change) {
+  return [change](const std::string& path) {
+    ModelProto m = tiny();
+    change(m);
+    save_onnx(m, path);
+  };
+}
+
+Write bytes(std::function<std::string()> make) {
+  return [make](const std::string& path) { save_bytes(path, make()); };
+}
+
+struct Entry {
+  OnnxCase c;
+  Write write;
+};
+
+const std::vector<Entry>& entries() {
+  using S = OnnxStage;
+  static const std::vector<Entry> all = {
+      // The file and its wire format.
+      {{"onnx_directory.onnx", S::kReader, {"expected a regular file, found a folder"}},
+       [](const std::string& path) { fs::create_directory(path); }},
+      {{"onnx_empty.onnx",
+        S::kReader,
+        {"expected a serialized ONNX ModelProto, found an empty file"}},
+       bytes([] { return std::string(); })},
+      {{"onnx_truncated.onnx",
+        S::kReader,
+        {"expected a serialized ONNX ModelProto",
+         "found damaged or truncated protobuf data at byte"}},
+       bytes([] {
+         const std::string b = onnx_bytes(tiny());
+         return b.substr(0, b.size() / 2);
+       })},
+      {{"onnx_random.onnx",
+        S::kReader,
+        {"expected a serialized ONNX ModelProto", "found damaged or truncated protobuf data"}},
+       bytes([] {
+         std::mt19937 rng(1);
+         std::string s(4096, '\0');
+         for (auto& c : s) c = static_cast<char>(rng() & 0xff);
+         return s;
+       })},
+      {{"onnx_deep_nesting.onnx",
+        S::kReader,
+        {"expected protobuf messages nested at most 100 deep", "found deeper nesting"}},
+       tiny_with([](ModelProto& m) {
+         onnx::TypeProto* t = m.mutable_graph()->mutable_input(0)->mutable_type();
+         t->Clear();
+         for (int i = 0; i < 150; ++i) t = t->mutable_sequence_type()->mutable_elem_type();
+         t->mutable_tensor_type()->set_elem_type(TensorProto::FLOAT);
+       })},
+      // The model.
+      {{"onnx_no_graph.onnx", S::kReader, {"model: expected a graph, found none"}},
+       tiny_with([](ModelProto& m) { m.clear_graph(); })},
+      {{"onnx_ir_version_2.onnx", S::kReader, {"ir_version: expected 3..10, found 2"}},
+       tiny_with([](ModelProto& m) { m.set_ir_version(2); })},
+      {{"onnx_opset6.onnx", S::kReader, {"opset_import: expected opset 7..17, found opset 6"}},
+       tiny_with([](ModelProto& m) { m.mutable_opset_import(0)->set_version(6); })},
+      {{"onnx_opset99.onnx", S::kReader, {"opset_import: expected opset 7..17, found opset 99"}},
+       tiny_with([](ModelProto& m) { m.mutable_opset_import(0)->set_version(99); })},
+      {{"onnx_opset_twice.onnx",
+        S::kReader,
+        {"opset_import: expected one entry for the default domain, found two (versions 13 and "
+         "11)"}},
+       tiny_with([](ModelProto& m) {
+         auto* o = m.add_opset_import();
+         o->set_domain("ai.onnx");
+         o->set_version(11);
+       })},
+      {{"onnx_opset_missing.onnx",
+        S::kReader,
+        {"opset_import: expected one entry for the default domain, found none"}},
+       tiny_with([](ModelProto& m) { m.clear_opset_import(); })},
+      {{"onnx_opset_custom_domain.onnx",
+        S::kReader,
+        {"opset_import: expected only the default domain", "found domain 'com.example'"}},
+       tiny_with([](ModelProto& m) {
+         auto* o = m.add_opset_import();
+         o->set_domain("com.example");
+         o->set_version(1);
+       })},
+      {{"onnx_function.onnx",
+        S::kReader,
+        {"function 'MyFn': expected no model-local functions, found one defined in the model"}},
+       tiny_with([](ModelProto& m) {
+         auto* f = m.add_functions();
+         f->set_name("MyFn");
+         f->set_domain("com.example");
+       })},
+      {{"onnx_training_info.onnx",
+        S::kReader,
+        {"training_info: expected none (an inference model), found 1 entry"}},
+       tiny_with([](ModelProto& m) { m.add_training_info(); })},
+      {{"onnx_sparse_initializer.onnx",
+        S::kReader,
+        {"sparse_initializer 'sparse.w': expected dense initializers only, found a sparse one"}},
+       tiny_with([](ModelProto& m) {
+         auto* s = m.mutable_graph()->add_sparse_initializer();
+         *s->mutable_values() = onnx_tensor("sparse.w", at::ones({1}));
+         *s->mutable_indices() = onnx_tensor("sparse.i", at::zeros({1}, at::kLong));
+         s->add_dims(4);
+       })},
+      {{"onnx_too_many_nodes.onnx",
+        S::kReader,
+        {"graph: expected at most 100000 nodes, found 100005"}},
+       tiny_with([](ModelProto& m) {
+         for (int i = 0; i < onnx_io::kMaxNodes; ++i) {
+           add_node(m, "Identity", "", {"input"}, {"x" + std::to_string(i)});
+         }
+       })},
+      {{"onnx_too_many_initializers.onnx",
+        S::kReader,
+        {"graph: expected at most 100000 initializers, found 100004"}},
+       tiny_with([](ModelProto& m) {
+         for (int i = 0; i < onnx_io::kMaxInitializers; ++i) {
+           TensorProto* t = m.mutable_graph()->add_initializer();  // empty: dims [0]
+           t->set_name("w" + std::to_string(i));
+           t->set_data_type(TensorProto::FLOAT);
+           t->add_dims(0);
+         }
+       })},
+      // Nodes and attributes.
+      {{"onnx_custom_domain.onnx",
+        S::kReader,
+        {"node '/relu/Relu' (Relu): expected an op of the default domain ('' or 'ai.onnx'), found "
+         "domain 'com.example'"}},
+       tiny_with([](ModelProto& m) { node(m, "/relu/Relu").set_domain("com.example"); })},
+      {{"onnx_no_op_type.onnx",
+        S::kReader,
+        {"node '/relu/Relu' (no op_type): expected an op_type, found none"}},
+       tiny_with([](ModelProto& m) { node(m, "/relu/Relu").clear_op_type(); })},
+      {{"onnx_if_subgraph.onnx",
+        S::kReader,
+        {"node '/If' (If) attribute 'else_branch'",
+         "found GRAPH (a subgraph, as If, Loop and Scan"}},
+       tiny_with([](ModelProto& m) {
+         add_initializer(m, "cond", at::ones({}, at::kBool));
+         onnx::NodeProto& n = add_node(m, "If", "/If", {"cond"}, {"/If_output_0"});
+         for (const char* branch : {"else_branch", "then_branch"}) {
+           auto* a = n.add_attribute();
+           a->set_name(branch);
+           a->set_type(onnx::AttributeProto::GRAPH);
+           onnx::GraphProto* g = a->mutable_g();
+           g->set_name(branch);
+           auto* id = g->add_node();
+           id->set_op_type("Identity");
+           id->add_input("input");
+           id->add_output("y");
+           g->add_output()->set_name("y");
+         }
+       })},
+      {{"onnx_sparse_tensor_attribute.onnx",
+        S::kReader,
+        {"node '/Constant' (Constant) attribute 'sparse_value'", "found SPARSE_TENSOR"}},
+       tiny_with([](ModelProto& m) {
+         auto* a = add_node(m, "Constant", "/Constant", {}, {"/Constant_output_0"}).add_attribute();
+         a->set_name("sparse_value");
+         a->set_type(onnx::AttributeProto::SPARSE_TENSOR);
+         a->mutable_sparse_tensor()->add_dims(4);
+       })},
+      {{"onnx_type_proto_attribute.onnx",
+        S::kReader,
+        {"node '/conv/Conv' (Conv) attribute 'dtype'", "found TYPE_PROTO"}},
+       tiny_with([](ModelProto& m) {
+         auto* a = node(m, "/conv/Conv").add_attribute();
+         a->set_name("dtype");
+         a->set_type(onnx::AttributeProto::TYPE_PROTO);
+         a->mutable_tp()->mutable_tensor_type()->set_elem_type(TensorProto::FLOAT);
+       })},
+      {{"onnx_ref_attr_name.onnx",
+        S::kReader,
+        {"node '/conv/Conv' (Conv) attribute 'group': expected a value, found a reference to the "
+         "function attribute 'g'"}},
+       tiny_with([](ModelProto& m) {
+         attribute(node(m, "/conv/Conv"), "group").set_ref_attr_name("g");
+       })},
+      {{"onnx_duplicate_attribute.onnx",
+        S::kReader,
+        {"node '/conv/Conv' (Conv) attribute 'pads': expected attribute names unique in the node, "
+         "found a second one"}},
+       tiny_with([](ModelProto& m) {
+         attr_ints(node(m, "/conv/Conv"), "pads", {0, 0, 0, 0});
+       })},
+      {{"onnx_attribute_smuggled_graph.onnx",
+        S::kReader,
+        {"node '/conv/Conv' (Conv) attribute 'group': expected only the field of its type INT, "
+         "found also 'g'"}},
+       tiny_with([](ModelProto& m) {
+         attribute(node(m, "/conv/Conv"), "group").mutable_g()->set_name("smuggled");
+       })},
+      {{"onnx_attribute_no_type.onnx",
+        S::kReader,
+        {"node '/conv/Conv' (Conv) attribute 'group': expected an attribute type, found none"}},
+       tiny_with([](ModelProto& m) { attribute(node(m, "/conv/Conv"), "group").clear_type(); })},
+      {{"onnx_huge_string_attribute.onnx",
+        S::kReader,
+        {"node '/conv/Conv' (Conv) attribute 'auto_pad': expected a string of at most 65536 bytes, "
+         "found 100000 bytes"}},
+       tiny_with([](ModelProto& m) {
+         attr_string(node(m, "/conv/Conv"), "auto_pad", std::string(100000, 'A'));
+       })},
+      {{"onnx_huge_name.onnx",
+        S::kReader,
+        {"(Relu): expected a name of at most 65536 bytes, found 100000 bytes"}},
+       tiny_with([](ModelProto& m) { node(m, "/relu/Relu").set_name(std::string(100000, 'r')); })},
+      {{"onnx_constant_bad_tensor.onnx",
+        S::kReader,
+        {"node '/Constant' (Constant) attribute 'value': expected 8 bytes of raw_data for dims [1] "
+         "of INT64, found 7"}},
+       tiny_with([](ModelProto& m) {
+         onnx::NodeProto& n = add_node(m, "Constant", "/Constant", {}, {"/Constant_output_0"});
+         attr_tensor(n, "value", at::ones({1}, at::kLong))
+             .mutable_t()
+             ->mutable_raw_data()
+             ->resize(7);
+       })},
+      // Tensors.
+      {{"onnx_external_data.onnx",
+        S::kReader,
+        {"initializer 'conv.weight': expected the payload inside the model file",
+         "found external data at location '/etc/passwd'"}},
+       tiny_with([](ModelProto& m) {
+         TensorProto& t = initializer(m, "conv.weight");
+         t.clear_raw_data();
+         t.set_data_location(TensorProto::EXTERNAL);
+         auto* e = t.add_external_data();
+         e->set_key("location");
+         e->set_value("/etc/passwd");
+       })},
+      {{"onnx_segment.onnx",
+        S::kReader,
+        {"initializer 'conv.bias': expected a whole tensor, found a segment"}},
+       tiny_with(
+           [](ModelProto& m) { initializer(m, "conv.bias").mutable_segment()->set_begin(0); })},
+      {{"onnx_string_tensor.onnx",
+        S::kReader,
+        {"initializer 'conv.bias': expected data_type FLOAT, DOUBLE", "found STRING"}},
+       tiny_with([](ModelProto& m) {
+         TensorProto& t = bare_bias(m);
+         t.set_data_type(TensorProto::STRING);
+         for (int i = 0; i < 4; ++i) t.add_string_data("s");
+       })},
+      {{"onnx_unknown_data_type.onnx",
+        S::kReader,
+        {"initializer 'conv.bias': expected data_type FLOAT", "found data_type 99"}},
+       tiny_with([](ModelProto& m) { initializer(m, "conv.bias").set_data_type(99); })},
+      {{"onnx_negative_dim.onnx",
+        S::kReader,
+        {"initializer 'conv.bias': expected dims >= 0, found dims [-4] of FLOAT"}},
+       tiny_with([](ModelProto& m) { initializer(m, "conv.bias").set_dims(0, -4); })},
+      {{"onnx_overflow_dims.onnx",
+        S::kReader,
+        {"initializer 'conv.bias': expected a tensor of at most 2147483648 bytes",
+         "found dims [1099511627776, 1099511627776] of FLOAT, over 2^63 bytes"}},
+       tiny_with([](ModelProto& m) {
+         TensorProto& t = bare_bias(m);
+         t.set_dims(0, int64_t{1} << 40);
+         t.add_dims(int64_t{1} << 40);
+       })},
+      // Over the size limit with no payload at all: refused from dims and type alone.
+      {{"onnx_tensor_too_big.onnx",
+        S::kReader,
+        {"initializer 'conv.bias': expected a tensor of at most 2147483648 bytes",
+         "found dims [2147483648] of FLOAT, 8589934592 bytes"}},
+       tiny_with([](ModelProto& m) { bare_bias(m).set_dims(0, int64_t{1} << 31); })},
+      {{"onnx_raw_data_size.onnx",
+        S::kReader,
+        {"initializer 'conv.bias': expected 16 bytes of raw_data for dims [4] of FLOAT, found 15"}},
+       tiny_with(
+           [](ModelProto& m) { initializer(m, "conv.bias").mutable_raw_data()->resize(15); })},
+      {{"onnx_typed_data_count.onnx",
+        S::kReader,
+        {"initializer 'conv.bias': expected 4 values in float_data for dims [4] of FLOAT, found "
+         "3"}},
+       tiny_with([](ModelProto& m) {
+         TensorProto& t = bare_bias(m);
+         for (int i = 0; i < 3; ++i) t.add_float_data(1);
+       })},
+      {{"onnx_raw_and_typed_data.onnx",
+        S::kReader,
+        {"initializer 'conv.bias': expected the payload in one field, found both raw_data and "
+         "float_data"}},
+       tiny_with([](ModelProto& m) {
+         for (int i = 0; i < 4; ++i) initializer(m, "conv.bias").add_float_data(1);
+       })},
+      {{"onnx_wrong_typed_field.onnx",
+        S::kReader,
+        {"initializer 'conv.bias': expected the payload in raw_data or float_data for dims [4] of "
+         "FLOAT, found int64_data"}},
+       tiny_with([](ModelProto& m) {
+         TensorProto& t = bare_bias(m);
+         for (int i = 0; i < 4; ++i) t.add_int64_data(1);
+       })},
+      {{"onnx_no_payload.onnx",
+        S::kReader,
+        {"initializer 'conv.bias': expected 16 bytes of raw_data or 4 values in float_data for "
+         "dims [4] of FLOAT, found no payload"}},
+       tiny_with([](ModelProto& m) { bare_bias(m); })},
+      {{"onnx_int8_out_of_range.onnx",
+        S::kReader,
+        {"initializer 'extra.int8': expected int32_data values in [-128, 127] for INT8, found 300 "
+         "at element 1"}},
+       tiny_with([](ModelProto& m) {
+         TensorProto* t = m.mutable_graph()->add_initializer();
+         t->set_name("extra.int8");
+         t->set_data_type(TensorProto::INT8);
+         t->add_dims(2);
+         t->add_int32_data(1);
+         t->add_int32_data(300);
+       })},
+      {{"onnx_bool_byte.onnx",
+        S::kReader,
+        {"initializer 'extra.bool': expected raw_data bytes 0 or 1 for BOOL, found 2 at element "
+         "0"}},
+       tiny_with([](ModelProto& m) {
+         add_initializer(m, "extra.bool", at::ones({1}, at::kBool)).set_raw_data("\x02");
+       })},
+      // Names.
+      {{"onnx_duplicate_initializer.onnx",
+        S::kReader,
+        {"initializer 'conv.bias': expected a unique name, found a second initializer of that "
+         "name"}},
+       tiny_with([](ModelProto& m) { add_initializer(m, "conv.bias", at::zeros({4})); })},
+      {{"onnx_duplicate_input.onnx",
+        S::kReader,
+        {"graph input 'input': expected a unique name, found a second graph input of that name"}},
+       tiny_with([](ModelProto& m) {
+         add_input(m, "input", {-1, 3, 8, 8});
+       })},
+      {{"onnx_duplicate_node_output.onnx",
+        S::kReader,
+        {"node '/relu/Relu' (Relu) output '/conv/Conv_output_0': expected a unique name, found a "
+         "name that node '/conv/Conv' (Conv) already defines"}},
+       tiny_with(
+           [](ModelProto& m) { node(m, "/relu/Relu").set_output(0, "/conv/Conv_output_0"); })},
+      {{"onnx_output_shadows_initializer.onnx",
+        S::kReader,
+        {"node '/relu/Relu' (Relu) output 'fc.weight': expected a unique name, found a name that "
+         "initializer 'fc.weight' already defines"}},
+       tiny_with([](ModelProto& m) { node(m, "/relu/Relu").set_output(0, "fc.weight"); })},
+      {{"onnx_output_shadows_input.onnx",
+        S::kReader,
+        {"node '/relu/Relu' (Relu) output 'input': expected a unique name, found a name that graph "
+         "input 'input' already defines"}},
+       tiny_with([](ModelProto& m) { node(m, "/relu/Relu").set_output(0, "input"); })},
+      {{"onnx_undefined_input.onnx",
+        S::kReader,
+        {"node '/relu/Relu' (Relu) input 'nowhere': expected the name of a graph input, "
+         "initializer or node output, found a name nothing defines"}},
+       tiny_with([](ModelProto& m) { node(m, "/relu/Relu").set_input(0, "nowhere"); })},
+      {{"onnx_undefined_output.onnx",
+        S::kReader,
+        {"graph output 'nowhere': expected the name of a graph input, initializer or node output, "
+         "found a name nothing defines"}},
+       tiny_with([](ModelProto& m) { m.mutable_graph()->mutable_output(0)->set_name("nowhere"); })},
+      {{"onnx_cycle.onnx",
+        S::kReader,
+        {"node '/relu/Relu' (Relu): expected an acyclic graph, found a cycle node '/relu/Relu' "
+         "(Relu) -> node '/conv/Conv' (Conv) -> node '/relu/Relu' (Relu)"}},
+       tiny_with([](ModelProto& m) { node(m, "/conv/Conv").set_input(0, "/relu/Relu_output_0"); })},
+      // Graph inputs.
+      {{"onnx_sequence_input.onnx",
+        S::kReader,
+        {"graph input 'input': expected a tensor type (TypeProto.tensor_type), found "
+         "TypeProto.sequence_type"}},
+       tiny_with([](ModelProto& m) {
+         onnx::TypeProto* t = m.mutable_graph()->mutable_input(0)->mutable_type();
+         t->mutable_sequence_type()->mutable_elem_type()->mutable_tensor_type()->set_elem_type(
+             TensorProto::FLOAT);
+       })},
+      {{"onnx_input_negative_dim.onnx",
+        S::kReader,
+        {"graph input 'input' dim 1: expected a size >= 0, found -3"}},
+       tiny_with([](ModelProto& m) {
+         m.mutable_graph()
+             ->mutable_input(0)
+             ->mutable_type()
+             ->mutable_tensor_type()
+             ->mutable_shape()
+             ->mutable_dim(1)
+             ->set_dim_value(-3);
+       })},
+      // Weights the reader accepts and the graph mapper refuses.
+      {{"onnx_nan_weight.onnx",
+        S::kGraph,
+        {"initializer 'conv.weight': expected finite values, found NaN at element 17"}},
+       tiny_with([](ModelProto& m) {
+         at::Tensor w = test_values({4, 3, 3, 3});
+         w.view(-1)[17] = std::numeric_limits<float>::quiet_NaN();
+         onnx_io::set_tensor(initializer(m, "conv.weight"), w);
+       })},
+      {{"onnx_inf_weight.onnx",
+        S::kGraph,
+        {"initializer 'fc.bias': expected finite values, found -Inf at element 2"}},
+       tiny_with([](ModelProto& m) {
+         at::Tensor b = test_values({5}, 3);
+         b[2] = -std::numeric_limits<float>::infinity();
+         onnx_io::set_tensor(initializer(m, "fc.bias"), b);
+       })},
+  };
+  return all;
+}
+
+}  // namespace
+
+void write_onnx_corpus(const std::string& dir) {
+  fs::create_directories(dir + "/valid");
+  save_onnx(tiny(), dir + "/valid/tiny.onnx");
+  for (const Entry& e : entries()) e.write(dir + "/" + e.c.file);
+}
+
+const std::vector<OnnxCase>& onnx_corpus_cases() {
+  static const std::vector<OnnxCase> cases = [] {
+    std::vector<OnnxCase> out;
+    for (const Entry& e : entries()) out.push_back(e.c);
+    return out;
+  }();
+  return cases;
+}
+
+}  // namespace bdguard::test

@@ -1,6 +1,7 @@
 // Reading and writing models whatever their format (model_io.h).
 #include "bdguard/model_io.h"
 
+#include <cstring>
 #include <fstream>
 
 #include "bdguard/error.h"
@@ -10,16 +11,47 @@
 
 namespace bdguard {
 
+namespace {
+
+// Whether the first bytes can start a serialized onnx.ModelProto: the tag of one of its
+// fields with that field's wire type (protobuf writes them in field order, ir_version
+// first, but any may come first).
+bool starts_like_model_proto(const unsigned char* b, std::streamsize n) {
+  if (n < 1) return false;
+  const unsigned tag = b[0] < 0x80 ? b[0] : (n > 1 ? (b[0] & 0x7f) | (b[1] << 7) : 0);
+  const unsigned field = tag >> 3, wire = tag & 7;
+  switch (field) {
+    case 1:  // ir_version
+    case 5:  // model_version
+      return wire == 0;
+    case 2:   // producer_name
+    case 3:   // producer_version
+    case 4:   // domain
+    case 6:   // doc_string
+    case 7:   // graph
+    case 8:   // opset_import
+    case 14:  // metadata_props
+    case 20:  // training_info
+    case 25:  // functions
+      return wire == 2;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
 ModelFormat model_file_format(const std::string& path) {
   require_regular_file(path);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail<IoError>(path, "", "a readable file", std::strerror(errno));
-  char magic[8] = {};
-  in.read(magic, sizeof magic);
-  if (in.gcount() == 8 && std::string(magic, 8) == std::string("\x89HDF\r\n\x1a\n", 8)) {
-    return ModelFormat::kKeras;
-  }
-  return ModelFormat::kOnnx;
+  unsigned char head[8] = {};
+  in.read(reinterpret_cast<char*>(head), sizeof head);
+  const std::streamsize n = in.gcount();
+  if (n == 8 && std::memcmp(head, "\x89HDF\r\n\x1a\n", 8) == 0) return ModelFormat::kKeras;
+  if (starts_like_model_proto(head, n)) return ModelFormat::kOnnx;
+  fail(path, "", "a Keras .h5 (HDF5) or ONNX model file",
+       n == 0 ? "an empty file" : "no HDF5 signature and no ONNX protobuf");
 }
 
 Model load_model(const std::string& path, const ArchSource& arch, const LoadOptions& options) {
@@ -36,14 +68,15 @@ bool ends_with(const std::string& s, const std::string& tail) {
 }  // namespace
 
 void save_model(const Model& m, const std::string& path) {
-  const bool onnx =
-      m.format == ModelFormat::kOnnx || (m.format == ModelFormat::kMemory && ends_with(path, ".onnx"));
+  const bool onnx = m.format == ModelFormat::kOnnx ||
+                    (m.format == ModelFormat::kMemory && ends_with(path, ".onnx"));
   // A file named for the other format would mislead whoever opens it next.
   if ((onnx && (ends_with(path, ".h5") || ends_with(path, ".hdf5"))) ||
       (!onnx && ends_with(path, ".onnx"))) {
-    fail<InvalidArgument>(path, "", std::string("a file name ending in ") + (onnx ? ".onnx" : ".h5") +
-                                        " (the model's format)",
-                          "another extension");
+    fail<InvalidArgument>(
+        path, "",
+        std::string("a file name ending in ") + (onnx ? ".onnx" : ".h5") + " (the model's format)",
+        "another extension");
   }
   if (onnx) {
     save_onnx_model(m, path);

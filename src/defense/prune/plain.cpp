@@ -28,19 +28,65 @@ bool on_every_path(const Model& m, int skip) {
   return !reach[static_cast<size_t>(m.output_index())];
 }
 
+// Whether node `a` is an ancestor of node `b` (or b itself).
+bool ancestor(const Model& m, int a, int b) {
+  std::vector<char> seen(m.size(), 0);
+  std::vector<int> todo{b};
+  while (!todo.empty()) {
+    const int i = todo.back();
+    todo.pop_back();
+    if (i == a) return true;
+    if (i < a || seen[static_cast<size_t>(i)]) continue;  // topological order: a < its readers
+    seen[static_cast<size_t>(i)] = 1;
+    for (int in : m.node(static_cast<size_t>(i)).inputs) {
+      if (in >= 0) todo.push_back(in);
+    }
+  }
+  return false;
+}
+
+// Whether node i merges a value with one computed from it (Add, Sum, Concat, ... one
+// of whose inputs is an ancestor of another): a skip connection carries that value
+// around what lies between. DeepID's add_1 merges two branches: not a skip.
+bool residual_merge(const Model& m, size_t i) {
+  const Node& n = m.node(i);
+  if (n.kind != NodeKind::kOp) return false;
+  std::vector<int> ins;
+  for (int in : n.inputs) {
+    // Data paths only: not weights, and not shape arithmetic (a Reshape reads a shape
+    // computed from its own input).
+    const Node& x = in >= 0 ? m.node(static_cast<size_t>(in)) : n;
+    if (in >= 0 && x.kind != NodeKind::kParam && x.kind != NodeKind::kConst &&
+        at::isFloatingType(x.info.dtype)) {
+      ins.push_back(in);
+    }
+  }
+  for (int x : ins) {
+    for (int y : ins) {
+      if (x < y && ancestor(m, x, y)) return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 ChannelUnit default_prune_target(const Model& m) {
-  for (int i = static_cast<int>(m.size()) - 1; i >= 0; --i) {
+  // A Conv that a skip connection bypasses does not alone shape what the classifier
+  // reads, so only convolutions after the last residual connection qualify.
+  int last_merge = -1;
+  for (size_t i = 0; i < m.size(); ++i) {
+    if (residual_merge(m, i)) last_merge = static_cast<int>(i);
+  }
+  for (int i = static_cast<int>(m.size()) - 1; i > last_merge; --i) {
     if (m.node(static_cast<size_t>(i)).is_op("Conv") && on_every_path(m, i)) return conv_unit(m, i);
   }
   for (int i = static_cast<int>(m.size()) - 1; i >= 0; --i) {
     const Node& n = m.node(static_cast<size_t>(i));
     if (n.is_op("Gemm") || n.is_op("MatMul")) return linear_input_unit(m, i);
   }
-  throw InvalidArgument(describe("", "model",
-                                 "a Conv layer on every path to the output, or a Gemm / MatMul",
-                                 "none"));
+  throw InvalidArgument(describe(
+      "", "model", "a Conv layer on every path to the output, or a Gemm / MatMul", "none"));
 }
 
 ChannelUnit resolve_prune_target(const Model& m, const std::string& name) {
@@ -64,7 +110,8 @@ std::string describe_target(const Model& m, const ChannelUnit& u) {
     out = "output channels of " + std::string(n.op->type()) + " '" + n.name +
           "' (kernel slice and bias set to zero";
     for (int bn : u.batch_norms) {
-      out += "; scale and bias of BatchNormalization '" + m.node(static_cast<size_t>(bn)).name + "'";
+      out +=
+          "; scale and bias of BatchNormalization '" + m.node(static_cast<size_t>(bn)).name + "'";
     }
     return out + ")";
   }

@@ -30,14 +30,18 @@ class PoolOp : public Op {
     if (!max_ && (w_.dh != 1 || w_.dw != 1)) {
       op_fail<UnsupportedOp>("attribute dilations", "1 for AveragePool", "other values");
     }
-    auto [oh, ow] = resolve_window(w_, static_dim(x, 2, "input X"), static_dim(x, 3, "input X"),
-                                   "input X");
+    auto [oh, ow] =
+        resolve_window(w_, static_dim(x, 2, "input X"), static_dim(x, 3, "input X"), "input X");
     return {{x.dims[0], x.dims[1], oh, ow}, x.dtype, std::nullopt};
   }
   at::Tensor forward(const std::vector<at::Tensor>& in) const override {
     const at::Tensor& x = in[0];
     const auto& p = w_.pads;
     const std::vector<int64_t> k{w_.kh, w_.kw}, s{w_.sh, w_.sw};
+    if (max_ && !at::isFloatingType(x.scalar_type())) {
+      // ATen pools floats only; integers up to 2^53 are exact in float64 and back.
+      return forward({x.to(at::kDouble)}).to(x.scalar_type());
+    }
     if (max_) {
       if (native_pads(w_)) {
         return at::max_pool2d(x, k, s, {p[0], p[1]}, {w_.dh, w_.dw}, w_.ceil_mode);
@@ -54,8 +58,8 @@ class PoolOp : public Op {
     // (count_include_pad = 0), or the input's and the pads' (windows that ceil_mode
     // lets run past the pads count only what they cover).
     const std::vector<int64_t> pad4{p[1], p[3], p[0], p[2]};
-    at::Tensor sum = at::avg_pool2d(at::constant_pad_nd(x, pad4, 0.0), k, s, {0, 0},
-                                    w_.ceil_mode, true, /*divisor_override=*/1);
+    at::Tensor sum = at::avg_pool2d(at::constant_pad_nd(x, pad4, 0.0), k, s, {0, 0}, w_.ceil_mode,
+                                    true, /*divisor_override=*/1);
     at::Tensor ones = at::ones({1, 1, x.size(2), x.size(3)}, x.options());
     at::Tensor mask = at::constant_pad_nd(ones, pad4, include_pad_ ? 1.0 : 0.0);
     at::Tensor count = at::avg_pool2d(mask, k, s, {0, 0}, w_.ceil_mode, true, 1);

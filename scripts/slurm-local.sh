@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Runs a throw-away one-node Slurm cluster (munged, slurmctld, slurmd) on this machine, for tests.
+#
+#   scripts/slurm-local.sh start  [DIR]  wipe DIR, write its slurm.conf and munge key, start the
+#                                        daemons, wait (<= 30 s) for the node to be idle; prints the
+#                                        client environment on stdout: eval "$(scripts/slurm-local.sh start)"
+#   scripts/slurm-local.sh stop   [DIR]  cancel all jobs, stop the daemons (by their pid files) and
+#                                        any leftover job processes; idempotent
+#   scripts/slurm-local.sh status [DIR]  exit 0 and show the node if up, 1 if down
+#
+# DIR is ${BDGUARD_SLURM_DIR:-/tmp/bdguard-slurm}; all state lives there: slurm.conf, munge.key,
+# munge.socket, *.pid, *.log (daemons), ctld/ and d/ (spools), jobcomp.txt (one line per finished
+# job), logs/ (for job output). Nothing under /etc/slurm, /etc/munge or /run/munge is used:
+# clients find the munge socket through AuthInfo=socket= in DIR/slurm.conf, so SLURM_CONF is all
+# they need. Ports ${BDGUARD_SLURM_PORT:-16817} (slurmctld) and the next (slurmd), on 127.0.0.1.
+# Needs root and the Debian 12 packages slurmctld slurmd slurm-client munge.
+set -euo pipefail
+
+cmd=${1:-}
+dir=$(realpath -m -- "${2:-${BDGUARD_SLURM_DIR:-/tmp/bdguard-slurm}}")
+port=${BDGUARD_SLURM_PORT:-16817}
+node=$(hostname -s)
+export SLURM_CONF=$dir/slurm.conf
+
+say() { echo "slurm-local: $*" >&2; }
+die() { say "error: $*"; exit 1; }
+fail() { # die, showing the daemons' logs
+  say "error: $*"
+  for f in "$dir"/{munged,slurmctld,slurmd}.log; do
+    [[ -f $f ]] && { echo "--- tail $f" >&2; tail -n 15 "$f" >&2; }
+  done
+  exit 1
+}
+# Prints the pid in DIR/NAME.pid if that process is alive and is NAME.
+live_pid() {
+  local pid
+  pid=$(cat "$dir/$1.pid" 2>/dev/null) || return 1
+  [[ $pid =~ ^[0-9]+$ && $(cat "/proc/$pid/comm" 2>/dev/null) == "$1"* ]] && echo "$pid"
+}
+any_live() { live_pid munged || live_pid slurmctld || live_pid slurmd; }
+node_state() { timeout 5 sinfo -h -n "$node" -o %T 2>/dev/null; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# Leftover job processes: slurmstepd (they inherit BDGUARD_SLURM_TAG=DIR from slurmd), job
+# tasks (Slurm puts SLURM_JOB_ID and SLURM_CONF=DIR/slurm.conf in their environment, even
+# daemonised ones), and their descendants; never munged, this script or its ancestors.
+job_pids() {
+  local p pp n=0 keep
+  local -A in=()
+  keep=" $(live_pid munged || true) "
+  for ((p = BASHPID; p > 1; )); do keep+="$p "; p=$(ps -o ppid= -p "$p") || break; p=$((p)); done
+  for p in $(
+    grep -lzxs "BDGUARD_SLURM_TAG=$dir" /proc/[0-9]*/environ
+    grep -lzs '^SLURM_JOB_ID=' /proc/[0-9]*/environ | xargs -r grep -lzxs "SLURM_CONF=$SLURM_CONF"
+  ); do p=${p#/proc/} && in[${p%/environ}]=1; done
+  while ((${#in[@]} != n)); do # add children until nothing new appears
+    n=${#in[@]}
+    while read -r p pp; do [[ -n ${in[$pp]:-} ]] && in[$p]=1; done < <(ps -e -o pid=,ppid=)
+  done
+  for p in "${!in[@]}"; do [[ $keep == *" $p "* ]] || echo "$p"; done
+}
+
+# Sends SIGTERM to the pids after $1, waits up to $1 s for them to exit, then SIGKILLs the rest.
+term_wait() {
+  local secs=$1 p alive=()
+  shift
+  (($#)) || return 0
+  kill -TERM "$@" 2>/dev/null || true
+  for ((i = 0; i < secs * 10; i++)); do
+    alive=()
+    for p in "$@"; do [[ -d /proc/$p ]] && alive+=("$p"); done
+    ((${#alive[@]})) || return 0
+    sleep 0.1
+  done
+  say "SIGKILL to ${alive[*]}"
+  kill -KILL "${alive[@]}" 2>/dev/null || true
+}
+
+write_conf() {
+  cat >"$dir/slurm.conf" <<EOF
+# Written by scripts/slurm-local.sh: one node, all state under $dir.
+ClusterName=bdguard
+SlurmctldHost=$node(127.0.0.1)
+SlurmctldPort=$port
+SlurmdPort=$((port + 1))
+SlurmUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$dir/munge.socket
+StateSaveLocation=$dir/ctld
+SlurmdSpoolDir=$dir/d
+SlurmctldPidFile=$dir/slurmctld.pid
+SlurmdPidFile=$dir/slurmd.pid
+SlurmctldLogFile=$dir/slurmctld.log
+SlurmdLogFile=$dir/slurmd.log
+PlugStackConfig=$dir/plugstack.conf
+MailProg=/bin/true
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=$dir/jobcomp.txt
+DependencyParameters=kill_invalid_depend
+# Default 3 s: a job would start at most every 3 s; with 0, once a second (the scheduler tick).
+SchedulerParameters=batch_sched_delay=0
+MpiDefault=none
+ReturnToService=2
+KillWait=2
+# Finished jobs stay visible to scontrol/squeue -t all for 10 minutes.
+MinJobAge=600
+NodeName=$node NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$(awk '/^MemTotal/ {print int($2 * 0.9 / 1024)}' /proc/meminfo) State=UNKNOWN
+PartitionName=local Nodes=$node Default=YES MaxTime=INFINITE State=UP
+EOF
+  : >"$dir/plugstack.conf" # else the default /etc/slurm/plugstack.conf would be read
+}
+
+start() {
+  if any_live >/dev/null; then die "a cluster from $dir is running; run: $0 stop $dir"; fi
+  if [[ -e $dir ]]; then # start from empty state, or a drained node stays drained
+    [[ -e $dir/.bdguard-slurm ]] || die "$dir exists and was not made by this script; not removing it"
+    rm -rf -- "$dir"
+  fi
+  mkdir -p -- "$(dirname -- "$dir")"
+  mkdir -m 755 -- "$dir"
+  mkdir -- "$dir/ctld" "$dir/d" "$dir/logs"
+  : >"$dir/.bdguard-slurm"
+  write_conf
+  (umask 077 && dd if=/dev/urandom of="$dir/munge.key" bs=1 count=1024 status=none)
+  local t0 state=
+  t0=$(now_ms)
+  export BDGUARD_SLURM_TAG=$dir
+  munged --force --key-file="$dir/munge.key" --socket="$dir/munge.socket" --pid-file="$dir/munged.pid" \
+    --log-file="$dir/munged.log" --seed-file="$dir/munged.seed" || fail "munged did not start"
+  slurmctld -f "$SLURM_CONF" || fail "slurmctld did not start"
+  slurmd -f "$SLURM_CONF" -N "$node" || fail "slurmd did not start"
+  while (($(now_ms) - t0 < 30000)); do
+    state=$(node_state) || true
+    [[ $state == idle ]] && break
+    sleep 0.1
+  done
+  [[ $state == idle ]] || fail "node $node is '${state:-unreachable}', not idle, after 30 s"
+  say "up in $(($(now_ms) - t0)) ms: node $node idle, $(nproc) CPUs, in $dir"
+  echo "export SLURM_CONF=$SLURM_CONF"
+}
+
+stop() {
+  local pid pids=()
+  if live_pid slurmctld >/dev/null; then
+    timeout 10 scancel --quiet --user="$(id -un)" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do # up to 5 s for the jobs to end
+      [[ -z $(timeout 5 squeue -h -t running,completing,suspended -o %i 2>/dev/null) ]] && break
+      sleep 0.1
+    done
+  fi
+  for name in slurmd slurmctld; do pid=$(live_pid "$name") && pids+=("$pid"); done
+  term_wait 10 "${pids[@]}"
+  mapfile -t pids < <(job_pids)
+  if ((${#pids[@]})); then say "ending leftover job processes ${pids[*]}"; fi
+  term_wait 3 "${pids[@]}"
+  pids=()
+  pid=$(live_pid munged) && pids+=("$pid")
+  term_wait 5 "${pids[@]}"
+  say "stopped ($dir)"
+}
+
+status() {
+  local state
+  any_live >/dev/null || { say "down ($dir)"; return 1; }
+  for name in munged slurmctld slurmd; do echo "$name: $(live_pid "$name" || echo down)"; done
+  state=$(node_state) || true
+  echo "node $node: ${state:-unreachable}"
+  [[ $state =~ ^(idle|mixed|allocated)$ ]]
+}
+
+case $cmd in
+  start | stop | status) "$cmd" ;;
+  *) sed -n '2,16p' "$0" >&2; exit 2 ;;
+esac

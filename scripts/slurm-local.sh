@@ -26,9 +26,7 @@ say() { echo "slurm-local: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 fail() { # die, showing the daemons' logs
   say "error: $*"
-  for f in "$dir"/{munged,slurmctld,slurmd}.log; do
-    [[ -f $f ]] && { echo "--- tail $f" >&2; tail -n 15 "$f" >&2; }
-  done
+  for f in "$dir"/{munged,slurmctld,slurmd}.log; do [[ -f $f ]] && tail -v -n 15 "$f" >&2; done
   exit 1
 }
 # Prints the pid in DIR/NAME.pid if that process is alive and is NAME.
@@ -41,13 +39,12 @@ any_live() { live_pid munged || live_pid slurmctld || live_pid slurmd; }
 node_state() { timeout 5 sinfo -h -n "$node" -o %T 2>/dev/null; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
-# Leftover job processes: slurmstepd (they inherit BDGUARD_SLURM_TAG=DIR from slurmd), job
-# tasks (Slurm puts SLURM_JOB_ID and SLURM_CONF=DIR/slurm.conf in their environment, even
-# daemonised ones), and their descendants; never munged, this script or its ancestors.
-job_pids() {
-  local p pp n=0 keep
+# All processes of this cluster: the daemons and slurmstepd (they inherit BDGUARD_SLURM_TAG=DIR),
+# job tasks (Slurm puts SLURM_JOB_ID and SLURM_CONF=DIR/slurm.conf in their environment, daemonised
+# ones too) and their descendants; never this script or its ancestors.
+cluster_pids() {
+  local p pp n=0 keep=" "
   local -A in=()
-  keep=" $(live_pid munged || true) "
   for ((p = BASHPID; p > 1; )); do keep+="$p "; p=$(ps -o ppid= -p "$p") || break; p=$((p)); done
   for p in $(
     grep -lzxs "BDGUARD_SLURM_TAG=$dir" /proc/[0-9]*/environ
@@ -60,18 +57,17 @@ job_pids() {
   for p in "${!in[@]}"; do [[ $keep == *" $p "* ]] || echo "$p"; done
 }
 
-# Sends SIGTERM to the pids after $1, waits up to $1 s for them to exit, then SIGKILLs the rest.
+# Sends SIGTERM to the pids, waits up to 10 s for them to exit, then SIGKILLs the rest.
 term_wait() {
-  local secs=$1 p alive=()
-  shift
+  local p alive=("$@")
   (($#)) || return 0
   kill -TERM "$@" 2>/dev/null || true
-  for ((i = 0; i < secs * 10; i++)); do
-    alive=()
-    for p in "$@"; do [[ -d /proc/$p ]] && alive+=("$p"); done
-    ((${#alive[@]})) || return 0
+  for ((i = 0; i < 100 && ${#alive[@]}; i++)); do
     sleep 0.1
+    alive=()
+    for p in "$@"; do [[ $(ps -o stat= -p "$p") == [^Z]* ]] && alive+=("$p"); done
   done
+  ((${#alive[@]})) || return 0
   say "SIGKILL to ${alive[*]}"
   kill -KILL "${alive[@]}" 2>/dev/null || true
 }
@@ -84,8 +80,6 @@ SlurmctldHost=$node(127.0.0.1)
 SlurmctldPort=$port
 SlurmdPort=$((port + 1))
 SlurmUser=root
-AuthType=auth/munge
-CredType=cred/munge
 AuthInfo=socket=$dir/munge.socket
 StateSaveLocation=$dir/ctld
 SlurmdSpoolDir=$dir/d
@@ -94,19 +88,16 @@ SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/slurmctld.log
 SlurmdLogFile=$dir/slurmd.log
 PlugStackConfig=$dir/plugstack.conf
-MailProg=/bin/true
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$dir/jobcomp.txt
 DependencyParameters=kill_invalid_depend
 # Default 3 s: a job would start at most every 3 s; with 0, once a second (the scheduler tick).
 SchedulerParameters=batch_sched_delay=0
-MpiDefault=none
 ReturnToService=2
 KillWait=2
 # Finished jobs stay visible to scontrol/squeue -t all for 10 minutes.
@@ -123,13 +114,10 @@ start() {
     [[ -e $dir/.bdguard-slurm ]] || die "$dir exists and was not made by this script; not removing it"
     rm -rf -- "$dir"
   fi
-  mkdir -p -- "$(dirname -- "$dir")"
-  mkdir -m 755 -- "$dir"
-  mkdir -- "$dir/ctld" "$dir/d" "$dir/logs"
-  : >"$dir/.bdguard-slurm"
+  mkdir -p -- "$dir"/{ctld,d,logs} && chmod 755 "$dir" && : >"$dir/.bdguard-slurm"
   write_conf
   (umask 077 && dd if=/dev/urandom of="$dir/munge.key" bs=1 count=1024 status=none)
-  local t0 state=
+  local state='' t0
   t0=$(now_ms)
   export BDGUARD_SLURM_TAG=$dir
   munged --force --key-file="$dir/munge.key" --socket="$dir/munge.socket" --pid-file="$dir/munged.pid" \
@@ -155,14 +143,9 @@ stop() {
       sleep 0.1
     done
   fi
-  for name in slurmd slurmctld; do pid=$(live_pid "$name") && pids+=("$pid"); done
-  term_wait 10 "${pids[@]}"
-  mapfile -t pids < <(job_pids)
-  if ((${#pids[@]})); then say "ending leftover job processes ${pids[*]}"; fi
-  term_wait 3 "${pids[@]}"
-  pids=()
-  pid=$(live_pid munged) && pids+=("$pid")
-  term_wait 5 "${pids[@]}"
+  for name in slurmd slurmctld munged; do pid=$(live_pid "$name") && pids+=("$pid"); done
+  mapfile -t -O "${#pids[@]}" pids < <(cluster_pids)
+  term_wait "${pids[@]}"
   say "stopped ($dir)"
 }
 

@@ -123,6 +123,7 @@ start() {
   munged --force --key-file="$dir/munge.key" --socket="$dir/munge.socket" --pid-file="$dir/munged.pid" \
     --log-file="$dir/munged.log" --seed-file="$dir/munged.seed" || fail "munged did not start"
   slurmctld -f "$SLURM_CONF" || fail "slurmctld did not start"
+  for ((i = 0; i < 100; i++)); do timeout 5 scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.05; done
   slurmd -f "$SLURM_CONF" -N "$node" || fail "slurmd did not start"
   while (($(now_ms) - t0 < 30000)); do
     state=$(node_state) || true

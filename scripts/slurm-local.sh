@@ -27,6 +27,7 @@ die() { say "error: $*"; exit 1; }
 fail() { # die, showing the daemons' logs
   say "error: $*"
   for f in "$dir"/{munged,slurmctld,slurmd}.log; do [[ -f $f ]] && tail -v -n 15 "$f" >&2; done
+  stop 2>/dev/null || true
   exit 1
 }
 # Prints the pid in DIR/NAME.pid if that process is alive and is NAME.
@@ -37,6 +38,8 @@ live_pid() {
 }
 any_live() { live_pid munged || live_pid slurmctld || live_pid slurmd; }
 node_state() { timeout 5 sinfo -h -n "$node" -o %T 2>/dev/null; }
+# True if something listens on TCP port $1 (any address).
+port_busy() { awk -v p=":$(printf %04X "$1")" '$4 == "0A" && substr($2, length($2) - 4) == p' /proc/net/tcp /proc/net/tcp6 | grep -q .; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # All processes of this cluster: the daemons and slurmstepd (they inherit BDGUARD_SLURM_TAG=DIR),
@@ -115,6 +118,9 @@ start() {
     rm -rf -- "$dir"
   fi
   mkdir -p -- "$dir"/{ctld,d,logs} && chmod 755 "$dir" && : >"$dir/.bdguard-slurm"
+  for p in "$port" $((port + 1)); do
+    port_busy "$p" && die "TCP port $p is in use (another Slurm?); choose others with BDGUARD_SLURM_PORT"
+  done
   write_conf
   (umask 077 && dd if=/dev/urandom of="$dir/munge.key" bs=1 count=1024 status=none)
   local state='' t0
@@ -128,6 +134,7 @@ start() {
   while (($(now_ms) - t0 < 30000)); do
     state=$(node_state) || true
     [[ $state == idle ]] && break
+    (($(now_ms) - t0 < 2000)) || { live_pid slurmctld && live_pid slurmd; } >/dev/null || fail "a daemon exited"
     sleep 0.1
   done
   [[ $state == idle ]] || fail "node $node is '${state:-unreachable}', not idle, after 30 s"

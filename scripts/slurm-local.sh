@@ -30,29 +30,31 @@ fail() { # die, showing the daemons' logs
   stop 2>/dev/null || true
   exit 1
 }
+alive() { [[ $(ps -o stat= -p "$1") == [^Z]* ]]; } # a zombie has exited
 # Prints the pid in DIR/NAME.pid if that process is alive and is NAME.
 live_pid() {
   local pid
   pid=$(cat "$dir/$1.pid" 2>/dev/null) || return 1
-  [[ $pid =~ ^[0-9]+$ && $(cat "/proc/$pid/comm" 2>/dev/null) == "$1"* ]] && echo "$pid"
+  [[ $pid =~ ^[0-9]+$ && $(cat "/proc/$pid/comm" 2>/dev/null) == "$1"* ]] && alive "$pid" && echo "$pid"
 }
 any_live() { live_pid munged || live_pid slurmctld || live_pid slurmd; }
 node_state() { timeout 5 sinfo -h -n "$node" -o %T 2>/dev/null; }
 # True if something listens on TCP port $1 (any address).
 port_busy() { awk -v p=":$(printf %04X "$1")" '$4 == "0A" && substr($2, length($2) - 4) == p' /proc/net/tcp /proc/net/tcp6 | grep -q .; }
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
+now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
 
-# All processes of this cluster: the daemons and slurmstepd (they inherit BDGUARD_SLURM_TAG=DIR),
-# job tasks (Slurm puts SLURM_JOB_ID and SLURM_CONF=DIR/slurm.conf in their environment, daemonised
-# ones too) and their descendants; never this script or its ancestors.
+# Processes of this cluster besides munged and slurmctld: slurmd and slurmstepd (they hold
+# DIR/slurmd.log open; slurmstepd overwrites its environment), job tasks (Slurm puts SLURM_JOB_ID
+# and SLURM_CONF=DIR/slurm.conf in their environment, daemonised ones too) and their descendants;
+# never this script or its ancestors.
 cluster_pids() {
   local p pp n=0 keep=" "
   local -A in=()
   for ((p = BASHPID; p > 1; )); do keep+="$p "; p=$(ps -o ppid= -p "$p") || break; p=$((p)); done
   for p in $(
-    grep -lzxs "BDGUARD_SLURM_TAG=$dir" /proc/[0-9]*/environ
-    grep -lzs '^SLURM_JOB_ID=' /proc/[0-9]*/environ | xargs -r grep -lzxs "SLURM_CONF=$SLURM_CONF"
-  ); do p=${p#/proc/} && in[${p%/environ}]=1; done
+    find /proc/[0-9]*/fd -lname "$dir/slurmd.log" 2>/dev/null | cut -d/ -f3
+    grep -lzs '^SLURM_JOB_ID=' /proc/[0-9]*/environ | xargs -r grep -lzxs "SLURM_CONF=$SLURM_CONF" | cut -d/ -f3
+  ); do in[$p]=1; done
   while ((${#in[@]} != n)); do # add children until nothing new appears
     n=${#in[@]}
     while read -r p pp; do [[ -n ${in[$pp]:-} ]] && in[$p]=1; done < <(ps -e -o pid=,ppid=)
@@ -68,7 +70,7 @@ term_wait() {
   for ((i = 0; i < 100 && ${#alive[@]}; i++)); do
     sleep 0.1
     alive=()
-    for p in "$@"; do [[ $(ps -o stat= -p "$p") == [^Z]* ]] && alive+=("$p"); done
+    for p in "$@"; do alive "$p" && alive+=("$p"); done
   done
   ((${#alive[@]})) || return 0
   say "SIGKILL to ${alive[*]}"
@@ -91,6 +93,7 @@ SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/slurmctld.log
 SlurmdLogFile=$dir/slurmd.log
 PlugStackConfig=$dir/plugstack.conf
+MailProg=/bin/true
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ProctrackType=proctrack/linuxproc
@@ -113,10 +116,9 @@ EOF
 
 start() {
   if any_live >/dev/null; then die "a cluster from $dir is running; run: $0 stop $dir"; fi
-  if [[ -e $dir ]]; then # start from empty state, or a drained node stays drained
-    [[ -e $dir/.bdguard-slurm ]] || die "$dir exists and was not made by this script; not removing it"
-    rm -rf -- "$dir"
-  fi
+  # Start from an empty state, or a drained node stays drained.
+  [[ ! -e $dir || -e $dir/.bdguard-slurm ]] || die "$dir exists and was not made by this script; not removing it"
+  rm -rf -- "$dir"
   mkdir -p -- "$dir"/{ctld,d,logs} && chmod 755 "$dir" && : >"$dir/.bdguard-slurm"
   for p in "$port" $((port + 1)); do
     port_busy "$p" && die "TCP port $p is in use (another Slurm?); choose others with BDGUARD_SLURM_PORT"
@@ -125,34 +127,38 @@ start() {
   (umask 077 && dd if=/dev/urandom of="$dir/munge.key" bs=1 count=1024 status=none)
   local state='' t0
   t0=$(now_ms)
-  export BDGUARD_SLURM_TAG=$dir
   munged --force --key-file="$dir/munge.key" --socket="$dir/munge.socket" --pid-file="$dir/munged.pid" \
     --log-file="$dir/munged.log" --seed-file="$dir/munged.seed" || fail "munged did not start"
   slurmctld -f "$SLURM_CONF" || fail "slurmctld did not start"
   for ((i = 0; i < 100; i++)); do timeout 5 scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.05; done
   slurmd -f "$SLURM_CONF" -N "$node" || fail "slurmd did not start"
+  # Ready when the node is idle and the main scheduler has run (~3 s after slurmctld starts).
   while (($(now_ms) - t0 < 30000)); do
     state=$(node_state) || true
-    [[ $state == idle ]] && break
+    [[ $state == idle ]] && timeout 5 sdiag 2>/dev/null | grep -q 'Total cycles: [1-9]' && break
     (($(now_ms) - t0 < 2000)) || { live_pid slurmctld && live_pid slurmd; } >/dev/null || fail "a daemon exited"
     sleep 0.1
   done
-  [[ $state == idle ]] || fail "node $node is '${state:-unreachable}', not idle, after 30 s"
+  (($(now_ms) - t0 < 30000)) || fail "node $node is '${state:-unreachable}' or not scheduling after 30 s"
   say "up in $(($(now_ms) - t0)) ms: node $node idle, $(nproc) CPUs, in $dir"
   echo "export SLURM_CONF=$SLURM_CONF"
 }
 
 stop() {
-  local pid pids=()
+  local pid pids=() left=()
   if live_pid slurmctld >/dev/null; then
-    timeout 10 scancel --quiet --user="$(id -un)" 2>/dev/null || true
+    timeout 5 scancel --quiet --user="$(id -un)" 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do # up to 5 s for the jobs to end
-      [[ -z $(timeout 5 squeue -h -t running,completing,suspended -o %i 2>/dev/null) ]] && break
+      [[ -n $(timeout 2 squeue -h -t running,completing,suspended -o %i 2>/dev/null) ]] || break
       sleep 0.1
     done
   fi
   for name in slurmd slurmctld munged; do pid=$(live_pid "$name") && pids+=("$pid"); done
-  mapfile -t -O "${#pids[@]}" pids < <(cluster_pids)
+  for pid in $(cluster_pids); do [[ " ${pids[*]} " == *" $pid "* ]] || left+=("$pid"); done
+  if ((${#left[@]})); then # slurmstepd ignores SIGTERM
+    say "SIGKILL to leftover job processes ${left[*]}"
+    kill -KILL "${left[@]}" 2>/dev/null || true
+  fi
   term_wait "${pids[@]}"
   say "stopped ($dir)"
 }

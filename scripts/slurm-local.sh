@@ -2,8 +2,9 @@
 # Runs a throw-away one-node Slurm cluster (munged, slurmctld, slurmd) on this machine, for tests.
 #
 #   scripts/slurm-local.sh start  [DIR]  wipe DIR, write its slurm.conf and munge key, start the
-#                                        daemons, wait (<= 30 s) for the node to be idle; prints the
-#                                        client environment on stdout: eval "$(scripts/slurm-local.sh start)"
+#                                        daemons, wait (~3 s, at most 30) for the node to be idle and
+#                                        the scheduler running; prints the client environment on
+#                                        stdout: eval "$(scripts/slurm-local.sh start)"
 #   scripts/slurm-local.sh stop   [DIR]  cancel all jobs, stop the daemons (by their pid files) and
 #                                        any leftover job processes; idempotent
 #   scripts/slurm-local.sh status [DIR]  exit 0 and show the node if up, 1 if down
@@ -40,7 +41,9 @@ live_pid() {
 any_live() { live_pid munged || live_pid slurmctld || live_pid slurmd; }
 node_state() { timeout 5 sinfo -h -n "$node" -o %T 2>/dev/null; }
 # True if something listens on TCP port $1 (any address).
-port_busy() { awk -v p=":$(printf %04X "$1")" '$4 == "0A" && substr($2, length($2) - 4) == p' /proc/net/tcp /proc/net/tcp6 | grep -q .; }
+port_busy() {
+  awk -v p=":$(printf %04X "$1")" '$4 == "0A" && substr($2, length($2) - 4) == p {b = 1} END {exit !b}' /proc/net/tcp{,6}
+}
 now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
 
 # Processes of this cluster besides munged and slurmctld: slurmd and slurmstepd (they hold
@@ -64,17 +67,17 @@ cluster_pids() {
 
 # Sends SIGTERM to the pids, waits up to 10 s for them to exit, then SIGKILLs the rest.
 term_wait() {
-  local p alive=("$@")
+  local p left=("$@")
   (($#)) || return 0
   kill -TERM "$@" 2>/dev/null || true
-  for ((i = 0; i < 100 && ${#alive[@]}; i++)); do
+  for ((i = 0; i < 100 && ${#left[@]}; i++)); do
     sleep 0.1
-    alive=()
-    for p in "$@"; do alive "$p" && alive+=("$p"); done
+    left=()
+    for p in "$@"; do alive "$p" && left+=("$p"); done
   done
-  ((${#alive[@]})) || return 0
-  say "SIGKILL to ${alive[*]}"
-  kill -KILL "${alive[@]}" 2>/dev/null || true
+  ((${#left[@]})) || return 0
+  say "SIGKILL to ${left[*]}"
+  kill -KILL "${left[@]}" 2>/dev/null || true
 }
 
 write_conf() {
@@ -130,12 +133,12 @@ start() {
   munged --force --key-file="$dir/munge.key" --socket="$dir/munge.socket" --pid-file="$dir/munged.pid" \
     --log-file="$dir/munged.log" --seed-file="$dir/munged.seed" || fail "munged did not start"
   slurmctld -f "$SLURM_CONF" || fail "slurmctld did not start"
-  for ((i = 0; i < 100; i++)); do timeout 5 scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.05; done
+  for ((i = 0; i < 100; i++)); do [[ $(timeout 5 scontrol ping 2>/dev/null) == *UP* ]] && break; sleep 0.05; done
   slurmd -f "$SLURM_CONF" -N "$node" || fail "slurmd did not start"
   # Ready when the node is idle and the main scheduler has run (~3 s after slurmctld starts).
   while (($(now_ms) - t0 < 30000)); do
     state=$(node_state) || true
-    [[ $state == idle ]] && timeout 5 sdiag 2>/dev/null | grep -q 'Total cycles: [1-9]' && break
+    [[ $state == idle && $(timeout 5 sdiag 2>/dev/null) == *"Total cycles: "[1-9]* ]] && break
     (($(now_ms) - t0 < 2000)) || { live_pid slurmctld && live_pid slurmd; } >/dev/null || fail "a daemon exited"
     sleep 0.1
   done
@@ -147,7 +150,7 @@ start() {
 stop() {
   local pid pids=() left=()
   if live_pid slurmctld >/dev/null; then
-    timeout 5 scancel --quiet --user="$(id -un)" 2>/dev/null || true
+    timeout 5 scancel --quiet --partition=local 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do # up to 5 s for the jobs to end
       [[ -n $(timeout 2 squeue -h -t running,completing,suspended -o %i 2>/dev/null) ]] || break
       sleep 0.1
@@ -174,5 +177,5 @@ status() {
 
 case $cmd in
   start | stop | status) "$cmd" ;;
-  *) sed -n '2,16p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,17p' "$0" >&2; exit 2 ;;
 esac

@@ -81,6 +81,9 @@ term_wait() {
 }
 
 write_conf() {
+  # The daemons listen on 127.0.0.1 instead of all addresses only if the host name resolves to it.
+  local comm='# host name not 127.*: listening on all addresses'
+  [[ $(getent hosts "$node") != 127.* ]] || comm=CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
   cat >"$dir/slurm.conf" <<EOF
 # Written by scripts/slurm-local.sh: one node, all state under $dir.
 ClusterName=bdguard
@@ -97,6 +100,7 @@ SlurmctldLogFile=$dir/slurmctld.log
 SlurmdLogFile=$dir/slurmd.log
 PlugStackConfig=$dir/plugstack.conf
 MailProg=/bin/true
+$comm
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ProctrackType=proctrack/linuxproc

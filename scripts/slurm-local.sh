@@ -1,25 +1,23 @@
 #!/usr/bin/env bash
 # Runs a throw-away one-node Slurm cluster (munged, slurmctld, slurmd) on this machine, for tests.
-#
-#   scripts/slurm-local.sh start  [DIR]  wipe DIR, write its slurm.conf and munge key, start the
-#                                        daemons, wait (~3 s, at most 30) for the node to be idle and
-#                                        the scheduler running; prints the client environment on
-#                                        stdout: eval "$(scripts/slurm-local.sh start)"
-#   scripts/slurm-local.sh stop   [DIR]  cancel all jobs, stop the daemons (by their pid files) and
-#                                        any leftover job processes; idempotent
+#   scripts/slurm-local.sh start  [DIR]  wipe DIR, write its slurm.conf and munge key, start the daemons,
+#       wait (~3 s, at most 30) until the node is idle and the scheduler runs; prints on stdout the
+#       client environment: eval "$(scripts/slurm-local.sh start)"
+#   scripts/slurm-local.sh stop   [DIR]  cancel all jobs, stop the daemons (by their pid files) and any
+#       leftover job processes; idempotent
 #   scripts/slurm-local.sh status [DIR]  exit 0 and show the node if up, 1 if down
-#
-# DIR is ${BDGUARD_SLURM_DIR:-/tmp/bdguard-slurm}; all state lives there: slurm.conf, munge.key,
-# munge.socket, *.pid, *.log (daemons), ctld/ and d/ (spools), jobcomp.txt (one line per finished
-# job), logs/ (for job output). Nothing under /etc/slurm, /etc/munge or /run/munge is used:
-# clients find the munge socket through AuthInfo=socket= in DIR/slurm.conf, so SLURM_CONF is all
-# they need. Ports ${BDGUARD_SLURM_PORT:-16817} (slurmctld) and the next (slurmd), on 127.0.0.1.
-# Needs root and the Debian 12 packages slurmctld slurmd slurm-client munge.
+# DIR is ${BDGUARD_SLURM_DIR:-/tmp/bdguard-slurm}, holding all state: slurm.conf, munge.key, munge.socket,
+# *.pid, *.log (daemons), ctld/ and d/ (spools), jobcomp.txt (a line per finished job), logs/ (for job
+# output). Nothing in /etc/slurm, /etc/munge or /run/munge is used: clients find the munge socket via
+# AuthInfo=socket= in DIR/slurm.conf, so SLURM_CONF is all they need. Ports ${BDGUARD_SLURM_PORT:-16817}
+# (slurmctld) and the next (slurmd), reached on 127.0.0.1. Needs root and the Debian 12 packages
+# slurmctld slurmd slurm-client munge.
 set -euo pipefail
 
 cmd=${1:-}
 dir=$(realpath -m -- "${2:-${BDGUARD_SLURM_DIR:-/tmp/bdguard-slurm}}")
 port=${BDGUARD_SLURM_PORT:-16817}
+if ! [[ $port =~ ^[1-9][0-9]{3,4}$ ]] || ((port > 65534)); then echo "slurm-local: bad port $port" >&2; exit 2; fi
 node=$(hostname -s)
 export SLURM_CONF=$dir/slurm.conf
 
@@ -68,7 +66,6 @@ cluster_pids() {
 # Sends SIGTERM to the pids, waits up to 10 s for them to exit, then SIGKILLs the rest.
 term_wait() {
   local p left=("$@")
-  (($#)) || return 0
   kill -TERM "$@" 2>/dev/null || true
   for ((i = 0; i < 100 && ${#left[@]}; i++)); do
     sleep 0.1
@@ -143,7 +140,7 @@ start() {
   while (($(now_ms) - t0 < 30000)); do
     state=$(node_state) || true
     [[ $state == idle && $(timeout 5 sdiag 2>/dev/null) == *"Total cycles: "[1-9]* ]] && break
-    (($(now_ms) - t0 < 2000)) || { live_pid slurmctld && live_pid slurmd; } >/dev/null || fail "a daemon exited"
+    (($(now_ms) - t0 < 2000)) || { live_pid slurmctld && live_pid slurmd; } >/dev/null || fail "slurmctld or slurmd exited"
     sleep 0.1
   done
   (($(now_ms) - t0 < 30000)) || fail "node $node is '${state:-unreachable}' or not scheduling after 30 s"
@@ -162,10 +159,8 @@ stop() {
   fi
   for name in slurmd slurmctld munged; do pid=$(live_pid "$name") && pids+=("$pid"); done
   for pid in $(cluster_pids); do [[ " ${pids[*]} " == *" $pid "* ]] || left+=("$pid"); done
-  if ((${#left[@]})); then # slurmstepd ignores SIGTERM
-    say "SIGKILL to leftover job processes ${left[*]}"
-    kill -KILL "${left[@]}" 2>/dev/null || true
-  fi
+  # slurmstepd ignores SIGTERM.
+  ((${#left[@]} == 0)) || { say "SIGKILL to leftover job processes ${left[*]}"; kill -KILL "${left[@]}" 2>/dev/null || true; }
   term_wait "${pids[@]}"
   say "stopped ($dir)"
 }
@@ -181,5 +176,5 @@ status() {
 
 case $cmd in
   start | stop | status) "$cmd" ;;
-  *) sed -n '2,17p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,14p' "$0" >&2; exit 2 ;;
 esac

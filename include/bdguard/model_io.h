@@ -46,6 +46,10 @@ Model load_model(const std::string& path, const ArchSource& arch = {},
 // as a full Keras model, or as ONNX when `path` ends in ".onnx".
 void save_model(const Model& m, const std::string& path);
 
+// Refuses (InvalidArgument) a path save_model would refuse for `m`: one named for the
+// other format. Commands call it before any work.
+void check_output_path(const Model& m, const std::string& path);
+
 // ".h5" or ".onnx": the extension of the files save_model writes for `m`.
 std::string model_extension(const Model& m);
 
@@ -56,9 +60,9 @@ struct LayerSummary {
   std::vector<int64_t> shape;  // the output's, batch first as -1
   std::string shape_text;      // "(None, 10, 8, 60)" or "(N, 64, 8, 8)"
   int64_t params = 0;
-  bool prunable = false;          // Conv2D / Dense / Conv / Gemm / MatMul
-  std::string pruned_kind;        // "output" channels or "input" features
-  std::vector<int64_t> pruned;    // zeroed channels
+  bool prunable = false;        // Conv2D / Dense / Conv / Gemm / MatMul
+  std::string pruned_kind;      // "output" channels or "input" features
+  std::vector<int64_t> pruned;  // zeroed channels
 };
 std::vector<LayerSummary> summarize_layers(const Model& m);
 

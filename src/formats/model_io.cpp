@@ -65,11 +65,14 @@ namespace {
 bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
+bool writes_onnx(const Model& m, const std::string& path) {
+  return m.format == ModelFormat::kOnnx ||
+         (m.format == ModelFormat::kMemory && ends_with(path, ".onnx"));
+}
 }  // namespace
 
-void save_model(const Model& m, const std::string& path) {
-  const bool onnx = m.format == ModelFormat::kOnnx ||
-                    (m.format == ModelFormat::kMemory && ends_with(path, ".onnx"));
+void check_output_path(const Model& m, const std::string& path) {
+  const bool onnx = writes_onnx(m, path);
   // A file named for the other format would mislead whoever opens it next.
   if ((onnx && (ends_with(path, ".h5") || ends_with(path, ".hdf5"))) ||
       (!onnx && ends_with(path, ".onnx"))) {
@@ -78,7 +81,11 @@ void save_model(const Model& m, const std::string& path) {
         std::string("a file name ending in ") + (onnx ? ".onnx" : ".h5") + " (the model's format)",
         "another extension");
   }
-  if (onnx) {
+}
+
+void save_model(const Model& m, const std::string& path) {
+  check_output_path(m, path);
+  if (writes_onnx(m, path)) {
     save_onnx_model(m, path);
   } else {
     save_keras_model(m, path);

@@ -24,6 +24,7 @@ void run_finetune(FinetuneCliOptions o) {
   o.finetune.optimizer = parse_optimizer(o.optimizer);
   o.finetune.progress = train_progress_bar("finetune", o.quiet);
   Model m = load(o.model, o.model.model);
+  check_output_path(m, o.out);
   const DataOptions d = data_options(o.model, m);
   LabDataset clean(o.clean, m.input_shape(), d);
   std::optional<LabDataset> poisoned, test, poisoned_test;
@@ -134,7 +135,8 @@ void setup_finetune(CLI::App& app) {
           ->check(CLI::ExistingFile);
   test->needs(ptest);
   ptest->needs(test);
-  sub->add_option("--out", opt->out, "fine-tuned model (.h5, same structure as --model)")
+  sub->add_option("--out", opt->out,
+                  "fine-tuned model, in --model's format and structure (.h5 or .onnx)")
       ->required();
   add_finetune_options(*sub, opt->finetune, opt->optimizer);
   sub->add_option("--batch", opt->finetune.batch, "images per training step")

@@ -57,6 +57,12 @@ struct StageTiming {
   double seconds = 0;
 };
 
+// A plot: a name (the file stem: plots/<name>.png and .svg), a title, and the gnuplot
+// commands that draw it (the terminal and output already set).
+struct PlotSpec {
+  std::string name, title, body;
+};
+
 // Everything a report shows. Percentages are in percent.
 struct RunReport {
   std::string tool_version;
@@ -71,6 +77,10 @@ struct RunReport {
   std::vector<ReportedModel> saved;
   std::vector<StageTiming> timings;
   std::vector<std::string> warnings;
+  // More plots in the same script (the detection and comparison stages'), and the data
+  // blocks they read.
+  std::vector<PlotSpec> extra_plots;
+  std::string extra_preamble;
 };
 
 // Files of `out_dir` a report reads or writes.

@@ -21,6 +21,7 @@
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
 #include "bdguard/report.h"
+#include "report/gnuplot.h"
 #include "report/model_view.h"
 
 extern char** environ;
@@ -28,29 +29,9 @@ extern char** environ;
 namespace bdguard {
 namespace {
 
-namespace fs = std::filesystem;
-
-// A gnuplot single-quoted string: no escapes inside except '' for a quote; control
-// characters (a newline would end the command) become spaces.
-std::string gp_string(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      out += "''";
-    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      out += ' ';
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
-
-std::string num(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.10g", v);
-  return buf;
-}
+using report::draw_plots;
+using report::gp_string;
+using report::num;
 
 std::string fixed2(double v) {
   char buf[64];
@@ -166,105 +147,6 @@ void activation_plot(std::ostringstream& gp, const RunReport& r) {
   gp << "set xtics norotate font ''\n";
 }
 
-void write_terminal(std::ostringstream& gp, const std::string& format, const ReportOptions& o,
-                    const std::string& name) {
-  if (format == "png") {
-    gp << "set terminal pngcairo size " << o.png_width << "," << o.png_height
-       << " noenhanced font 'sans,11'\n";
-  } else {
-    gp << "set terminal svg size " << o.png_width << "," << o.png_height
-       << " noenhanced font 'sans,11' background rgb 'white'\n";
-  }
-  gp << "set output '" << name << "." << format << "' . suffix\n";
-}
-
-struct Spec {
-  std::string name, title;
-};
-
-std::vector<Spec> plot_specs(const RunReport& r) {
-  std::vector<Spec> specs = {
-      {"sweep_valid", "Clean accuracy and attack success rate on validation data"}};
-  if (has_test(r.sweep)) {
-    specs.push_back({"sweep_test", "Clean accuracy and attack success rate on test data"});
-  }
-  specs.push_back({"activations", "Mean activation of each channel, in pruning order"});
-  return specs;
-}
-
-// Runs `program script` in `dir` with a deadline; returns exit status (or -1 with `why`).
-int run_child(const std::string& program, const std::vector<std::string>& args,
-              const std::string& dir, double timeout_s, std::string& output, std::string& why) {
-  int pipe_fd[2];
-  if (pipe2(pipe_fd, O_CLOEXEC) != 0) {
-    why = std::strerror(errno);
-    return -1;
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fd[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fd[1], 2);
-  posix_spawn_file_actions_addchdir_np(&actions, dir.c_str());
-  std::vector<char*> argv = {const_cast<char*>(program.c_str())};
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = posix_spawnp(&pid, program.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  close(pipe_fd[1]);
-  if (rc != 0) {
-    close(pipe_fd[0]);
-    why = rc == ENOENT ? "not found" : std::strerror(rc);
-    return -1;
-  }
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-  char buf[4096];
-  bool timed_out = false;
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    deadline - std::chrono::steady_clock::now())
-                    .count();
-    if (left <= 0) {
-      timed_out = true;
-      break;
-    }
-    pollfd p{pipe_fd[0], POLLIN, 0};
-    int pr = poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000)));
-    if (pr < 0 && errno == EINTR) continue;
-    if (pr == 0) continue;
-    ssize_t n = read(pipe_fd[0], buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    if (output.size() < (1u << 20)) output.append(buf, static_cast<size_t>(n));
-  }
-  close(pipe_fd[0]);
-  if (timed_out) kill(pid, SIGKILL);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (timed_out) {
-    why = "did not finish within " + num(timeout_s) + " s";
-    return -1;
-  }
-  if (WIFSIGNALED(status)) {
-    why = "killed by signal " + std::to_string(WTERMSIG(status));
-    return -1;
-  }
-  return WEXITSTATUS(status);
-}
-
-std::string first_lines(const std::string& text, int n) {
-  std::istringstream in(text);
-  std::string line, out;
-  for (int i = 0; i < n && std::getline(in, line);) {
-    if (line.empty()) continue;
-    out += (out.empty() ? "" : " / ") + line;
-    ++i;
-  }
-  return out;
-}
-
 }  // namespace
 
 void write_activations_csv(const SweepResult& r, const std::string& path) {
@@ -280,12 +162,12 @@ void write_activations_csv(const SweepResult& r, const std::string& path) {
   write_file_atomic(path, csv.str());
 }
 
-std::string plot_script(const RunReport& r, const ReportOptions& o) {
+namespace {
+
+// The run report's data blocks and settings, and its plots.
+std::string run_preamble(const RunReport& r) {
   std::ostringstream gp;
-  gp << "# Draws the plots of a bdguard report. Run in the plots/ folder: gnuplot plots.gp\n"
-     << "# Reads ../" << kSweepCsv << " and ../" << kActivationsCsv << ".\n";
-  gp << "# bdguard writes to <name>.part files and renames them; by hand the names are final.\n"
-     << "if (!exists(\"suffix\")) suffix = ''\n";
+  gp << "# Reads ../" << kSweepCsv << " and ../" << kActivationsCsv << ".\n";
   gp << "set datafile separator ','\nset datafile columnheaders\nset encoding utf8\n";
   auto saved = reached(r);
   if (!saved.empty()) {
@@ -296,71 +178,39 @@ std::string plot_script(const RunReport& r, const ReportOptions& o) {
     }
     gp << "EOD\n";
   }
-  for (const std::string format : {"png", "svg"}) {
-    for (const Spec& spec : plot_specs(r)) {
-      write_terminal(gp, format, o, spec.name);
-      if (spec.name == "sweep_valid") {
-        sweep_plot(gp, r, "valid", r.valid.accuracy, r.valid.n_clean, r.valid.n_poisoned);
-      } else if (spec.name == "sweep_test") {
-        const SplitMetrics t = r.test.value_or(SplitMetrics{});
-        sweep_plot(gp, r, "test", r.sweep.steps[0].test_accuracy.value_or(t.accuracy), t.n_clean,
-                   t.n_poisoned);
-      } else {
-        activation_plot(gp, r);
-      }
-      gp << "unset output\n";
-    }
-  }
   return gp.str();
 }
 
+std::vector<PlotSpec> run_specs(const RunReport& r) {
+  std::vector<PlotSpec> specs;
+  {
+    std::ostringstream gp;
+    sweep_plot(gp, r, "valid", r.valid.accuracy, r.valid.n_clean, r.valid.n_poisoned);
+    specs.push_back({"sweep_valid", "Clean accuracy and attack success rate on validation data",
+                     gp.str()});
+  }
+  if (has_test(r.sweep)) {
+    std::ostringstream gp;
+    const SplitMetrics t = r.test.value_or(SplitMetrics{});
+    sweep_plot(gp, r, "test", r.sweep.steps[0].test_accuracy.value_or(t.accuracy), t.n_clean,
+               t.n_poisoned);
+    specs.push_back({"sweep_test", "Clean accuracy and attack success rate on test data", gp.str()});
+  }
+  std::ostringstream gp;
+  activation_plot(gp, r);
+  specs.push_back({"activations", "Mean activation of each channel, in pruning order", gp.str()});
+  for (const auto& extra : r.extra_plots) specs.push_back(extra);
+  return specs;
+}
+
+}  // namespace
+
+std::string plot_script(const RunReport& r, const ReportOptions& o) {
+  return report::script_text("plots.gp", run_preamble(r) + r.extra_preamble, run_specs(r), o);
+}
+
 PlotResult write_plots(const RunReport& r, const std::string& out_dir, const ReportOptions& o) {
-  PlotResult result;
-  fs::path dir = fs::path(out_dir) / kPlotsDir;
-  fs::create_directories(dir);
-  // Never leave a plot of an earlier run beside this run's report.
-  for (const char* name : {"sweep_valid", "sweep_test", "activations"}) {
-    for (const char* format : {"png", "svg"}) {
-      std::error_code ec;
-      fs::remove(dir / (std::string(name) + "." + format), ec);
-      fs::remove(dir / (std::string(name) + "." + format + ".part"), ec);
-    }
-  }
-  write_file_atomic((dir / "plots.gp").string(), plot_script(r, o));
-  std::string program = o.gnuplot;
-  if (program.find('/') != std::string::npos) program = fs::absolute(program).string();
-  std::string output, why;
-  int rc = run_child(program, {"-e", "suffix = '.part'", "plots.gp"}, dir.string(),
-                     o.gnuplot_timeout_s, output, why);
-  if (rc < 0) {
-    result.warnings.push_back(
-        "gnuplot (" + o.gnuplot + ") " + why +
-        ": plots not drawn (install gnuplot-nox); everything else is written");
-    return result;
-  }
-  if (rc != 0) {
-    result.warnings.push_back("gnuplot failed (exit " + std::to_string(rc) +
-                              "): " + first_lines(output, 3));
-  } else if (!output.empty()) {
-    result.warnings.push_back("gnuplot: " + first_lines(output, 3));
-  }
-  for (const std::string format : {"png", "svg"}) {
-    for (const Spec& spec : plot_specs(r)) {
-      std::string rel = std::string(kPlotsDir) + "/" + spec.name + "." + format;
-      fs::path full = fs::path(out_dir) / rel;
-      fs::path part = full.string() + ".part";
-      std::error_code ec;
-      if (!fs::exists(part, ec) || fs::file_size(part, ec) == 0 || rc != 0) {
-        fs::remove(part, ec);
-        if (rc == 0) result.warnings.push_back("gnuplot did not write " + rel);
-        continue;
-      }
-      TempFileGuard guard(part.string());
-      guard.commit(full.string());
-      result.files.push_back({spec.name, spec.title, rel, format, o.png_width, o.png_height});
-    }
-  }
-  return result;
+  return draw_plots(out_dir, "plots.gp", run_preamble(r) + r.extra_preamble, run_specs(r), o);
 }
 
 }  // namespace bdguard

@@ -45,9 +45,9 @@ namespace bdguard {
 struct NeuralCleanseOptions {
   std::vector<int64_t> labels;  // the candidate labels; empty: every class
   uint64_t seed = 0;
-  int64_t batch = 32;           // images per mini-batch (the original's)
-  int batches_per_step = 10;    // mini-batches per step (the original: 31)
-  int max_steps = 300;          // steps per label at most (the original: 1000)
+  int64_t batch = 32;                         // images per mini-batch (the original's)
+  int batches_per_step = 10;                  // mini-batches per step (the original: 31)
+  int max_steps = 300;                        // steps per label at most (the original: 1000)
   double lr = 0.1, beta1 = 0.5, beta2 = 0.9;  // Adam (the original's)
   double init_cost = 1e-3;
   double attack_success = 0.99;  // the success threshold
@@ -84,16 +84,16 @@ struct LabelTrigger {
   double attack_success = 0;  // fraction of the evaluation images sent to `label`
   bool reached = false;       // some step reached the success threshold
   int steps = 0;
-  double cost = 0;       // the cost at the end
-  bool refined = false;  // fully optimised (always, without screening)
+  double cost = 0;         // the cost at the end
+  bool refined = false;    // fully optimised (always, without screening)
   bool reference = false;  // in the reference sample of a screened run
   double anomaly_index = 0;
 };
 
 struct OutlierTest {
   double median = 0, mad = 0;
-  std::vector<double> index;     // |norm - median| / MAD, per input norm
-  std::vector<size_t> flagged;   // positions below the median with index > threshold
+  std::vector<double> index;    // |norm - median| / MAD, per input norm
+  std::vector<size_t> flagged;  // positions below the median with index > threshold
 };
 // The MAD outlier test of `norms` (median and MAD from `reference` positions, or from
 // every norm when empty). MAD 0 (equal norms): an index of 0 where the norm equals the

@@ -15,11 +15,15 @@ namespace bdguard {
 // G's labels from B's and P's predictions.
 std::vector<int64_t> goodnet_labels(const std::vector<int64_t>& badnet,
                                     const std::vector<int64_t>& pruned, int64_t num_classes);
+// With STRIP (strip.h) beside it: N also where STRIP flags the input.
+std::vector<int64_t> with_strip(std::vector<int64_t> goodnet, const std::vector<bool>& flagged,
+                                int64_t num_classes);
 
 // Every GoodNet metric, in percent, from the prediction vectors on a clean and a
 // poisoned data set (the poisoned labels are the attack target).
 struct GoodNetRow {
   std::string pruned;           // name of the pruned net (its path)
+  bool strip = false;           // G answers N where STRIP flags the input too
   double goodnet_accuracy = 0;  // G's label == true label, clean data
   double goodnet_asr = 0;       // G's label == attack target, poisoned data
   double detection_rate = 0;    // poisoned inputs labelled N
@@ -29,13 +33,16 @@ struct GoodNetRow {
   int64_t n_clean = 0, n_poisoned = 0;
 };
 
+// `strip_clean` / `strip_poisoned`: STRIP's flags on the two sets (empty: no STRIP).
 GoodNetRow goodnet_row(const std::string& pruned_name, int64_t num_classes,
                        const std::vector<int64_t>& clean_labels,
                        const std::vector<int64_t>& poisoned_labels,
                        const std::vector<int64_t>& badnet_clean,
                        const std::vector<int64_t>& badnet_poisoned,
                        const std::vector<int64_t>& pruned_clean,
-                       const std::vector<int64_t>& pruned_poisoned);
+                       const std::vector<int64_t>& pruned_poisoned,
+                       const std::vector<bool>& strip_clean = {},
+                       const std::vector<bool>& strip_poisoned = {});
 
 nlohmann::json to_json(const GoodNetRow& row);
 
@@ -54,6 +61,13 @@ struct GoodNetManifest {
   std::string arch, arch_from;
   Preprocess preprocess;
   int64_t num_classes = 0;
+  // STRIP beside the pair (`goodnet save --strip`): its clean validation file (hashed
+  // like the models) and settings; the threshold is computed again from them.
+  bool strip = false;
+  std::string strip_valid, strip_valid_sha256;
+  int strip_overlays = 64;
+  double strip_alpha = 0.5, strip_frr = 0.05;
+  uint64_t strip_seed = 0;
 };
 
 // Writes the manifest at `path` (paths stored relative to its folder; hashes computed now).

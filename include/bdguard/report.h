@@ -16,8 +16,10 @@
 #include <utility>
 #include <vector>
 
+#include "bdguard/detect.h"
 #include "bdguard/goodnet.h"
 #include "bdguard/prune.h"
+#include "bdguard/strip.h"
 #include "bdguard/sweep_files.h"
 
 namespace bdguard {
@@ -52,6 +54,18 @@ struct ReportedModel {
   std::optional<FinePrunedModel> fine_pruned;
 };
 
+// The detection stage of a run: Neural Cleanse on the BadNet, STRIP on the test files.
+struct DetectionReport {
+  NeuralCleanseResult nc;
+  nlohmann::json nc_settings;
+  std::vector<std::string> trigger_files;  // relative to the output folder
+  std::string poisoned_example;            // a poisoned validation input (PNG), or ""
+  std::optional<StripReport> strip;
+  nlohmann::json strip_settings;
+  // GoodNet + STRIP rows of the saved models, in the order of `saved` (when STRIP ran).
+  std::vector<GoodNetRow> goodnet_strip;
+};
+
 struct StageTiming {
   std::string stage;
   double seconds = 0;
@@ -81,6 +95,7 @@ struct RunReport {
   // blocks they read.
   std::vector<PlotSpec> extra_plots;
   std::string extra_preamble;
+  std::optional<DetectionReport> detection;
 };
 
 // Files of `out_dir` a report reads or writes.

@@ -27,6 +27,18 @@ std::vector<int64_t> goodnet_labels(const std::vector<int64_t>& badnet,
   return out;
 }
 
+std::vector<int64_t> with_strip(std::vector<int64_t> g, const std::vector<bool>& flagged,
+                                int64_t num_classes) {
+  if (flagged.size() != g.size()) {
+    throw InvalidArgument(describe("", "STRIP flags", std::to_string(g.size()) + " flags",
+                                   std::to_string(flagged.size())));
+  }
+  for (size_t i = 0; i < g.size(); ++i) {
+    if (flagged[i]) g[i] = num_classes;
+  }
+  return g;
+}
+
 static double rate_of(const std::vector<int64_t>& labels, int64_t value) {
   int64_t hits = 0;
   for (int64_t l : labels) hits += l == value;
@@ -39,13 +51,20 @@ GoodNetRow goodnet_row(const std::string& pruned_name, int64_t num_classes,
                        const std::vector<int64_t>& badnet_clean,
                        const std::vector<int64_t>& badnet_poisoned,
                        const std::vector<int64_t>& pruned_clean,
-                       const std::vector<int64_t>& pruned_poisoned) {
+                       const std::vector<int64_t>& pruned_poisoned,
+                       const std::vector<bool>& strip_clean,
+                       const std::vector<bool>& strip_poisoned) {
   GoodNetRow r;
   r.pruned = pruned_name;
+  r.strip = !strip_clean.empty();
   r.n_clean = static_cast<int64_t>(clean_labels.size());
   r.n_poisoned = static_cast<int64_t>(poisoned_labels.size());
   auto g_clean = goodnet_labels(badnet_clean, pruned_clean, num_classes);
   auto g_poisoned = goodnet_labels(badnet_poisoned, pruned_poisoned, num_classes);
+  if (r.strip) {
+    g_clean = with_strip(std::move(g_clean), strip_clean, num_classes);
+    g_poisoned = with_strip(std::move(g_poisoned), strip_poisoned, num_classes);
+  }
   r.goodnet_accuracy = match_rate(g_clean, clean_labels);
   r.goodnet_asr = match_rate(g_poisoned, poisoned_labels);
   r.detection_rate = rate_of(g_poisoned, num_classes);
@@ -59,6 +78,7 @@ GoodNetRow goodnet_row(const std::string& pruned_name, int64_t num_classes,
 
 nlohmann::json to_json(const GoodNetRow& r) {
   return {{"pruned", r.pruned},
+          {"strip", r.strip},
           {"goodnet_accuracy", r.goodnet_accuracy},
           {"goodnet_asr", r.goodnet_asr},
           {"detection_rate", r.detection_rate},
@@ -136,6 +156,14 @@ void write_goodnet_manifest(const GoodNetManifest& m, const std::string& path) {
       {"std", m.preprocess.std},
       {"num_classes", m.num_classes},
       {"detected_label", m.num_classes}};
+  if (m.strip) {
+    doc["strip"] = {{"valid", {{"path", relative_to(m.strip_valid, dir)},
+                               {"sha256", sha256_file(m.strip_valid)}}},
+                    {"overlays", m.strip_overlays},
+                    {"alpha", m.strip_alpha},
+                    {"frr", m.strip_frr},
+                    {"seed", m.strip_seed}};
+  }
   write_file_atomic(path, doc.dump(2) + "\n");
 }
 
@@ -157,11 +185,11 @@ GoodNetManifest read_goodnet_manifest(const std::string& path) {
   }
   const std::string dir = fs::absolute(path).parent_path().string();
   GoodNetManifest m;
-  auto file_of = [&](const char* key, std::string& file, std::string& sha) {
-    const auto& e = doc[key];
+  auto file_of = [&](const nlohmann::json& e, const std::string& key, std::string& file,
+                     std::string& sha) {
     if (!e.is_object() || !e.contains("path") || !e["path"].is_string() || !e.contains("sha256") ||
         !e["sha256"].is_string()) {
-      fail(path, key, "{\"path\", \"sha256\"}", e.dump());
+      fail(path, key, "{\"path\", \"sha256\"}", e.dump().substr(0, 80));
     }
     file = (fs::path(dir) / e["path"].get<std::string>()).lexically_normal().string();
     sha = e["sha256"].get<std::string>();
@@ -170,8 +198,8 @@ GoodNetManifest read_goodnet_manifest(const std::string& path) {
       fail(path, std::string(key) + " " + file, "SHA-256 " + sha, now + " (the file changed)");
     }
   };
-  file_of("badnet", m.badnet, m.badnet_sha256);
-  file_of("pruned", m.pruned, m.pruned_sha256);
+  file_of(doc["badnet"], "badnet", m.badnet, m.badnet_sha256);
+  file_of(doc["pruned"], "pruned", m.pruned, m.pruned_sha256);
   if (doc.contains("arch") && doc["arch"].is_string()) m.arch = doc["arch"].get<std::string>();
   if (doc.contains("arch_from") && doc["arch_from"].is_string()) {
     m.arch_from = (fs::path(dir) / doc["arch_from"].get<std::string>()).lexically_normal().string();
@@ -194,6 +222,20 @@ GoodNetManifest read_goodnet_manifest(const std::string& path) {
     fail(path, "num_classes", "an integer", "none");
   }
   m.num_classes = doc["num_classes"].get<int64_t>();
+  if (doc.contains("strip") && doc["strip"].is_object()) {
+    const auto& st = doc["strip"];
+    m.strip = true;
+    file_of(st.value("valid", nlohmann::json()), "strip valid", m.strip_valid,
+            m.strip_valid_sha256);
+    try {
+      m.strip_overlays = st.at("overlays").get<int>();
+      m.strip_alpha = st.at("alpha").get<double>();
+      m.strip_frr = st.at("frr").get<double>();
+      m.strip_seed = st.at("seed").get<uint64_t>();
+    } catch (const nlohmann::json::exception& e) {
+      fail(path, "strip", "overlays, alpha, frr and seed", e.what());
+    }
+  }
   return m;
 }
 

@@ -109,7 +109,6 @@ std::string first_lines(const std::string& text, int n) {
   return out;
 }
 
-
 }  // namespace
 
 // A gnuplot single-quoted string: no escapes inside except '' for a quote; control
@@ -145,7 +144,10 @@ std::string script_text(const std::string& script, const std::string& preamble,
   for (const std::string format : {"png", "svg"}) {
     for (const PlotSpec& spec : specs) {
       write_terminal(gp, format, o, spec.name);
-      gp << spec.body << "unset output\n";
+      // Every plot starts from the same settings: CSV with a header line, no arrows or
+      // labels left over from the plot before.
+      gp << "set datafile separator ','\nset datafile columnheaders\nunset arrow\nunset label\n"
+         << spec.body << "unset output\n";
     }
   }
   return gp.str();

@@ -21,6 +21,7 @@
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
 #include "bdguard/report.h"
+#include "report/detect_section.h"
 #include "report/gnuplot.h"
 #include "report/model_view.h"
 
@@ -186,19 +187,21 @@ std::vector<PlotSpec> run_specs(const RunReport& r) {
   {
     std::ostringstream gp;
     sweep_plot(gp, r, "valid", r.valid.accuracy, r.valid.n_clean, r.valid.n_poisoned);
-    specs.push_back({"sweep_valid", "Clean accuracy and attack success rate on validation data",
-                     gp.str()});
+    specs.push_back(
+        {"sweep_valid", "Clean accuracy and attack success rate on validation data", gp.str()});
   }
   if (has_test(r.sweep)) {
     std::ostringstream gp;
     const SplitMetrics t = r.test.value_or(SplitMetrics{});
     sweep_plot(gp, r, "test", r.sweep.steps[0].test_accuracy.value_or(t.accuracy), t.n_clean,
                t.n_poisoned);
-    specs.push_back({"sweep_test", "Clean accuracy and attack success rate on test data", gp.str()});
+    specs.push_back(
+        {"sweep_test", "Clean accuracy and attack success rate on test data", gp.str()});
   }
   std::ostringstream gp;
   activation_plot(gp, r);
   specs.push_back({"activations", "Mean activation of each channel, in pruning order", gp.str()});
+  for (auto& spec : report::detection_plots(r)) specs.push_back(std::move(spec));
   for (const auto& extra : r.extra_plots) specs.push_back(extra);
   return specs;
 }
@@ -206,11 +209,14 @@ std::vector<PlotSpec> run_specs(const RunReport& r) {
 }  // namespace
 
 std::string plot_script(const RunReport& r, const ReportOptions& o) {
-  return report::script_text("plots.gp", run_preamble(r) + r.extra_preamble, run_specs(r), o);
+  return report::script_text(
+      "plots.gp", run_preamble(r) + report::detection_data(r) + r.extra_preamble, run_specs(r), o);
 }
 
 PlotResult write_plots(const RunReport& r, const std::string& out_dir, const ReportOptions& o) {
-  return draw_plots(out_dir, "plots.gp", run_preamble(r) + r.extra_preamble, run_specs(r), o);
+  return draw_plots(out_dir, "plots.gp",
+                    run_preamble(r) + report::detection_data(r) + r.extra_preamble, run_specs(r),
+                    o);
 }
 
 }  // namespace bdguard

@@ -11,6 +11,7 @@
 
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
+#include "report/detect_section.h"
 #include "report/document.h"
 #include "report/model_view.h"
 
@@ -127,6 +128,7 @@ std::vector<ModelView> model_views(const RunReport& r) {
 std::string conclusion(const RunReport& r) {
   const auto& sw = r.sweep;
   std::ostringstream out;
+  out << report::detection_conclusion(r);
   if (r.valid.asr < kNoBackdoorAsr) {
     out << "The BadNet's attack success rate on the poisoned validation data is only "
         << p1(r.valid.asr) << ": these inputs do not trigger a working backdoor, so the "
@@ -307,6 +309,7 @@ nlohmann::json summary_json(const RunReport& r, const PlotResult& plots) {
   doc["thresholds"] = {{"backdoor_removed_asr", kBackdoorRemovedAsr},
                        {"backdoor_survives_asr", kBackdoorSurvivesAsr},
                        {"no_backdoor_asr", kNoBackdoorAsr}};
+  doc["detection"] = report::detection_json(r);
   doc["conclusion"] = conclusion(r);
   doc["warnings"] = r.warnings;
   return doc;
@@ -353,6 +356,8 @@ report::Document build_document(const RunReport& r, const PlotResult& plots) {
   }
   d.table({"data", "clean accuracy", "ASR", "clean images", "poisoned images"}, rows,
           {false, true, true, true, true});
+
+  report::add_detection_section(d, r, plots);
 
   d.heading(2, "Pruning curves");
   d.paragraph("Clean accuracy and ASR against the fraction of the " + std::to_string(sw.channels) +

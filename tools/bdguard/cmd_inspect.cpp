@@ -51,7 +51,9 @@ void run_inspect(const InspectOptions& o) {
     return;
   }
   std::printf("%s (%s, input %s, %lld classes)\n", o.model.model.c_str(),
-              onnx ? "ONNX" : m.weights_only ? "weights-only" : "full model",
+              onnx             ? "ONNX"
+              : m.weights_only ? "weights-only"
+                               : "full model",
               shape_str(m.input_shape()).c_str(), static_cast<long long>(m.num_classes()));
   size_t width = 16;
   for (const auto& r : rows) width = std::max(width, std::min<size_t>(r.name.size(), 48));
@@ -62,7 +64,8 @@ void run_inspect(const InspectOptions& o) {
   for (const auto& r : rows) {
     std::string pruned;
     if (r.prunable) {
-      pruned = r.pruned.empty() ? "none" : std::to_string(r.pruned.size()) + ": " + channel_list(r.pruned);
+      pruned = r.pruned.empty() ? "none"
+                                : std::to_string(r.pruned.size()) + ": " + channel_list(r.pruned);
     }
     total += r.params;
     std::printf("%-*s %-22s %-18s %10lld  %s\n", static_cast<int>(width), r.name.c_str(),

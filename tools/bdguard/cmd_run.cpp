@@ -2,6 +2,7 @@
 // GoodNets, plots and the report, in one command (see cmd_run.h).
 #include "cmd_run.h"
 
+#include <ATen/ATen.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -13,6 +14,7 @@
 #include <sstream>
 
 #include "bdguard/config.h"
+#include "bdguard/detect_files.h"
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
 #include "bdguard/goodnet.h"
@@ -121,6 +123,13 @@ std::vector<std::pair<std::string, nlohmann::json>> settings_of(const RunOptions
                                                    {"clip_norm", o.finetune.clip_grad_norm},
                                                    {"cosine_decay", o.finetune.cosine_decay},
                                                    {"seed", o.finetune.seed}})},
+      {"detection", o.no_detect ? nlohmann::json("no")
+                                : nlohmann::json({{"nc_steps", o.nc.max_steps},
+                                                  {"nc_batches_per_step", o.nc.batches_per_step},
+                                                  {"detect_seed", o.nc.seed},
+                                                  {"strip_overlays", o.strip.options.overlays},
+                                                  {"strip_frr", o.strip.options.frr},
+                                                  {"strip_seed", o.strip.options.seed}})},
       {"threads",
        o.global.threads == 0 ? nlohmann::json("all cores") : nlohmann::json(o.global.threads)},
       {"config", o.config.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.config)}};
@@ -132,7 +141,7 @@ std::vector<std::pair<std::string, nlohmann::json>> settings_of(const RunOptions
 void run_run(const RunOptions& o) {
   auto t_start = Clock::now();
   apply_threads(o.global.threads);
-  Stages stages(/*total=*/o.no_finetune ? 6 : 7, o.global.quiet);
+  Stages stages(/*total=*/6 + (o.no_finetune ? 0 : 1) + (o.no_detect ? 0 : 2), o.global.quiet);
 
   RunReport r;
   r.tool_version = "0.1.0";
@@ -170,6 +179,53 @@ void run_run(const RunOptions& o) {
     if (hash_progress) hash_progress(++done_files, n_files);
   }
   stages.end(std::to_string(n_files) + " files");
+
+  // Detection from clean validation data alone: Neural Cleanse on the BadNet, then
+  // STRIP's threshold on the validation data and its rates on the test files.
+  std::vector<bool> strip_test, strip_poisoned;
+  if (!o.no_detect) {
+    DetectionReport det;
+    stages.begin("Neural Cleanse");
+    TensorData clean = read_tensor_data(valid);
+    NeuralCleanseOptions nco = nc_options(o.nc, m);
+    nco.progress = stages.progress();
+    det.nc = neural_cleanse(m, clean, nco);
+    det.nc_settings = nc_settings(o.nc, nco, o.model, o.valid);
+    det.trigger_files = write_triggers(det.nc, trigger_labels(det.nc), o.out);
+    {
+      // One poisoned validation input, for the report: the real trigger beside the reversed.
+      at::Tensor x = poisoned_valid.read(0, 1).images[0].to(at::kFloat);
+      const double scale = 255.0 / (det.nc.pixel_max - det.nc.pixel_min);
+      det.poisoned_example = "triggers/poisoned_example.png";
+      AtomicOutput out((fs::path(o.out) / det.poisoned_example).string());
+      write_png(out.path(), (x - det.nc.pixel_min) * scale);
+      out.commit();
+    }
+    write_file_atomic((fs::path(o.out) / "detect.json").string(),
+                      detect_json(det.nc, det.nc_settings, det.trigger_files).dump(2) + "\n");
+    stages.end(detect_verdict(det.nc, o.out));
+    stages.begin("STRIP");
+    ProgressFn strip_progress = stages.progress();
+    Strip strip = make_strip(m, std::move(clean), o.strip, {});
+    StripReport sr;
+    sr.threshold = strip.threshold();
+    sr.n_valid = static_cast<int64_t>(strip.pool_scores().size());
+    sr.valid_frr = flagged_rate(strip, strip.pool_scores());
+    sr.test_scores = strip.scores(read_tensor_data(test).images, kStripTestStream, strip_progress);
+    sr.poisoned_scores =
+        strip.scores(read_tensor_data(poisoned_test).images, kStripPoisonedStream, strip_progress);
+    sr.n_test = test.size();
+    sr.n_poisoned = poisoned_test.size();
+    sr.frr = flagged_rate(strip, sr.test_scores);
+    sr.detection_rate = flagged_rate(strip, sr.poisoned_scores);
+    for (double x : sr.test_scores) strip_test.push_back(strip.flagged(x));
+    for (double x : sr.poisoned_scores) strip_poisoned.push_back(strip.flagged(x));
+    det.strip_settings = to_json(o.strip.options);
+    det.strip = sr;
+    r.detection = std::move(det);
+    stages.end("detection rate " + pct(sr.detection_rate) + " %, false rejections " + pct(sr.frr) +
+               " %");
+  }
 
   stages.begin("pruning sweep");
   SweepOptions so;
@@ -211,6 +267,12 @@ void run_run(const RunOptions& o) {
                                  sw.test_predictions[0], sw.poisoned_test_predictions[0],
                                  sw.test_predictions[k], sw.poisoned_test_predictions[k]));
       reported.goodnet = rows.back();
+      if (r.detection && r.detection->strip) {
+        r.detection->goodnet_strip.push_back(goodnet_row(
+            s.path, m.num_classes(), test.labels(), poisoned_test.labels(), sw.test_predictions[0],
+            sw.poisoned_test_predictions[0], sw.test_predictions[k],
+            sw.poisoned_test_predictions[k], strip_test, strip_poisoned));
+      }
     }
     r.saved.push_back(reported);
   }
@@ -275,6 +337,9 @@ void add_run_options(CLI::App& sub, RunOptions& o) {
   sub.add_option("--out", o.out, "output folder, created if missing (required)");
   add_force_flag(sub, o.force);
   sub.add_flag("--no-finetune", o.no_finetune, "skip fine-pruning of the saved models");
+  sub.add_flag("--no-detect", o.no_detect, "skip the detection stage (Neural Cleanse and STRIP)");
+  add_nc_options(sub, o.nc, "--detect-seed");
+  add_strip_options(sub, o.strip, /*clean_flag=*/"", "--strip-seed", false);
   add_finetune_options(sub, o.finetune, o.finetune_optimizer);
   sub.add_option("--layer", o.layer,
                  "Conv, Gemm or MatMul node to prune (default: the last Conv every path "

@@ -10,6 +10,8 @@
 #include "bdguard/finetune.h"
 #include "bdguard/prune.h"
 #include "common.h"
+#include "detect_cli.h"
+#include "strip_cli.h"
 
 namespace bdguard::cli {
 
@@ -27,6 +29,9 @@ struct RunOptions {
   bool no_finetune = false;  // skip fine-pruning of the saved models
   FinetuneOptions finetune;  // bdguard finetune's defaults
   std::string finetune_optimizer = "sgd";
+  bool no_detect = false;  // skip Neural Cleanse and STRIP
+  NcFlags nc;
+  StripFlags strip;
 };
 
 // Binds the flags of `bdguard run` (and --config) to `o` on `sub`.

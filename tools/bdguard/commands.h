@@ -15,5 +15,7 @@ void setup_run(CLI::App& app);
 void setup_attack(CLI::App& app);
 void setup_finetune(CLI::App& app);
 void setup_demo(CLI::App& app);
+void setup_detect(CLI::App& app);
+void setup_strip(CLI::App& app);
 
 }  // namespace bdguard::cli

@@ -87,7 +87,8 @@ std::vector<double> number_list(const std::string& text, const char* flag) {
     out.push_back(v);
     pos = end + 1;
   }
-  if (out.size() > 64) fail<InvalidArgument>(flag, "", "at most 64 values", std::to_string(out.size()));
+  if (out.size() > 64)
+    fail<InvalidArgument>(flag, "", "at most 64 values", std::to_string(out.size()));
   return out;
 }
 

@@ -8,7 +8,7 @@
 #include "common.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"bdguard: find and remove backdoors in Keras neural networks"};
+  CLI::App app{"bdguard: find and remove backdoors in neural networks (Keras .h5 and ONNX)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "bdguard 0.1.0");
   bdguard::cli::setup_inspect(app);
@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
   bdguard::cli::setup_run(app);
   bdguard::cli::setup_attack(app);
   bdguard::cli::setup_finetune(app);
+  bdguard::cli::setup_detect(app);
+  bdguard::cli::setup_strip(app);
   bdguard::cli::setup_demo(app);
   bdguard::use_caching_cpu_allocator();
   bdguard::install_cleanup_signal_handlers();
@@ -31,6 +33,8 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
+  } catch (const CLI::RuntimeError& e) {
+    return e.get_exit_code();  // a command's own exit code (bdguard detect --exit-code)
   } catch (const CLI::ParseError& e) {
     std::cerr << "error: " << e.what() << " (see bdguard --help)" << std::endl;
     return 2;

@@ -117,9 +117,10 @@ struct GroupResult {
 };
 
 // Optimises the triggers of `labels` together, for at most `max_steps` steps each.
-GroupResult optimize(const Model& model, const TensorData& clean, const std::vector<int64_t>& labels,
-                     int max_steps, bool early_stop, double lo, double hi,
-                     const NeuralCleanseOptions& o, const std::function<void()>& one_done) {
+GroupResult optimize(const Model& model, const TensorData& clean,
+                     const std::vector<int64_t>& labels, int max_steps, bool early_stop, double lo,
+                     double hi, const NeuralCleanseOptions& o,
+                     const std::function<void()>& one_done) {
   const Shape s = model.input_shape();
   const int64_t c = s[0], h = s[1], w = s[2];
   const int logits = model.logits_index();
@@ -129,7 +130,8 @@ GroupResult optimize(const Model& model, const TensorData& clean, const std::vec
   for (int64_t label : labels) {
     // Each label's start: U[0, 1) mask and pattern (the original's), from its own seed.
     Rng rng(o.seed * 0x9e3779b97f4a7c15ULL + static_cast<uint64_t>(label) + 1);
-    at::Tensor mask = at::empty({1, h, w}, at::kDouble), pattern = at::empty({c, h, w}, at::kDouble);
+    at::Tensor mask = at::empty({1, h, w}, at::kDouble),
+               pattern = at::empty({c, h, w}, at::kDouble);
     for (at::Tensor* t : {&mask, &pattern}) {
       double* p = t->data_ptr<double>();
       for (int64_t i = 0; i < t->numel(); ++i) p[i] = rng.uniform();
@@ -255,8 +257,8 @@ void measure_success(const Model& model, const at::Tensor& eval, std::vector<Lab
       for (int64_t r = 0; r < k; ++r) hits[static_cast<size_t>(r)] += hit[r].item<int64_t>();
     }
     for (size_t i = g; i < end; ++i) {
-      ts[i]->attack_success =
-          static_cast<double>(hits[i - g]) / static_cast<double>(std::max<int64_t>(1, eval.size(0)));
+      ts[i]->attack_success = static_cast<double>(hits[i - g]) /
+                              static_cast<double>(std::max<int64_t>(1, eval.size(0)));
     }
   }
 }
@@ -289,8 +291,9 @@ void check(const Model& m, const TensorData& clean, const NeuralCleanseOptions& 
   if (s.size() != 3) fail<ShapeMismatch>("", "model input", "images (C, H, W)", shape_str(s));
   if (clean.images.dim() != 4 || clean.images.size(1) != s[0] || clean.images.size(2) != s[1] ||
       clean.images.size(3) != s[2]) {
-    fail<ShapeMismatch>("", "clean images", "(N, " + std::to_string(s[0]) + ", " + std::to_string(s[1]) +
-                                                ", " + std::to_string(s[2]) + ") for the model",
+    fail<ShapeMismatch>("", "clean images",
+                        "(N, " + std::to_string(s[0]) + ", " + std::to_string(s[1]) + ", " +
+                            std::to_string(s[2]) + ") for the model",
                         clean.images.defined() ? shape_str(Shape(clean.images.sizes().begin(),
                                                                  clean.images.sizes().end()))
                                                : "none");
@@ -303,7 +306,8 @@ void check(const Model& m, const TensorData& clean, const NeuralCleanseOptions& 
   for (int64_t l : o.labels) {
     if (l < 0 || l >= m.num_classes()) {
       fail<InvalidArgument>("--labels", "",
-                            "labels in [0, " + std::to_string(m.num_classes()) + ")", std::to_string(l));
+                            "labels in [0, " + std::to_string(m.num_classes()) + ")",
+                            std::to_string(l));
     }
   }
   if (o.batch < 1 || o.batches_per_step < 1 || o.max_steps < 1 || o.label_batch < 1 ||
@@ -351,9 +355,8 @@ NeuralCleanseResult neural_cleanse(const Model& m, const TensorData& clean,
     // Screen every label; refine the smallest norms and a random reference sample.
     if (o.stage) o.stage("screening every label");
     auto t0 = Clock::now();
-    std::vector<LabelTrigger> screen =
-        optimize_all(m, clean, labels, o.screen_steps, false, r.pixel_min, r.pixel_max, o,
-                     r.image_passes);
+    std::vector<LabelTrigger> screen = optimize_all(m, clean, labels, o.screen_steps, false,
+                                                    r.pixel_min, r.pixel_max, o, r.image_passes);
     r.screen_s = seconds_since(t0);
     std::vector<size_t> rank(screen.size());
     std::iota(rank.begin(), rank.end(), size_t{0});
@@ -361,14 +364,16 @@ NeuralCleanseResult neural_cleanse(const Model& m, const TensorData& clean,
       if (screen[a].reached != screen[b].reached) return screen[a].reached;
       return screen[a].mask_l1 < screen[b].mask_l1;
     });
-    const int64_t n_refine =
-        o.refine > 0 ? std::min(o.refine, n)
-                     : std::min<int64_t>(n, std::max<int64_t>(8, (n * 2 + 99) / 100));
+    const int64_t n_refine = o.refine > 0
+                                 ? std::min(o.refine, n)
+                                 : std::min<int64_t>(n, std::max<int64_t>(8, (n * 2 + 99) / 100));
     std::vector<size_t> candidates(rank.begin(), rank.begin() + n_refine);
     std::vector<size_t> rest(rank.begin() + n_refine, rank.end());
     std::sort(rest.begin(), rest.end());
-    std::vector<int64_t> pick = Rng(o.seed ^ 0x726566ULL).permutation(static_cast<int64_t>(rest.size()));
-    pick.resize(static_cast<size_t>(std::min<int64_t>(o.reference, static_cast<int64_t>(rest.size()))));
+    std::vector<int64_t> pick =
+        Rng(o.seed ^ 0x726566ULL).permutation(static_cast<int64_t>(rest.size()));
+    pick.resize(
+        static_cast<size_t>(std::min<int64_t>(o.reference, static_cast<int64_t>(rest.size()))));
     std::vector<size_t> refs;
     for (int64_t i : pick) refs.push_back(rest[static_cast<size_t>(i)]);
     std::vector<int64_t> todo;
@@ -376,9 +381,8 @@ NeuralCleanseResult neural_cleanse(const Model& m, const TensorData& clean,
     for (size_t p : refs) todo.push_back(screen[p].label);
     if (o.stage) o.stage("refining candidates and the reference sample");
     auto t1 = Clock::now();
-    std::vector<LabelTrigger> refined =
-        optimize_all(m, clean, todo, o.max_steps, o.early_stop, r.pixel_min, r.pixel_max, o,
-                     r.image_passes);
+    std::vector<LabelTrigger> refined = optimize_all(m, clean, todo, o.max_steps, o.early_stop,
+                                                     r.pixel_min, r.pixel_max, o, r.image_passes);
     r.refine_s = seconds_since(t1);
     std::map<int64_t, LabelTrigger*> by_label;
     for (auto& l : refined) {

@@ -76,18 +76,18 @@ nlohmann::json to_json(const NeuralCleanseOptions& o) {
 nlohmann::json to_json(const NeuralCleanseResult& r) {
   nlohmann::json labels = nlohmann::json::array();
   for (const auto& l : r.labels) {
-    nlohmann::json e = {{"label", l.label},
-                        {"mask_l1", l.mask_l1},
-                        {"attack_success", l.refined ? nlohmann::json(100.0 * l.attack_success)
-                                                     : nlohmann::json(nullptr)},
-                        {"anomaly_index", std::isfinite(l.anomaly_index)
-                                              ? nlohmann::json(l.anomaly_index)
-                                              : nlohmann::json("inf")},
-                        {"below_median", l.mask_l1 < r.median},
-                        {"reached_threshold", l.reached},
-                        {"steps", l.steps},
-                        {"final_cost", l.cost},
-                        {"refined", l.refined}};
+    nlohmann::json e = {
+        {"label", l.label},
+        {"mask_l1", l.mask_l1},
+        {"attack_success",
+         l.refined ? nlohmann::json(100.0 * l.attack_success) : nlohmann::json(nullptr)},
+        {"anomaly_index",
+         std::isfinite(l.anomaly_index) ? nlohmann::json(l.anomaly_index) : nlohmann::json("inf")},
+        {"below_median", l.mask_l1 < r.median},
+        {"reached_threshold", l.reached},
+        {"steps", l.steps},
+        {"final_cost", l.cost},
+        {"refined", l.refined}};
     if (r.screened) e["reference"] = l.reference;
     labels.push_back(e);
   }
@@ -102,9 +102,7 @@ nlohmann::json to_json(const NeuralCleanseResult& r) {
           {"pixel_range", {r.pixel_min, r.pixel_max}}};
 }
 
-at::Tensor mask_image(const LabelTrigger& t) {
-  return (t.mask.to(at::kFloat) * 255).unsqueeze(0);
-}
+at::Tensor mask_image(const LabelTrigger& t) { return (t.mask.to(at::kFloat) * 255).unsqueeze(0); }
 
 at::Tensor pattern_image(const LabelTrigger& t, double lo, double hi) {
   return (t.pattern.to(at::kFloat) - lo) * (255.0 / (hi - lo));

@@ -1,0 +1,40 @@
+// What `bdguard detect` writes (and `bdguard run` reuses): DIR/detect.json, the
+// reversed triggers as PNG, and the plot of the mask norms.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "bdguard/detect.h"
+#include "bdguard/report.h"
+
+namespace bdguard {
+
+// The labels whose triggers are written: every flagged one and the three smallest norms.
+std::vector<int64_t> trigger_labels(const NeuralCleanseResult& r);
+
+// DIR/triggers/label_<K>_mask.png, _pattern.png, _trigger.png for `labels`; returns the
+// written paths, relative to DIR.
+std::vector<std::string> write_triggers(const NeuralCleanseResult& r,
+                                        const std::vector<int64_t>& labels, const std::string& dir);
+
+// The mask-norm plot ("mask_norms": the norm of every label, the flagged ones marked,
+// the flagging threshold median - 2 MAD drawn) and the data block it reads.
+PlotSpec mask_norm_plot(const NeuralCleanseResult& r);
+std::string mask_norm_data(const NeuralCleanseResult& r);
+
+// DIR/plots/mask_norms.{png,svg} (and plots/plots.gp, which draws them).
+PlotResult write_detect_plots(const NeuralCleanseResult& r, const std::string& dir,
+                              const ReportOptions& options);
+
+// detect.json: the result, `settings`, `timings`, and the trigger files.
+nlohmann::json detect_json(const NeuralCleanseResult& r, const nlohmann::json& settings,
+                           const std::vector<std::string>& trigger_files);
+
+// The one line `bdguard detect` prints: "backdoored: yes (label 0: anomaly index 5.31,
+// mask L1 16.0; trigger triggers/label_0_trigger.png)" or "backdoored: no (largest
+// anomaly index 1.42, label 7)".
+std::string detect_verdict(const NeuralCleanseResult& r, const std::string& dir);
+
+}  // namespace bdguard

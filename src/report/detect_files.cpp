@@ -1,0 +1,144 @@
+// Neural Cleanse's files: detect.json, the trigger images and the mask-norm plot.
+#include "bdguard/detect_files.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <set>
+#include <sstream>
+
+#include "bdguard/dataset.h"
+#include "bdguard/fileio.h"
+#include "report/gnuplot.h"
+
+namespace bdguard {
+
+namespace fs = std::filesystem;
+
+std::vector<int64_t> trigger_labels(const NeuralCleanseResult& r) {
+  std::vector<const LabelTrigger*> by_norm;
+  for (const auto& l : r.labels) {
+    if (l.refined) by_norm.push_back(&l);
+  }
+  std::stable_sort(
+      by_norm.begin(), by_norm.end(),
+      [](const LabelTrigger* a, const LabelTrigger* b) { return a->mask_l1 < b->mask_l1; });
+  std::vector<int64_t> out = r.flagged;
+  for (size_t i = 0; i < by_norm.size() && i < 3; ++i) {
+    if (std::find(out.begin(), out.end(), by_norm[i]->label) == out.end()) {
+      out.push_back(by_norm[i]->label);
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> write_triggers(const NeuralCleanseResult& r,
+                                        const std::vector<int64_t>& labels,
+                                        const std::string& dir) {
+  fs::create_directories(fs::path(dir) / "triggers");
+  std::vector<std::string> files;
+  for (int64_t label : labels) {
+    const LabelTrigger* t = nullptr;
+    for (const auto& l : r.labels) {
+      if (l.label == label) t = &l;
+    }
+    if (!t) continue;
+    const std::string stem = "triggers/label_" + std::to_string(label);
+    const std::pair<const char*, at::Tensor> images[] = {
+        {"_mask.png", mask_image(*t)},
+        {"_pattern.png", pattern_image(*t, r.pixel_min, r.pixel_max)},
+        {"_trigger.png", trigger_image(*t, r.pixel_min, r.pixel_max)}};
+    for (const auto& [suffix, img] : images) {
+      const std::string rel = stem + suffix;
+      AtomicOutput out((fs::path(dir) / rel).string());
+      write_png(out.path(), img);
+      out.commit();
+      files.push_back(rel);
+    }
+  }
+  return files;
+}
+
+std::string mask_norm_data(const NeuralCleanseResult& r) {
+  std::ostringstream gp;
+  const std::set<int64_t> flagged(r.flagged.begin(), r.flagged.end());
+  gp << "$norms << EOD\nlabel,mask_l1,flagged,refined\n";
+  for (const auto& l : r.labels) {
+    gp << l.label << ',' << report::num(l.mask_l1) << ',' << flagged.count(l.label) << ','
+       << (l.refined ? 1 : 0) << '\n';
+  }
+  gp << "EOD\n";
+  return gp.str();
+}
+
+PlotSpec mask_norm_plot(const NeuralCleanseResult& r) {
+  std::ostringstream gp;
+  const double threshold = r.median - 2 * r.mad;
+  gp << "set datafile separator ','\nset datafile columnheaders\n";
+  gp << "set title 'Neural Cleanse: L1 norm of the reversed mask of each label'\n";
+  gp << "set xlabel 'label'\nset ylabel 'mask L1 norm (pixels)'\nset key top right\n";
+  gp << "set grid ytics\nset yrange [0:*]\nset style fill solid 0.6 border -1\n";
+  gp << "set boxwidth 0.8\n";
+  if (r.labels.size() > 40) gp << "set xtics out\n";
+  gp << "plot $norms using (column('label')):(column('flagged') > 0 ? NaN : column('mask_l1')) "
+        "with "
+        "boxes lc rgb '#1f77b4' title 'mask L1 norm', \\\n"
+     << "     $norms using (column('label')):(column('flagged') > 0 ? column('mask_l1') : NaN) "
+        "with "
+        "boxes lc rgb '#d62728' title 'flagged (anomaly index > 2)', \\\n"
+     << "     " << report::num(std::max(threshold, 0.0))
+     << " with lines dt 2 lw 2 lc rgb '#d62728' title 'median - 2 MAD', \\\n"
+     << "     " << report::num(r.median)
+     << " with lines dt 3 lw 1 lc rgb '#555555' title 'median'\n";
+  return {"mask_norms", "Neural Cleanse: L1 norm of each label's reversed trigger mask", gp.str()};
+}
+
+PlotResult write_detect_plots(const NeuralCleanseResult& r, const std::string& dir,
+                              const ReportOptions& options) {
+  return report::draw_plots(dir, "plots.gp", mask_norm_data(r), {mask_norm_plot(r)}, options);
+}
+
+nlohmann::json detect_json(const NeuralCleanseResult& r, const nlohmann::json& settings,
+                           const std::vector<std::string>& trigger_files) {
+  nlohmann::json doc = to_json(r);
+  doc["settings"] = settings;
+  doc["triggers"] = trigger_files;
+  doc["timings"] = {{"seconds", r.seconds},
+                    {"screen_s", r.screen_s},
+                    {"refine_s", r.refine_s},
+                    {"image_passes", r.image_passes}};
+  return doc;
+}
+
+std::string detect_verdict(const NeuralCleanseResult& r, const std::string& dir) {
+  char buf[256];
+  if (r.backdoored) {
+    std::string out = "backdoored: yes (";
+    for (size_t i = 0; i < r.flagged.size(); ++i) {
+      for (const auto& l : r.labels) {
+        if (l.label != r.flagged[i]) continue;
+        std::snprintf(buf, sizeof buf, "%slabel %lld: anomaly index %.2f, mask L1 %.1f",
+                      i ? "; " : "", static_cast<long long>(l.label), l.anomaly_index, l.mask_l1);
+        out += buf;
+      }
+    }
+    return out + "; trigger " +
+           (fs::path(dir) / ("triggers/label_" + std::to_string(r.flagged[0]) + "_trigger.png"))
+               .string() +
+           ")";
+  }
+  const LabelTrigger* top = nullptr;
+  for (const auto& l : r.labels) {
+    if (l.refined && l.mask_l1 < r.median && (!top || l.anomaly_index > top->anomaly_index))
+      top = &l;
+  }
+  if (!top) return "backdoored: no (no label's mask is smaller than the median)";
+  std::snprintf(buf, sizeof buf, "backdoored: no (largest anomaly index %.2f, label %lld)",
+                top->anomaly_index, static_cast<long long>(top->label));
+  return buf;
+}
+
+}  // namespace bdguard

@@ -1,0 +1,126 @@
+#include "detect_cli.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+
+#include "bdguard/error.h"
+
+namespace bdguard::cli {
+
+void add_nc_options(CLI::App& app, NcFlags& f, const std::string& seed_flag) {
+  app.add_option("--labels", f.labels, "candidate labels: all, or L,L,...")->capture_default_str();
+  app.add_option(seed_flag, f.seed, "seed of the masks' start and the mini-batches")
+      ->capture_default_str();
+  app.add_option("--nc-steps", f.max_steps, "steps per label at most")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  app.add_option("--nc-batches-per-step", f.batches_per_step, "mini-batches of 32 per step")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--nc-label-batch", f.label_batch,
+                 "labels optimised together in one forward pass (1: one after another)")
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}))
+      ->capture_default_str();
+  app.add_option("--nc-full-below", f.full_below,
+                 "screen the labels first when there are more than this many")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30))
+      ->capture_default_str();
+  app.add_option("--nc-screen-steps", f.screen_steps, "steps of the screen")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  app.add_option("--nc-refine", f.refine,
+                 "candidates refined after the screen (0: max(8, 2 % of the labels))")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  app.add_option("--nc-reference", f.reference,
+                 "other labels refined to estimate the median and MAD")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
+      ->capture_default_str();
+  app.add_option("--nc-eval-images", f.eval_images,
+                 "clean images on which each trigger's attack success is measured")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
+      ->capture_default_str();
+  app.add_option(
+      "--pixel-range", f.pixel_range,
+      "LO,HI: the pixels' range (default: 0,1 if the clean data lies in it, else 0,255)");
+}
+
+namespace {
+
+std::vector<double> numbers(const std::string& text, const char* flag) {
+  std::vector<double> out;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    const size_t end = std::min(text.find(',', pos), text.size());
+    const std::string item = text.substr(pos, end - pos);
+    char* stop = nullptr;
+    const double v = std::strtod(item.c_str(), &stop);
+    if (item.empty() || stop != item.c_str() + item.size() || !std::isfinite(v)) {
+      fail<InvalidArgument>(flag, "", "numbers separated by commas", "'" + text + "'");
+    }
+    out.push_back(v);
+    pos = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+NeuralCleanseOptions nc_options(const NcFlags& f, const Model& m) {
+  NeuralCleanseOptions o;
+  if (f.labels != "all") {
+    for (double v : numbers(f.labels, "--labels")) {
+      if (v != std::floor(v) || v < 0 || v >= static_cast<double>(m.num_classes())) {
+        fail<InvalidArgument>("--labels", "",
+                              "labels in [0, " + std::to_string(m.num_classes()) + ")",
+                              std::to_string(v));
+      }
+      o.labels.push_back(static_cast<int64_t>(v));
+    }
+  }
+  o.seed = f.seed;
+  o.max_steps = f.max_steps;
+  o.batches_per_step = f.batches_per_step;
+  o.label_batch = f.label_batch;
+  o.full_below = f.full_below;
+  o.screen_steps = f.screen_steps;
+  o.refine = f.refine;
+  o.reference = f.reference;
+  o.eval_images = f.eval_images;
+  if (!f.pixel_range.empty()) {
+    auto r = numbers(f.pixel_range, "--pixel-range");
+    if (r.size() != 2 || !(r[0] < r[1])) {
+      fail<InvalidArgument>("--pixel-range", "", "LO,HI with LO < HI", "'" + f.pixel_range + "'");
+    }
+    o.pixel_min = r[0];
+    o.pixel_max = r[1];
+  }
+  return o;
+}
+
+nlohmann::json nc_settings(const NcFlags& f, const NeuralCleanseOptions& o, const ModelOptions& mo,
+                           const std::string& clean) {
+  nlohmann::json s = to_json(o);
+  s["model"] = mo.model;
+  s["clean"] = clean;
+  s.update(model_settings(mo));
+  s["labels_flag"] = f.labels;
+  return s;
+}
+
+std::pair<std::function<void(const std::string&)>, ProgressFn> nc_progress(bool quiet) {
+  if (quiet) return {};
+  auto current = std::make_shared<ProgressFn>();
+  auto stage = [current](const std::string& name) {
+    std::fprintf(stderr, "Neural Cleanse: %s\n", name.c_str());
+    *current = progress_bar(name.substr(0, 12), false);
+  };
+  ProgressFn progress = [current](int64_t done, int64_t total) {
+    if (*current) (*current)(done, total);
+  };
+  return {stage, progress};
+}
+
+}  // namespace bdguard::cli

@@ -266,10 +266,10 @@ TEST(OnnxCli, RunWritesOnnxModelsAndTheReport) {
   REQUIRE_ONNX_FIXTURES();
   const std::string dir = test::temp_dir();
   Data d = write_data(resnet(), dir, 100);
-  auto r = test::run_cli("run --quiet --epochs 1" + kScale + "--mean 0.5 --std 0.25 --model " +
-                         resnet() + " --valid " + d.valid + " --poisoned-valid " + d.bd_valid +
-                         " --test " + d.test + " --poisoned-test " + d.bd_test + " --out " + dir +
-                         "/run");
+  auto r = test::run_cli("run --quiet --no-detect --epochs 1" + kScale +
+                         "--mean 0.5 --std 0.25 --model " + resnet() + " --valid " + d.valid +
+                         " --poisoned-valid " + d.bd_valid + " --test " + d.test +
+                         " --poisoned-test " + d.bd_test + " --out " + dir + "/run");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json summary = json::parse(test::read_text(dir + "/run/summary.json"));
   EXPECT_EQ(summary["settings"]["mean"], json::parse("[0.5]"));

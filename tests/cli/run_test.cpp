@@ -36,7 +36,7 @@ LabFiles make_lab(const std::string& dir) {
   synthetic::write_pair(test::csaw_dir(), dir, "test", 48, /*seed=*/7);
   f.args = "--model '" + test::csaw_dir() + "/lab3_bd_weights.h5' --arch deepid --valid '" + dir +
            "/valid.h5' --poisoned-valid '" + dir + "/bd_valid.h5' --test '" + dir +
-           "/test.h5' --poisoned-test '" + dir + "/bd_test.h5' --threads 2";
+           "/test.h5' --poisoned-test '" + dir + "/bd_test.h5' --threads 2 --no-detect";
   return f;
 }
 
@@ -153,8 +153,7 @@ TEST(RunCli, WritesEveryFileOfTheReport) {
     EXPECT_GE(s["valid_drop"].get<double>(), s["drop"].get<double>());
     EXPECT_DOUBLE_EQ(s["goodnet"]["pruned_asr"].get<double>(), s["test_asr"].get<double>());
     Model pruned = load_model(file, {"deepid", ""});
-    EXPECT_EQ(test::zeros_of(pruned, "conv_3").size(),
-              static_cast<size_t>(step));
+    EXPECT_EQ(test::zeros_of(pruned, "conv_3").size(), static_cast<size_t>(step));
   }
   EXPECT_FALSE(summary["conclusion"].get<std::string>().empty());
 }
@@ -202,7 +201,8 @@ TEST(RunCli, ConfigFileGivesTheFlagsAndFlagsWin) {
                                    << "poisoned_valid = 'bd_valid.h5'\ntest = 'test.h5'\n"
                                    << "poisoned-test = 'bd_test.h5'\nout = 'from-config'\n"
                                    << "drops = [3, 50]\nstop-drop = 20\nquiet = true\n";
-  auto r = run_cli("run --config '" + dir + "/run.toml' --out '" + dir + "/from-flag' --threads 2");
+  auto r = run_cli("run --config '" + dir + "/run.toml' --out '" + dir +
+                   "/from-flag' --threads 2 --no-detect");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   // quiet = true: no progress, but the warning about the unreached drop stays.
   EXPECT_EQ(r.err.find("[1/7]"), std::string::npos) << r.err;

@@ -10,6 +10,7 @@
 // names the file, the line where known, and what was expected.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -26,5 +27,10 @@ constexpr size_t kMaxConfigBytes = 1 << 20;
 // Entries in file order (TOML) or key order (JSON). `origin` names the file in errors.
 std::vector<ConfigEntry> parse_config(const std::string& text, const std::string& origin);
 std::vector<ConfigEntry> read_config_file(const std::string& path);
+
+// A JSON document bdguard wrote (a GoodNet manifest, detect.json), read as untrusted
+// input: a regular file of at most `max_bytes`, nested at most 64 deep. Errors name
+// the file and `what` ("a GoodNet manifest").
+nlohmann::json read_json_file(const std::string& path, size_t max_bytes, const std::string& what);
 
 }  // namespace bdguard

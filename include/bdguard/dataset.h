@@ -36,6 +36,10 @@ class LabDataset {
   // `input_shape` is the model's input without the batch: (C, H, W). The file's
   // layout is the one that matches it (options.layout forces one).
   LabDataset(const std::string& path, const Shape& input_shape, const DataOptions& options = {});
+  // Images already in memory ((N, C, H, W), any float or uint8 dtype; labels (N)),
+  // named `name` in messages: for code that runs on a part of a file (defend.h).
+  static LabDataset in_memory(const std::string& name, const at::Tensor& images,
+                              const at::Tensor& labels);
   int64_t size() const { return n_; }
   const std::string& path() const { return path_; }
   Layout layout() const { return layout_; }
@@ -53,6 +57,8 @@ class LabDataset {
   int64_t n_ = 0;
   int64_t max_tensor_bytes_ = 0;
   std::vector<int64_t> labels_;
+  at::Tensor images_;  // in memory (float32 NCHW); undefined for a file
+  LabDataset() = default;
 };
 
 // Writes a lab-format file: `data` (N, C, H, W) float32 and `label` (N) int64.

@@ -37,4 +37,12 @@ nlohmann::json detect_json(const NeuralCleanseResult& r, const nlohmann::json& s
 // anomaly index 1.42, label 7)".
 std::string detect_verdict(const NeuralCleanseResult& r, const std::string& dir);
 
+// A Neural Cleanse result read back from a folder `bdguard detect --out DIR` wrote:
+// detect.json's verdict and norms, and the flagged labels' masks and patterns from
+// their PNG files (8-bit, as the original code reloads them), for a model whose input
+// is `input_shape` (C, H, W) with `num_classes` classes. Untrusted: every field and
+// image is checked.
+NeuralCleanseResult read_detect_dir(const std::string& dir, const Shape& input_shape,
+                                    int64_t num_classes);
+
 }  // namespace bdguard

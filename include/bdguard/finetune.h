@@ -69,7 +69,6 @@ struct FinetuneEpoch {
   double seconds = 0;
 };
 
-
 struct FinetuneResult {
   FinetuneMetrics before, after;
   std::vector<FinetuneEpoch> epochs;
@@ -84,9 +83,27 @@ struct FinetuneResult {
   double seconds = 0;
 };
 
-
 // Fine-tunes `m` in place (see above) and measures it before and after.
 FinetuneResult finetune(Model& m, const FinetuneData& data, const FinetuneOptions& options);
+
+// The clean validation data split as finetune (and every defense, defend.h) splits it:
+// a seeded `holdout` fraction held out, at least one image on each side; rows keep
+// their order.
+struct ValidationSplit {
+  TensorData train, holdout;
+};
+ValidationSplit split_validation(const TensorData& clean, double holdout, uint64_t seed);
+
+// finetune's training on data in memory: trains `m` on `train` and keeps the epoch
+// with the best accuracy on `holdout` (or the input's weights); the ASR on `poisoned`
+// (may be null) is recorded per epoch, never used.
+struct FinetuneRun {
+  std::vector<FinetuneEpoch> epochs;
+  int best_epoch = 0, diverged_epoch = 0;
+  double holdout_accuracy = 0;  // of the weights kept
+};
+FinetuneRun finetune_in_memory(Model& m, const TensorData& train, const TensorData& holdout,
+                               const TensorData* poisoned, const FinetuneOptions& options);
 
 nlohmann::json to_json(const FinetuneResult& r);
 

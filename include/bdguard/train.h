@@ -107,5 +107,8 @@ std::vector<EpochStats> train_model(Model& m, const TensorData& data, const Trai
 
 // Predicted labels of every image (converted to float in batches).
 std::vector<int64_t> predict(const Model& m, const TensorData& data, int64_t batch = kDefaultBatch);
+// Percentage of the images that `m` gives their label (on poisoned images, whose
+// labels are the target: the attack success rate).
+double accuracy(const Model& m, const TensorData& data, int64_t batch = kDefaultBatch);
 
 }  // namespace bdguard

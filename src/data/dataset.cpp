@@ -127,10 +127,32 @@ LabDataset::LabDataset(const std::string& path, const Shape& input_shape,
   }
 }
 
+LabDataset LabDataset::in_memory(const std::string& name, const at::Tensor& images,
+                                 const at::Tensor& labels) {
+  if (images.dim() != 4 || labels.dim() != 1 || labels.size(0) != images.size(0)) {
+    fail<ShapeMismatch>(name, "data", "images (N, C, H, W) and N labels",
+                        shape_str(Shape(images.sizes().begin(), images.sizes().end())));
+  }
+  LabDataset d;
+  d.path_ = name;
+  d.input_shape_ = Shape(images.sizes().begin() + 1, images.sizes().end());
+  d.n_ = images.size(0);
+  d.max_tensor_bytes_ = INT64_MAX;
+  d.images_ = images.to(at::kFloat).contiguous();
+  at::Tensor l = labels.to(at::kLong).contiguous();
+  d.labels_.assign(l.data_ptr<int64_t>(), l.data_ptr<int64_t>() + l.numel());
+  return d;
+}
+
 Batch LabDataset::read(int64_t start, int64_t count) const {
   if (start < 0 || count < 0 || start + count > n_) {
     fail<InvalidArgument>(path_, "data", "rows within [0, " + std::to_string(n_) + ")",
                           std::to_string(start) + "+" + std::to_string(count));
+  }
+  if (images_.defined()) {
+    at::Tensor y = at::empty({count}, at::kLong);
+    std::copy(labels_.begin() + start, labels_.begin() + start + count, y.data_ptr<int64_t>());
+    return {images_.narrow(0, start, count), y};
   }
   const int64_t C = input_shape_[0], H = input_shape_[1], W = input_shape_[2];
   const int64_t bytes = h5::checked_bytes({count, H, W, C}, 4);

@@ -52,45 +52,33 @@ nlohmann::json metrics_json(const FinetuneMetrics& m) {
 
 }  // namespace
 
-FinetuneResult finetune(Model& m, const FinetuneData& d, const FinetuneOptions& o) {
-  check(d, o);
-  const auto start = std::chrono::steady_clock::now();
-  FinetuneResult r;
-
-  TensorData clean = read_tensor_data(*d.clean);
+ValidationSplit split_validation(const TensorData& clean, double holdout, uint64_t seed) {
   const int64_t n = clean.size();
+  if (n < 2)
+    fail<InvalidArgument>("", "clean data", "at least 2 images to split", std::to_string(n));
+  if (!(holdout > 0 && holdout < 1)) {
+    fail<InvalidArgument>("", "holdout", "a fraction in (0, 1)", std::to_string(holdout));
+  }
   const int64_t n_hold =
-      std::clamp<int64_t>(std::llround(o.holdout * static_cast<double>(n)), 1, n - 1);
-  std::vector<int64_t> order = Rng(o.seed ^ kSplitSalt).permutation(n);
+      std::clamp<int64_t>(std::llround(holdout * static_cast<double>(n)), 1, n - 1);
+  std::vector<int64_t> order = Rng(seed ^ kSplitSalt).permutation(n);
   std::vector<int64_t> hold(order.begin(), order.begin() + n_hold);
   std::vector<int64_t> rest(order.begin() + n_hold, order.end());
   std::sort(hold.begin(), hold.end());
   std::sort(rest.begin(), rest.end());
-  TensorData holdout = clean.subset(hold), train = clean.subset(rest);
-  clean = {};
+  return {clean.subset(rest), clean.subset(hold)};
+}
+
+FinetuneRun finetune_in_memory(Model& m, const TensorData& train, const TensorData& holdout,
+                               const TensorData* poisoned, const FinetuneOptions& o) {
+  FinetuneRun r;
   const std::vector<int64_t> hold_labels = holdout.label_vector();
-  r.n_train = train.size();
-  r.n_holdout = holdout.size();
-  r.n_poisoned = d.poisoned ? d.poisoned->size() : 0;
-  r.n_test = d.test ? d.test->size() : 0;
-  r.n_poisoned_test = d.poisoned_test ? d.poisoned_test->size() : 0;
-
-  auto measure = [&](const Model& model, bool with_test) {
-    FinetuneMetrics x;
-    x.holdout_accuracy = match_rate(predict(model, holdout, o.eval_batch), hold_labels);
-    if (d.poisoned) x.asr = accuracy_on(model, *d.poisoned, o.eval_batch);
-    if (with_test && d.test) {
-      x.test_accuracy = accuracy_on(model, *d.test, o.eval_batch, &r.test_predictions);
-      x.test_asr = accuracy_on(model, *d.poisoned_test, o.eval_batch, &r.poisoned_test_predictions);
-    }
-    return x;
+  auto holdout_accuracy = [&](const Model& model) {
+    return match_rate(predict(model, holdout, o.eval_batch), hold_labels);
   };
-  r.before = measure(m, true);
-  r.pruned = pruned_channels(m);
-
   std::vector<at::Tensor> best;
   for (const auto& p : m.parameters()) best.push_back(p.detach().clone());  // the input's
-  double best_accuracy = -1;
+  r.holdout_accuracy = o.epochs > 0 ? -1 : holdout_accuracy(m);
   TrainOptions t;
   t.epochs = o.epochs;
   t.batch = o.batch;
@@ -102,10 +90,12 @@ FinetuneResult finetune(Model& m, const FinetuneData& d, const FinetuneOptions& 
   t.progress = o.progress;
   t.clip_grad_norm = o.clip_grad_norm;
   t.on_epoch = [&](Model& model, const EpochStats& s) {
-    FinetuneMetrics x = measure(model, false);
-    r.epochs.push_back({s.epoch, s.loss, s.accuracy, x.holdout_accuracy, x.asr, s.seconds});
-    if (x.holdout_accuracy > best_accuracy) {
-      best_accuracy = x.holdout_accuracy;
+    const double acc = holdout_accuracy(model);
+    std::optional<double> asr;
+    if (poisoned) asr = accuracy(model, *poisoned, o.eval_batch);
+    r.epochs.push_back({s.epoch, s.loss, s.accuracy, acc, asr, s.seconds});
+    if (acc > r.holdout_accuracy) {
+      r.holdout_accuracy = acc;
       r.best_epoch = s.epoch;
       best.clear();
       for (const auto& p : model.parameters()) best.push_back(p.detach().clone());
@@ -116,11 +106,43 @@ FinetuneResult finetune(Model& m, const FinetuneData& d, const FinetuneOptions& 
       if (e.diverged) r.diverged_epoch = e.epoch;
     }
   }
-  {
-    size_t k = 0;
-    for (int i : m.parameter_nodes()) m.node(static_cast<size_t>(i)).value = best[k++];
-  }
-  r.after = measure(m, true);
+  size_t k = 0;
+  for (int i : m.parameter_nodes()) m.node(static_cast<size_t>(i)).value = best[k++];
+  if (r.best_epoch == 0) r.holdout_accuracy = holdout_accuracy(m);
+  return r;
+}
+
+FinetuneResult finetune(Model& m, const FinetuneData& d, const FinetuneOptions& o) {
+  check(d, o);
+  const auto start = std::chrono::steady_clock::now();
+  FinetuneResult r;
+  ValidationSplit split = split_validation(read_tensor_data(*d.clean), o.holdout, o.seed);
+  r.n_train = split.train.size();
+  r.n_holdout = split.holdout.size();
+  r.n_poisoned = d.poisoned ? d.poisoned->size() : 0;
+  r.n_test = d.test ? d.test->size() : 0;
+  r.n_poisoned_test = d.poisoned_test ? d.poisoned_test->size() : 0;
+  std::optional<TensorData> poisoned;
+  if (d.poisoned) poisoned = read_tensor_data(*d.poisoned);
+
+  auto measure = [&](const Model& model) {
+    FinetuneMetrics x;
+    x.holdout_accuracy = accuracy(model, split.holdout, o.eval_batch);
+    if (poisoned) x.asr = accuracy(model, *poisoned, o.eval_batch);
+    if (d.test) {
+      x.test_accuracy = accuracy_on(model, *d.test, o.eval_batch, &r.test_predictions);
+      x.test_asr = accuracy_on(model, *d.poisoned_test, o.eval_batch, &r.poisoned_test_predictions);
+    }
+    return x;
+  };
+  r.before = measure(m);
+  r.pruned = pruned_channels(m);
+  FinetuneRun run =
+      finetune_in_memory(m, split.train, split.holdout, poisoned ? &*poisoned : nullptr, o);
+  r.epochs = std::move(run.epochs);
+  r.best_epoch = run.best_epoch;
+  r.diverged_epoch = run.diverged_epoch;
+  r.after = measure(m);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "bdguard/config.h"
 #include "bdguard/error.h"
 #include "bdguard/evaluate.h"
 #include "bdguard/fileio.h"
@@ -45,15 +46,12 @@ static double rate_of(const std::vector<int64_t>& labels, int64_t value) {
   return percent(hits, static_cast<int64_t>(labels.size()));
 }
 
-GoodNetRow goodnet_row(const std::string& pruned_name, int64_t num_classes,
-                       const std::vector<int64_t>& clean_labels,
-                       const std::vector<int64_t>& poisoned_labels,
-                       const std::vector<int64_t>& badnet_clean,
-                       const std::vector<int64_t>& badnet_poisoned,
-                       const std::vector<int64_t>& pruned_clean,
-                       const std::vector<int64_t>& pruned_poisoned,
-                       const std::vector<bool>& strip_clean,
-                       const std::vector<bool>& strip_poisoned) {
+GoodNetRow goodnet_row(
+    const std::string& pruned_name, int64_t num_classes, const std::vector<int64_t>& clean_labels,
+    const std::vector<int64_t>& poisoned_labels, const std::vector<int64_t>& badnet_clean,
+    const std::vector<int64_t>& badnet_poisoned, const std::vector<int64_t>& pruned_clean,
+    const std::vector<int64_t>& pruned_poisoned, const std::vector<bool>& strip_clean,
+    const std::vector<bool>& strip_poisoned) {
   GoodNetRow r;
   r.pruned = pruned_name;
   r.strip = !strip_clean.empty();
@@ -157,29 +155,20 @@ void write_goodnet_manifest(const GoodNetManifest& m, const std::string& path) {
       {"num_classes", m.num_classes},
       {"detected_label", m.num_classes}};
   if (m.strip) {
-    doc["strip"] = {{"valid", {{"path", relative_to(m.strip_valid, dir)},
-                               {"sha256", sha256_file(m.strip_valid)}}},
-                    {"overlays", m.strip_overlays},
-                    {"alpha", m.strip_alpha},
-                    {"frr", m.strip_frr},
-                    {"seed", m.strip_seed}};
+    doc["strip"] = {
+        {"valid",
+         {{"path", relative_to(m.strip_valid, dir)}, {"sha256", sha256_file(m.strip_valid)}}},
+        {"overlays", m.strip_overlays},
+        {"alpha", m.strip_alpha},
+        {"frr", m.strip_frr},
+        {"seed", m.strip_seed}};
   }
   write_file_atomic(path, doc.dump(2) + "\n");
 }
 
 GoodNetManifest read_goodnet_manifest(const std::string& path) {
   namespace fs = std::filesystem;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail<IoError>(path, "", "a readable GoodNet manifest", std::strerror(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (ss.str().size() > (1u << 20)) fail<LimitExceeded>(path, "", "at most 1 MiB", "a larger file");
-  nlohmann::json doc;
-  try {
-    doc = nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, "", "a JSON GoodNet manifest", e.what());
-  }
+  const nlohmann::json doc = read_json_file(path, 1u << 20, "a GoodNet manifest");
   if (!doc.is_object() || doc.value("format", "") != kManifestFormat) {
     fail(path, "format", std::string("\"") + kManifestFormat + "\"", "another document");
   }
@@ -211,7 +200,8 @@ GoodNetManifest read_goodnet_manifest(const std::string& path) {
   for (const char* key : {"mean", "std"}) {
     if (!doc.contains(key) || doc[key].is_null()) continue;
     const auto& v = doc[key];
-    if (!v.is_array() || v.size() > 64) fail(path, key, "a list of numbers", v.dump().substr(0, 60));
+    if (!v.is_array() || v.size() > 64)
+      fail(path, key, "a list of numbers", v.dump().substr(0, 60));
     std::vector<double>& out = std::string(key) == "mean" ? m.preprocess.mean : m.preprocess.std;
     for (const auto& x : v) {
       if (!x.is_number()) fail(path, key, "a list of numbers", v.dump().substr(0, 60));

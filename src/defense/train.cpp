@@ -175,7 +175,8 @@ void init_weights(Model& m, uint64_t seed) {
     }
     if (!n.file_order.empty()) {
       std::vector<int64_t> inv(n.file_order.size());
-      for (size_t k = 0; k < inv.size(); ++k) inv[static_cast<size_t>(n.file_order[k])] = static_cast<int64_t>(k);
+      for (size_t k = 0; k < inv.size(); ++k)
+        inv[static_cast<size_t>(n.file_order[k])] = static_cast<int64_t>(k);
       t = t.permute(inv).contiguous();
     }
     n.value = t;
@@ -300,6 +301,10 @@ std::vector<int64_t> predict(const Model& m, const TensorData& data, int64_t bat
     out.insert(out.end(), labels.data_ptr<int64_t>(), labels.data_ptr<int64_t>() + labels.numel());
   }
   return out;
+}
+
+double accuracy(const Model& m, const TensorData& data, int64_t batch) {
+  return match_rate(predict(m, data, batch), data.label_vector());
 }
 
 }  // namespace bdguard

@@ -2,12 +2,15 @@
 
 #include <toml++/toml.h>
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "bdguard/error.h"
+#include "bdguard/fileio.h"
 
 namespace bdguard {
 namespace {
@@ -121,6 +124,33 @@ std::vector<ConfigEntry> read_config_file(const std::string& path) {
     if (text.size() > kMaxConfigBytes) break;
   }
   return parse_config(text, path);
+}
+
+nlohmann::json read_json_file(const std::string& path, size_t max_bytes, const std::string& what) {
+  require_regular_file(path);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail<IoError>(path, "", "a readable file (" + what + ")", std::strerror(errno));
+  std::string text;
+  char buf[65536];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    text.append(buf, static_cast<size_t>(in.gcount()));
+    if (text.size() > max_bytes) {
+      fail<LimitExceeded>(path, "", what + " of at most " + std::to_string(max_bytes) + " bytes",
+                          "a larger file");
+    }
+  }
+  auto depth_guard = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
+    using Event = nlohmann::json::parse_event_t;
+    if ((event == Event::object_start || event == Event::array_start) && depth >= 64) {
+      fail<LimitExceeded>(path, "", "JSON nested at most 64 deep", "deeper nesting");
+    }
+    return true;
+  };
+  try {
+    return nlohmann::json::parse(text, depth_guard);
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, "", "JSON (" + what + ")", e.what());
+  }
 }
 
 }  // namespace bdguard

@@ -10,7 +10,9 @@
 #include <set>
 #include <sstream>
 
+#include "bdguard/config.h"
 #include "bdguard/dataset.h"
+#include "bdguard/error.h"
 #include "bdguard/fileio.h"
 #include "report/gnuplot.h"
 
@@ -139,6 +141,79 @@ std::string detect_verdict(const NeuralCleanseResult& r, const std::string& dir)
   std::snprintf(buf, sizeof buf, "backdoored: no (largest anomaly index %.2f, label %lld)",
                 top->anomaly_index, static_cast<long long>(top->label));
   return buf;
+}
+
+NeuralCleanseResult read_detect_dir(const std::string& dir, const Shape& input_shape,
+                                    int64_t num_classes) {
+  const std::string path = (fs::path(dir) / "detect.json").string();
+  const nlohmann::json doc = read_json_file(path, 64u << 20, "a bdguard detect.json");
+  auto bad = [&](const std::string& object, const std::string& expected) {
+    fail(path, object, expected, "something else");
+  };
+  if (!doc.is_object() || !doc.contains("method") || doc["method"] != "neural-cleanse") {
+    bad("method", "\"neural-cleanse\"");
+  }
+  NeuralCleanseResult r;
+  try {
+    const auto& range = doc.value("pixel_range", nlohmann::json());
+    if (!range.is_array() || range.size() != 2 || !range[0].is_number() || !range[1].is_number() ||
+        !(range[0].get<double>() < range[1].get<double>())) {
+      bad("pixel_range", "[low, high] with low < high");
+    }
+    r.pixel_min = range[0].get<double>();
+    r.pixel_max = range[1].get<double>();
+    for (const char* key : {"median", "mad"}) {
+      if (!doc.contains(key) || !doc[key].is_number()) bad(key, "a number");
+    }
+    r.median = doc["median"].get<double>();
+    r.mad = doc["mad"].get<double>();
+    if (!doc.contains("backdoored") || !doc["backdoored"].is_boolean())
+      bad("backdoored", "a boolean");
+    r.backdoored = doc["backdoored"].get<bool>();
+    const auto& flagged = doc.value("flagged", nlohmann::json());
+    if (!flagged.is_array()) bad("flagged", "an array of labels");
+    for (const auto& f : flagged) {
+      if (!f.is_number_integer() || f.get<int64_t>() < 0 || f.get<int64_t>() >= num_classes) {
+        fail(path, "flagged", "labels in [0, " + std::to_string(num_classes) + ")", f.dump());
+      }
+      r.flagged.push_back(f.get<int64_t>());
+    }
+    if (r.backdoored != !r.flagged.empty())
+      bad("backdoored", "true exactly when a label is flagged");
+    const Shape mask_shape{1, input_shape[1], input_shape[2]};
+    for (int64_t label : r.flagged) {
+      LabelTrigger t;
+      t.label = label;
+      t.refined = true;
+      const std::string stem =
+          (fs::path(dir) / ("triggers/label_" + std::to_string(label))).string();
+      t.mask = load_image(stem + "_mask.png", mask_shape)[0][0] / 255.0;
+      t.pattern = load_image(stem + "_pattern.png", input_shape)[0] *
+                      ((r.pixel_max - r.pixel_min) / 255.0) +
+                  r.pixel_min;
+      t.mask_l1 = t.mask.sum().item<double>();
+      const nlohmann::json labels =
+          doc.contains("labels") ? doc["labels"] : nlohmann::json::array();
+      for (const auto& l : labels) {
+        if (l.is_object() && l.contains("label") && l["label"].is_number_integer() &&
+            l["label"].get<int64_t>() == label) {
+          const auto& ai = l.value("anomaly_index", nlohmann::json());
+          t.anomaly_index = ai.is_number() ? ai.get<double>() : INFINITY;
+          if (l.contains("attack_success") && l["attack_success"].is_number()) {
+            t.attack_success = l["attack_success"].get<double>() / 100;
+          }
+        }
+      }
+      r.labels.push_back(std::move(t));
+    }
+    if (doc.contains("timings") && doc["timings"].is_object() &&
+        doc["timings"].contains("seconds") && doc["timings"]["seconds"].is_number()) {
+      r.seconds = doc["timings"]["seconds"].get<double>();
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, "", "a bdguard detect.json", e.what());
+  }
+  return r;
 }
 
 }  // namespace bdguard

@@ -17,5 +17,7 @@ void setup_finetune(CLI::App& app);
 void setup_demo(CLI::App& app);
 void setup_detect(CLI::App& app);
 void setup_strip(CLI::App& app);
+void setup_defend(CLI::App& app);
+void setup_compare(CLI::App& app);
 
 }  // namespace bdguard::cli

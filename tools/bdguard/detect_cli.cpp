@@ -110,11 +110,12 @@ nlohmann::json nc_settings(const NcFlags& f, const NeuralCleanseOptions& o, cons
   return s;
 }
 
-std::pair<std::function<void(const std::string&)>, ProgressFn> nc_progress(bool quiet) {
+std::pair<std::function<void(const std::string&)>, ProgressFn> nc_progress(
+    bool quiet, const std::string& prefix) {
   if (quiet) return {};
   auto current = std::make_shared<ProgressFn>();
-  auto stage = [current](const std::string& name) {
-    std::fprintf(stderr, "Neural Cleanse: %s\n", name.c_str());
+  auto stage = [current, prefix](const std::string& name) {
+    std::fprintf(stderr, "%s: %s\n", prefix.c_str(), name.c_str());
     *current = progress_bar(name.substr(0, 12), false);
   };
   ProgressFn progress = [current](int64_t done, int64_t total) {

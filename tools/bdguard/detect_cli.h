@@ -35,6 +35,7 @@ NeuralCleanseOptions nc_options(const NcFlags& f, const Model& m);
 nlohmann::json nc_settings(const NcFlags& f, const NeuralCleanseOptions& o, const ModelOptions& mo,
                            const std::string& clean);
 // Stage names and a per-stage progress bar on stderr (nothing with `quiet`).
-std::pair<std::function<void(const std::string&)>, ProgressFn> nc_progress(bool quiet);
+std::pair<std::function<void(const std::string&)>, ProgressFn> nc_progress(
+    bool quiet, const std::string& prefix = "Neural Cleanse");
 
 }  // namespace bdguard::cli

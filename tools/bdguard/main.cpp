@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
   bdguard::cli::setup_finetune(app);
   bdguard::cli::setup_detect(app);
   bdguard::cli::setup_strip(app);
+  bdguard::cli::setup_defend(app);
+  bdguard::cli::setup_compare(app);
   bdguard::cli::setup_demo(app);
   bdguard::use_caching_cpu_allocator();
   bdguard::install_cleanup_signal_handlers();

@@ -1,0 +1,73 @@
+// Every defense of defend.h on the same model and data, side by side: a
+// BackdoorBench-style table on the user's own model.
+//
+// Each method gets the same clean validation data (and its seeded held-out split) and
+// chooses everything from it; the poisoned validation data is reported only. The
+// defended models are measured on the test files: clean accuracy and attack success
+// rate in percent, the accuracy lost against the BadNet, and BackdoorBench's defense
+// effectiveness rating
+//   DER = (max(0, ASR_bd - ASR) - max(0, ACC_bd - ACC) + 1) / 2,
+// on fractions, reported in percent (50: no change; 100: the backdoor gone at no cost).
+// A method that fails on the model gets a row with the reason; the others still run.
+#pragma once
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bdguard/defend.h"
+
+namespace bdguard {
+
+// DER in percent, from rates in percent.
+double defense_effectiveness(double acc_bd, double asr_bd, double acc, double asr);
+
+struct CompareData {
+  TensorData valid;                                     // clean validation data
+  std::optional<TensorData> poisoned_valid;             // reported only
+  TensorData test, poisoned_test;                       // the table's rates
+  const NeuralCleanseResult* neural_cleanse = nullptr;  // reused by nc-unlearn
+};
+
+struct CompareOptions {
+  std::vector<std::string> methods;              // empty: every method, in defense_methods() order
+  DefenseOptions defense;                        // seed, batch, progress (params: per method below)
+  std::map<std::string, nlohmann::json> params;  // options per method
+  // Where the defended models go: DIR/models/<method>.<ext> (empty: not saved).
+  std::string out_dir;
+  std::function<void(const std::string& method)> on_start;
+};
+
+struct CompareRow {
+  std::string method;
+  bool ok = false;
+  std::string error;                   // why the method failed (ok = false)
+  double clean_accuracy = 0, asr = 0;  // on the test files, percent
+  double accuracy_drop = 0;            // the BadNet's accuracy minus this one's, points
+  double der = 0;                      // percent
+  double seconds = 0;
+  DefenseMetrics valid;       // on the held-out / poisoned validation data
+  std::string model, sha256;  // the saved model, relative to out_dir
+  nlohmann::json figures, params;
+};
+
+struct CompareResult {
+  double baseline_accuracy = 0, baseline_asr = 0;  // the BadNet on the test files
+  DefenseMetrics baseline_valid;
+  int64_t n_test = 0, n_poisoned_test = 0, n_valid = 0, n_poisoned_valid = 0;
+  std::vector<CompareRow> rows;
+  int best = -1;  // the row with the highest DER (ties: fewer points lost), -1: none ran
+  double seconds = 0;
+};
+
+CompareResult compare_defenses(const Model& m, const CompareData& data,
+                               const CompareOptions& options);
+
+// "nc-unlearn: ASR 0.9 % at 1.2 points lost (DER 98.9 %)", or why no method won.
+std::string compare_verdict(const CompareResult& r);
+
+nlohmann::json to_json(const CompareResult& r);
+
+}  // namespace bdguard

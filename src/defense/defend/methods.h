@@ -1,0 +1,61 @@
+// The defenses of defend.h, one file each in this folder, and what they share.
+//
+// A method is a row of the table in registry.cpp: its name, its source, its options
+// (a JSON object {"KEY": {"default": V, "help": "...", "min": ..., "max": ...}}) and a
+// runner. The runner gets the BadNet, the data, the options completed with their
+// defaults, and the validation split; it sets result.model (a copy of the BadNet,
+// changed) and result.figures. The registry measures before and after and times it.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "bdguard/defend.h"
+#include "bdguard/finetune.h"
+#include "bdguard/prune.h"
+
+namespace bdguard::defense {
+
+struct Context {
+  const Model& badnet;
+  const DefenseData& data;
+  const DefenseOptions& options;
+  const nlohmann::json& params;  // every option of the method, defaults filled in
+  const ValidationSplit& split;  // the clean validation data, train and held-out parts
+  const TensorData* poisoned() const { return data.poisoned ? &*data.poisoned : nullptr; }
+  void stage(const std::string& name) const {
+    if (options.stage) options.stage(name);
+  }
+};
+
+using Runner = void (*)(const Context&, DefenseResult&);
+
+// Options of a method: {"KEY": {"default": V, "help": H}}, and with min / max.
+nlohmann::json option(const nlohmann::json& value, const std::string& help);
+nlohmann::json option(const nlohmann::json& value, const std::string& help, double min, double max);
+
+// The fine-tuning options every training method shares (epochs, lr, batch, optimizer,
+// cosine, clip_grad_norm), with the given defaults, added to `schema`.
+void add_finetune_options(nlohmann::json& schema, int epochs, double lr, int64_t batch);
+// Those options as FinetuneOptions (seed and eval batch from the context).
+FinetuneOptions finetune_options(const Context& c);
+// Fine-tunes `m` as finetune does (best held-out epoch kept), returning the figures:
+// epochs run, best epoch, held-out accuracy per epoch.
+nlohmann::json finetune_figures(const FinetuneRun& run);
+
+int64_t get_int(const nlohmann::json& params, const char* key);
+double get_double(const nlohmann::json& params, const char* key);
+
+// The methods.
+nlohmann::json finetune_schema();
+void run_finetune(const Context& c, DefenseResult& r);
+nlohmann::json fine_pruning_schema();
+void run_fine_pruning(const Context& c, DefenseResult& r);
+nlohmann::json nc_unlearn_schema();
+void run_nc_unlearn(const Context& c, DefenseResult& r);
+nlohmann::json clp_schema();
+void run_clp(const Context& c, DefenseResult& r);
+// clp's upper bound of each output channel's Lipschitz constant.
+std::vector<double> channel_lipschitz(const Model& m, const ChannelUnit& u);
+
+}  // namespace bdguard::defense

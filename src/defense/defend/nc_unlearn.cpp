@@ -1,0 +1,85 @@
+// nc-unlearn: Neural Cleanse's mitigation by unlearning (Wang et al., S&P 2019, VI-C).
+// The reversed trigger of every flagged label is stamped, x' = (1 - m) x + m p, on a
+// seeded `unlearn_fraction` of the clean training part, the images keeping their true
+// labels (one stamped copy of those images per flagged label, as BackdoorBench does),
+// and the model is fine-tuned on that set. With no label flagged the model is
+// returned unchanged (there is nothing to unlearn).
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "bdguard/error.h"
+#include "methods.h"
+
+namespace bdguard::defense {
+namespace {
+
+constexpr uint64_t kStampSalt = 0x756e6c6561726eULL;  // "unlearn"
+
+}  // namespace
+
+nlohmann::json nc_unlearn_schema() {
+  nlohmann::json s = nlohmann::json::object();
+  s["unlearn_fraction"] = option(0.2, "fraction of the clean training images stamped", 0, 1);
+  add_finetune_options(s, kFinetuneEpochs, kFinetuneLr, kFinetuneBatch);
+  return s;
+}
+
+void run_nc_unlearn(const Context& c, DefenseResult& r) {
+  NeuralCleanseResult own;
+  const NeuralCleanseResult* nc = c.data.neural_cleanse;
+  if (!nc) {
+    c.stage("Neural Cleanse");
+    NeuralCleanseOptions o = c.options.neural_cleanse;
+    if (!o.progress) o.progress = c.options.progress;
+    own = neural_cleanse(c.badnet, c.data.clean, o);
+    nc = &own;
+  }
+  r.figures["flagged"] = nc->flagged;
+  r.figures["neural_cleanse_seconds"] = nc->seconds;
+  r.figures["neural_cleanse_given"] = c.data.neural_cleanse != nullptr;
+  if (nc->flagged.empty()) {
+    r.figures["unlearned"] = false;
+    r.figures["note"] = "Neural Cleanse flagged no label: the model is returned unchanged";
+    return;
+  }
+  const TensorData& train = c.split.train;
+  const int64_t n = train.size();
+  const int64_t n_stamp = std::clamp<int64_t>(
+      std::llround(get_double(c.params, "unlearn_fraction") * static_cast<double>(n)), 0, n);
+  std::vector<int64_t> order = Rng(c.options.seed ^ kStampSalt).permutation(n);
+  std::vector<int64_t> stamped(order.begin(), order.begin() + n_stamp);
+  std::vector<int64_t> kept(order.begin() + n_stamp, order.end());
+  std::sort(stamped.begin(), stamped.end());
+  std::sort(kept.begin(), kept.end());
+
+  std::vector<at::Tensor> images{train.subset(kept).images.to(at::kFloat)};
+  std::vector<at::Tensor> labels{train.subset(kept).labels};
+  const TensorData chosen = train.subset(stamped);
+  const at::Tensor x = chosen.images.to(at::kFloat);
+  for (int64_t label : nc->flagged) {
+    auto it = std::find_if(nc->labels.begin(), nc->labels.end(),
+                           [&](const LabelTrigger& t) { return t.label == label; });
+    if (it == nc->labels.end() || !it->mask.defined()) {
+      fail<InvalidArgument>("", "nc-unlearn: Neural Cleanse result",
+                            "the trigger of flagged label " + std::to_string(label), "none");
+    }
+    const LabelTrigger& t = *it;
+    const at::Tensor m = t.mask.unsqueeze(0).unsqueeze(0);  // (1, 1, H, W)
+    images.push_back((1 - m) * x + m * t.pattern.unsqueeze(0));
+    labels.push_back(chosen.labels);
+  }
+  const TensorData unlearn{at::cat(images), at::cat(labels)};
+  r.figures["unlearned"] = true;
+  r.figures["n_stamped"] = n_stamp * static_cast<int64_t>(nc->flagged.size());
+  r.figures["n_unlearn"] = unlearn.size();
+
+  c.stage("fine-tuning");
+  FinetuneRun run =
+      finetune_in_memory(r.model, unlearn, c.split.holdout, c.poisoned(), finetune_options(c));
+  nlohmann::json f = finetune_figures(run);
+  for (auto& [k, v] : f.items()) r.figures[k] = v;
+}
+
+}  // namespace bdguard::defense

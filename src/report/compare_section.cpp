@@ -1,0 +1,122 @@
+// The comparison section, plot and CSV (compare_section.h).
+#include "report/compare_section.h"
+
+#include <cstdio>
+#include <sstream>
+
+#include "report/gnuplot.h"
+
+namespace bdguard::report {
+namespace {
+
+std::string f2(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", v);
+  return buf;
+}
+std::string f1(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", v);
+  return buf;
+}
+
+// A CSV field: quoted when it holds a comma, a quote or a line break.
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+const PlotFile* png(const PlotResult& plots, const std::string& name) {
+  for (const auto& p : plots.files) {
+    if (p.name == name && p.format == "png") return &p;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::string compare_csv(const CompareResult& r) {
+  std::ostringstream out;
+  out << "method,clean_accuracy,asr,accuracy_drop,der,seconds,model,error\n";
+  for (const auto& x : r.rows) {
+    out << csv_field(x.method) << ',';
+    if (x.ok) {
+      out << num(x.clean_accuracy) << ',' << num(x.asr) << ',' << num(x.accuracy_drop) << ','
+          << num(x.der) << ',' << num(x.seconds) << ',' << csv_field(x.model) << ",\n";
+    } else {
+      out << ",,,," << num(x.seconds) << ",," << csv_field(x.error) << '\n';
+    }
+  }
+  return out.str();
+}
+
+std::string compare_data(const CompareResult& r) {
+  std::ostringstream gp;
+  gp << "$compare << EOD\nmethod,clean_accuracy,asr\n";
+  for (const auto& x : r.rows) {
+    // Method names are fixed identifiers (defend.h): no quoting needed inside the block.
+    if (x.ok) gp << x.method << ',' << num(x.clean_accuracy) << ',' << num(x.asr) << '\n';
+  }
+  gp << "EOD\n$badnet << EOD\nmethod,clean_accuracy,asr\nBadNet," << num(r.baseline_accuracy) << ','
+     << num(r.baseline_asr) << "\nEOD\n";
+  return gp.str();
+}
+
+PlotSpec compare_plot(const CompareResult& r) {
+  (void)r;
+  std::ostringstream gp;
+  gp << "set datafile separator ','\nset datafile columnheaders\n";
+  gp << "set title 'Defenses on the test files: clean accuracy against attack success rate'\n";
+  gp << "set xlabel 'clean accuracy (%)'\nset ylabel 'attack success rate (%)'\n";
+  gp << "set grid\nset key bottom left\nset yrange [-5:105]\nset offsets graph 0.08, graph 0.08, "
+        "0, 0\n";
+  gp << "plot $compare using (column('clean_accuracy')):(column('asr')) with points pt 7 ps 1.6 "
+        "lc rgb '#1f77b4' title 'defended model', \\\n"
+     << "     $compare using (column('clean_accuracy')):(column('asr')):(stringcolumn('method')) "
+        "with labels offset char 0,1 notitle, \\\n"
+     << "     $badnet using (column('clean_accuracy')):(column('asr')) with points pt 5 ps 2 "
+        "lc rgb '#d62728' title 'BadNet', \\\n"
+     << "     $badnet using (column('clean_accuracy')):(column('asr')):(stringcolumn('method')) "
+        "with labels offset char 0,-1.2 tc rgb '#d62728' notitle\n";
+  return {"compare", "Defenses: clean accuracy against attack success rate (test files)", gp.str()};
+}
+
+void add_compare_section(Document& d, const CompareResult& r, const PlotResult& plots, int level) {
+  d.heading(level, "Defenses compared");
+  d.paragraph(
+      "Every defense on the same BadNet and the same clean validation data, each choosing "
+      "everything (thresholds, epochs kept) from a held-out part of that data; the test files "
+      "(" +
+      std::to_string(r.n_test) + " clean, " + std::to_string(r.n_poisoned_test) +
+      " poisoned images) give the table. DER is BackdoorBench's defense effectiveness rating, "
+      "(max(0, ASR lost) - max(0, accuracy lost) + 1) / 2: 50 % is no change, 100 % the "
+      "backdoor gone at no cost. The BadNet: clean accuracy " +
+      f2(r.baseline_accuracy) + " %, ASR " + f2(r.baseline_asr) + " %.");
+  d.paragraph("Best by DER: " + compare_verdict(r) + ".");
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> failures;
+  for (const auto& x : r.rows) {
+    if (!x.ok) {
+      rows.push_back({x.method, "-", "-", "-", "-", f1(x.seconds), "failed"});
+      failures.push_back(x.method + ": " + x.error);
+      continue;
+    }
+    rows.push_back({x.method, f2(x.clean_accuracy), f2(x.asr), f2(x.accuracy_drop), f2(x.der),
+                    f1(x.seconds), x.model.empty() ? "" : "`" + x.model + "`"});
+  }
+  d.table({"method", "clean accuracy (%)", "ASR (%)", "points lost", "DER (%)", "seconds", "model"},
+          rows, {false, true, true, true, true, true, false});
+  if (const PlotFile* p = png(plots, "compare")) d.image(p->title, p->file);
+  if (!failures.empty()) {
+    d.paragraph("Methods that could not run on this model:");
+    d.list(failures);
+  }
+  std::vector<std::string> sources;
+  for (const auto& x : r.rows) sources.push_back(x.method + ": " + defense_source(x.method));
+  d.paragraph("Sources (defaults from each method's original code; see the README):");
+  d.list(sources);
+}
+
+}  // namespace bdguard::report

@@ -1,0 +1,23 @@
+// The comparison of defenses as a report section: the table (bdguard compare's
+// compare.md / compare.html, and a section of a run's report), its plot and its data.
+#pragma once
+
+#include <string>
+
+#include "bdguard/compare.h"
+#include "bdguard/report.h"
+#include "report/document.h"
+
+namespace bdguard::report {
+
+// The section: heading at `level`, the verdict, the table, the plot (when drawn),
+// the failures with their reasons, and each method's source.
+void add_compare_section(Document& d, const CompareResult& r, const PlotResult& plots, int level);
+// The plot "compare" (clean accuracy against ASR, a point per method, the BadNet
+// marked) and the data block it reads.
+PlotSpec compare_plot(const CompareResult& r);
+std::string compare_data(const CompareResult& r);
+// compare.csv's text: method,clean_accuracy,asr,accuracy_drop,der,seconds,model,error.
+std::string compare_csv(const CompareResult& r);
+
+}  // namespace bdguard::report

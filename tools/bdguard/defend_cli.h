@@ -1,0 +1,44 @@
+// The defenses' flags and output, shared by `bdguard defend`, `bdguard compare` and the
+// comparison stage of `bdguard run`.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bdguard/defend.h"
+
+namespace bdguard::cli {
+
+// Flags for the methods' options: each sets one option key (--drop: "drop") of every
+// method that has it, and --set [METHOD.]KEY=VALUE sets any (for all methods that have
+// KEY, or for METHOD alone).
+struct MethodFlags {
+  std::map<std::string, std::string> values;  // option key -> flag text, as given
+  std::vector<std::string> sets;              // --set entries
+};
+
+// Binds --epochs, --lr, --batch-size, --optimizer, --holdout, --drop, --layer,
+// --unlearn-fraction, --clp-u, ... and --set.
+void add_method_flags(CLI::App& app, MethodFlags& f);
+// The options of `method` from the flags (InvalidArgument for a flag the method does
+// not take, or a value of the wrong type).
+nlohmann::json method_params(const std::string& method, const MethodFlags& f);
+// The same for several methods at once: a flag applies to each method that has its key,
+// and must apply to one at least.
+std::map<std::string, nlohmann::json> methods_params(const std::vector<std::string>& methods,
+                                                     const MethodFlags& f);
+// "all" or "a,b,c" as method names (InvalidArgument naming an unknown one).
+std::vector<std::string> parse_methods(const std::string& text);
+
+// bdguard defend --json: method, clean_accuracy and asr (held-out validation data),
+// seconds, output, sha256, the method's figures, before, params, counts.
+nlohmann::json defense_json(const DefenseResult& r, const std::string& output,
+                            const std::string& sha256);
+// One line of the method's own figures ("channels pruned: 3 of 48; best epoch 12 of 15").
+std::string figures_line(const DefenseResult& r);
+
+}  // namespace bdguard::cli

@@ -17,6 +17,11 @@ std::string csaw_dir() {
   return std::filesystem::exists(dir + "/lab3_bd_weights.h5") ? dir : "";
 }
 
+std::string tiny_dir(const std::string& which) {
+  std::string dir = std::string(BDGUARD_TINY_DIR) + "/" + which;
+  return std::filesystem::exists(dir + "/bd_net.h5") ? dir : "";
+}
+
 namespace {
 
 // Removes the folders temp_dir() made once the process's tests are done, unless a

@@ -16,6 +16,16 @@ std::string csaw_dir();
       GTEST_SKIP() << "../shared/fixtures/csaw is absent: real-fixture test skipped"; \
   } while (0)
 
+// The tiny models tests/fixtures/make_tiny_models.sh trained for this build:
+// "<build>/tiny/badnet" or ".../clean" (bd_net.h5, data/*.h5, attack.json), or "" when
+// Fashion-MNIST was not installed.
+std::string tiny_dir(const std::string& which);
+#define BDGUARD_REQUIRE_TINY()                                                            \
+  do {                                                                                    \
+    if (::bdguard::test::tiny_dir("badnet").empty())                                      \
+      GTEST_SKIP() << "no tiny models (Fashion-MNIST absent at build time): test skipped"; \
+  } while (0)
+
 // A folder under the system's temporary area, unique per test: empty on the first
 // call of a test, the same folder on later calls.
 std::string temp_dir();

@@ -28,6 +28,11 @@ const std::vector<Flag>& flag_table() {
       {"--unlearn-fraction", "unlearn_fraction",
        "nc-unlearn: fraction of the clean images stamped with the reversed trigger"},
       {"--clp-u", "u", "clp: prune channels above mean + u x std of their layer"},
+      {"--anp-eps", "eps", "anp: bound of the neurons' multiplicative noise"},
+      {"--anp-iterations", "iterations", "anp: mini-batches of mask optimisation"},
+      {"--anp-threshold", "threshold", "anp: prune neurons with mask <= this (-1: choose)"},
+      {"--anp-max-drop", "max_drop",
+       "anp: the chosen threshold loses at most this many held-out points"},
   };
   return flags;
 }

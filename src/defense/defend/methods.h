@@ -55,6 +55,8 @@ nlohmann::json nc_unlearn_schema();
 void run_nc_unlearn(const Context& c, DefenseResult& r);
 nlohmann::json clp_schema();
 void run_clp(const Context& c, DefenseResult& r);
+nlohmann::json anp_schema();
+void run_anp(const Context& c, DefenseResult& r);
 // clp's upper bound of each output channel's Lipschitz constant.
 std::vector<double> channel_lipschitz(const Model& m, const ChannelUnit& u);
 

@@ -14,6 +14,9 @@ namespace bdguard {
 PlotSpec compare_plot_spec(const CompareResult& r);
 std::string compare_plot_data(const CompareResult& r);
 
+// compare.csv and compare.json alone (a run's report has the rest).
+void write_compare_tables(const CompareResult& r, const std::string& model_name,
+                          const nlohmann::json& settings, const std::string& dir);
 // Writes every file above into `dir` (which must exist); compare.json is to_json(r) with
 // `settings` added. Returns the plots (warnings when gnuplot is missing or fails).
 PlotResult write_compare_files(const CompareResult& r, const std::string& model_name,

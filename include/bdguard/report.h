@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "bdguard/compare.h"
 #include "bdguard/detect.h"
 #include "bdguard/goodnet.h"
 #include "bdguard/prune.h"
@@ -96,6 +97,8 @@ struct RunReport {
   std::vector<PlotSpec> extra_plots;
   std::string extra_preamble;
   std::optional<DetectionReport> detection;
+  // The comparison stage: every defense on the BadNet (bdguard compare's table).
+  std::optional<CompareResult> comparison;
 };
 
 // Files of `out_dir` a report reads or writes.

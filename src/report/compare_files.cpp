@@ -17,15 +17,21 @@ PlotSpec compare_plot_spec(const CompareResult& r) { return report::compare_plot
 
 std::string compare_plot_data(const CompareResult& r) { return report::compare_data(r); }
 
-PlotResult write_compare_files(const CompareResult& r, const std::string& model_name,
-                               const nlohmann::json& settings, const std::string& dir,
-                               const ReportOptions& options) {
+void write_compare_tables(const CompareResult& r, const std::string& model_name,
+                          const nlohmann::json& settings, const std::string& dir) {
   const fs::path out(dir);
   write_file_atomic((out / "compare.csv").string(), report::compare_csv(r));
   nlohmann::json doc = to_json(r);
   doc["model"] = model_name;
   doc["settings"] = settings;
   write_file_atomic((out / "compare.json").string(), doc.dump(2) + "\n");
+}
+
+PlotResult write_compare_files(const CompareResult& r, const std::string& model_name,
+                               const nlohmann::json& settings, const std::string& dir,
+                               const ReportOptions& options) {
+  const fs::path out(dir);
+  write_compare_tables(r, model_name, settings, dir);
   PlotResult plots = report::draw_plots(dir, "compare.gp", report::compare_data(r),
                                         {report::compare_plot(r)}, options);
   report::Document d;

@@ -21,6 +21,7 @@
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
 #include "bdguard/report.h"
+#include "report/compare_section.h"
 #include "report/detect_section.h"
 #include "report/gnuplot.h"
 #include "report/model_view.h"
@@ -202,21 +203,29 @@ std::vector<PlotSpec> run_specs(const RunReport& r) {
   activation_plot(gp, r);
   specs.push_back({"activations", "Mean activation of each channel, in pruning order", gp.str()});
   for (auto& spec : report::detection_plots(r)) specs.push_back(std::move(spec));
+  if (r.comparison) specs.push_back(report::compare_plot(*r.comparison));
   for (const auto& extra : r.extra_plots) specs.push_back(extra);
   return specs;
 }
 
 }  // namespace
 
+static std::string comparison_data(const RunReport& r) {
+  return r.comparison ? report::compare_data(*r.comparison) : "";
+}
+
 std::string plot_script(const RunReport& r, const ReportOptions& o) {
   return report::script_text(
-      "plots.gp", run_preamble(r) + report::detection_data(r) + r.extra_preamble, run_specs(r), o);
+      "plots.gp",
+      run_preamble(r) + report::detection_data(r) + comparison_data(r) + r.extra_preamble,
+      run_specs(r), o);
 }
 
 PlotResult write_plots(const RunReport& r, const std::string& out_dir, const ReportOptions& o) {
-  return draw_plots(out_dir, "plots.gp",
-                    run_preamble(r) + report::detection_data(r) + r.extra_preamble, run_specs(r),
-                    o);
+  return draw_plots(
+      out_dir, "plots.gp",
+      run_preamble(r) + report::detection_data(r) + comparison_data(r) + r.extra_preamble,
+      run_specs(r), o);
 }
 
 }  // namespace bdguard

@@ -11,6 +11,7 @@
 
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
+#include "report/compare_section.h"
 #include "report/detect_section.h"
 #include "report/document.h"
 #include "report/model_view.h"
@@ -212,6 +213,10 @@ std::string conclusion(const RunReport& r) {
     }
     break;
   }
+  if (r.comparison && r.comparison->best >= 0) {
+    out << " Of the defenses compared, the best by DER is " << compare_verdict(*r.comparison)
+        << ".";
+  }
   return out.str();
 }
 
@@ -310,6 +315,7 @@ nlohmann::json summary_json(const RunReport& r, const PlotResult& plots) {
                        {"backdoor_survives_asr", kBackdoorSurvivesAsr},
                        {"no_backdoor_asr", kNoBackdoorAsr}};
   doc["detection"] = report::detection_json(r);
+  doc["comparison"] = r.comparison ? to_json(*r.comparison) : nlohmann::json();
   doc["conclusion"] = conclusion(r);
   doc["warnings"] = r.warnings;
   return doc;
@@ -443,6 +449,8 @@ report::Document build_document(const RunReport& r, const PlotResult& plots) {
              "detection rate", "false-alarm rate", "best epoch"},
             rows, {false, true, true, true, true, true, true, true, true, true});
   }
+
+  if (r.comparison) report::add_compare_section(d, *r.comparison, plots, 2);
 
   d.heading(2, "Timings");
   rows.clear();

@@ -26,9 +26,14 @@ struct DefendOptions {
   bool list = false;
 };
 
-void print_options(const std::string& method) {
+void print_options(const std::string& method, bool json) {
+  const nlohmann::json defaults = defense_defaults(method);
+  if (json) {
+    print_json({{"method", method}, {"source", defense_source(method)}, {"options", defaults}});
+    return;
+  }
   std::printf("%s: %s\n", method.c_str(), defense_source(method).c_str());
-  for (const auto& [key, spec] : defense_defaults(method).items()) {
+  for (const auto& [key, spec] : defaults.items()) {
     std::printf("  %-18s %-10s %s\n", key.c_str(), spec["default"].dump().c_str(),
                 spec["help"].get<std::string>().c_str());
   }
@@ -38,7 +43,7 @@ std::string rate(const std::optional<double>& v) { return v ? pct(*v) + " %" : "
 
 void run_defend(const DefendOptions& o) {
   if (o.list) {
-    print_options(o.method);
+    print_options(o.method, o.global.json);
     return;
   }
   apply_threads(o.global.threads);
@@ -109,7 +114,9 @@ void setup_defend(CLI::App& app) {
   sub->add_option("method", opt->method, "the defense")
       ->required()
       ->check(CLI::IsMember(defense_methods()));
-  add_model_options(*sub, opt->model);
+  sub->add_option("--model", opt->model.model, "Keras .h5 (full or weights-only) or ONNX model")
+      ->check(CLI::ExistingFile);
+  add_model_options(*sub, opt->model, "");
   add_global_options(*sub, opt->global);
   sub->add_option("--clean", opt->clean, "clean validation data (lab HDF5; clp: for reporting)")
       ->check(CLI::ExistingFile);
@@ -124,9 +131,8 @@ void setup_defend(CLI::App& app) {
   add_method_flags(*sub, opt->flags);
   add_nc_options(*sub, opt->nc, "--detect-seed");
   sub->callback([opt, sub] {
-    if (!opt->list && opt->out.empty()) {
-      throw CLI::RequiredError("--out");
-    }
+    if (!opt->list && opt->model.model.empty()) throw CLI::RequiredError("--model");
+    if (!opt->list && opt->out.empty()) throw CLI::RequiredError("--out");
     (void)sub;
     run_defend(*opt);
   });

@@ -31,6 +31,8 @@ struct DemoOptions {
   bool retrain = false, force = false;
   int threads = 0;
   bool quiet = false;
+  bool no_detect = false;
+  RunCompareFlags compare;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
@@ -102,6 +104,8 @@ void run_demo(const DemoOptions& o) {
   ro.force = true;  // the demo's own folder (prepare_out_dir checked it)
   ro.global.threads = o.threads;
   ro.global.quiet = o.quiet;
+  ro.no_detect = o.no_detect;
+  ro.compare = o.compare;
   run_run(ro);
   summary["seconds"] = seconds_since(start);
   summary["report"] = o.out + "/report.html";
@@ -128,6 +132,9 @@ void setup_demo(CLI::App& app) {
   sub->add_flag("--force", opt->force, "write into --out even if it holds other files");
   sub->add_option("--threads", opt->threads, "compute threads (default: all cores)")
       ->check(CLI::Range(0, 1024));
+  sub->add_flag("--no-detect", opt->no_detect,
+                "skip the detection stage (Neural Cleanse and STRIP)");
+  add_run_compare_flags(*sub, opt->compare);
   sub->add_flag("--quiet,-q", opt->quiet, "no progress on stderr");
   sub->callback([opt] { run_demo(*opt); });
 }

@@ -130,6 +130,9 @@ std::vector<std::pair<std::string, nlohmann::json>> settings_of(const RunOptions
                                                   {"strip_overlays", o.strip.options.overlays},
                                                   {"strip_frr", o.strip.options.frr},
                                                   {"strip_seed", o.strip.options.seed}})},
+      {"comparison", o.compare.no_compare ? nlohmann::json("no")
+                                          : nlohmann::json({{"methods", o.compare.methods},
+                                                            {"sets", o.compare.sets}})},
       {"threads",
        o.global.threads == 0 ? nlohmann::json("all cores") : nlohmann::json(o.global.threads)},
       {"config", o.config.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.config)}};
@@ -141,7 +144,9 @@ std::vector<std::pair<std::string, nlohmann::json>> settings_of(const RunOptions
 void run_run(const RunOptions& o) {
   auto t_start = Clock::now();
   apply_threads(o.global.threads);
-  Stages stages(/*total=*/6 + (o.no_finetune ? 0 : 1) + (o.no_detect ? 0 : 2), o.global.quiet);
+  Stages stages(/*total=*/6 + (o.no_finetune ? 0 : 1) + (o.no_detect ? 0 : 2) +
+                    (o.compare.no_compare ? 0 : 1),
+                o.global.quiet);
 
   RunReport r;
   r.tool_version = "0.1.0";
@@ -291,6 +296,18 @@ void run_run(const RunOptions& o) {
     }
     stages.end(std::to_string(fine.size()) + " models fine-tuned");
   }
+  if (!o.compare.no_compare) {
+    stages.begin("defenses compared");
+    r.comparison = run_compare_stage(m, read_tensor_data(valid), read_tensor_data(poisoned_valid),
+                                     read_tensor_data(test), read_tensor_data(poisoned_test),
+                                     r.detection ? &r.detection->nc : nullptr, o.compare,
+                                     o.finetune.seed, o.global.batch, o.out, stages.progress());
+    for (const auto& row : r.comparison->rows) {
+      if (!row.ok) stages.warn(row.method + " failed: " + row.error);
+    }
+    stages.end(r.comparison->best >= 0 ? "best: " + compare_verdict(*r.comparison)
+                                       : "no method ran");
+  }
   nlohmann::json settings = nlohmann::json::object();
   for (const auto& [key, value] : r.settings) settings[key] = value;
   write_file_atomic((fs::path(o.out) / "sweep.json").string(),
@@ -341,6 +358,7 @@ void add_run_options(CLI::App& sub, RunOptions& o) {
   add_nc_options(sub, o.nc, "--detect-seed");
   add_strip_options(sub, o.strip, /*clean_flag=*/"", "--strip-seed", false);
   add_finetune_options(sub, o.finetune, o.finetune_optimizer);
+  add_run_compare_flags(sub, o.compare);
   sub.add_option("--layer", o.layer,
                  "Conv, Gemm or MatMul node to prune (default: the last Conv every path "
                  "crosses, else the last Gemm's input)");

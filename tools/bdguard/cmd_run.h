@@ -10,6 +10,7 @@
 #include "bdguard/finetune.h"
 #include "bdguard/prune.h"
 #include "common.h"
+#include "defend_cli.h"
 #include "detect_cli.h"
 #include "strip_cli.h"
 
@@ -32,6 +33,7 @@ struct RunOptions {
   bool no_detect = false;  // skip Neural Cleanse and STRIP
   NcFlags nc;
   StripFlags strip;
+  RunCompareFlags compare;  // the comparison of defenses (--no-compare skips it)
 };
 
 // Binds the flags of `bdguard run` (and --config) to `o` on `sub`.

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "bdguard/compare.h"
 #include "bdguard/defend.h"
 
 namespace bdguard::cli {
@@ -38,6 +39,22 @@ std::vector<std::string> parse_methods(const std::string& text);
 // seconds, output, sha256, the method's figures, before, params, counts.
 nlohmann::json defense_json(const DefenseResult& r, const std::string& output,
                             const std::string& sha256);
+// The comparison stage of `bdguard run` and `bdguard demo`: flags and the stage.
+struct RunCompareFlags {
+  bool no_compare = false;
+  std::string methods = "all";
+  std::vector<std::string> sets;  // --compare-set [METHOD.]KEY=VALUE
+};
+void add_run_compare_flags(CLI::App& app, RunCompareFlags& f);
+// Every method of `f` on the BadNet with the run's four data sets (valid, poisoned
+// valid, test, poisoned test), reusing `nc` (the run's Neural Cleanse, may be null);
+// the defended models go to OUT/models/, compare.csv and compare.json to OUT.
+CompareResult run_compare_stage(const Model& m, const TensorData& valid,
+                                const TensorData& poisoned_valid, const TensorData& test,
+                                const TensorData& poisoned_test, const NeuralCleanseResult* nc,
+                                const RunCompareFlags& f, uint64_t seed, int64_t batch,
+                                const std::string& out, ProgressFn progress);
+
 // One line of the method's own figures ("channels pruned: 3 of 48; best epoch 12 of 15").
 std::string figures_line(const DefenseResult& r);
 

@@ -58,9 +58,17 @@ class Reader {
 
   Model read() {
     for (const auto& t : g_.initializer()) initializers_[t.name()] = &t;
+    // IR 3 lists weights as inputs too; from IR 4 an input of an initializer's name is
+    // one the caller may override, and bdguard, like ONNX Runtime when it is not fed,
+    // computes with the initializer. An image input shadowed so is a constant.
     for (const auto& in : g_.input()) {
-      if (initializers_.count(in.name())) continue;  // IR 3 lists weights as inputs too
+      if (initializers_.count(in.name())) continue;
       add_input(in);
+    }
+    if (m_.inputs().empty() && g_.input_size() > 0) {
+      fail<UnsupportedOp>(file_, "graph input " + quote(g_.input(0).name()),
+                          "an input fed at run time (the image)",
+                          "an initializer of the same name, which makes it a constant");
     }
     for (const auto& n : g_.node()) add_node(n);
     std::vector<int> outs;

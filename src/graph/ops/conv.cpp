@@ -21,9 +21,9 @@ ValueInfo ConvOp::infer(const std::vector<const ValueInfo*>& in) {
                            std::to_string(group_));
   }
   if (static_dim(w, 1, "input W") != c / group_) {
-    op_fail("input W", "(F, " + std::to_string(c / group_) + ", kh, kw) for " +
-                           std::to_string(c) + " input channels in " + std::to_string(group_) +
-                           " groups",
+    op_fail("input W",
+            "(F, " + std::to_string(c / group_) + ", kh, kw) for " + std::to_string(c) +
+                " input channels" + (group_ > 1 ? " in " + std::to_string(group_) + " groups" : ""),
             dims_str(w.dims));
   }
   if (w.dims[2] != window_.kh || w.dims[3] != window_.kw) {

@@ -76,8 +76,9 @@ Dims reshape_dims(const Dims& in, const std::vector<int64_t>& shape, bool allowz
       out[i] = s;
     }
   }
-  // Batch sizes and the product of the known dims, on each side.
-  auto split = [&](const Dims& d, int64_t skip, int64_t& n) {
+  // Batch sizes and the product of the known dims, on each side (`text` names the side
+  // in errors: the output's dim at `skip` is not known yet).
+  auto split = [&](const Dims& d, int64_t skip, int64_t& n, const std::string& text) {
     int batch = 0;
     Dims known;
     for (size_t i = 0; i < d.size(); ++i) {
@@ -89,11 +90,12 @@ Dims reshape_dims(const Dims& in, const std::vector<int64_t>& shape, bool allowz
       }
     }
     n = static_numel(known);
-    if (n < 0) op_fail(what, "a shape of at most 2^62 elements", dims_str(d));
+    if (n < 0) op_fail(what, "a shape of at most 2^62 elements", text);
     return batch;
   };
   int64_t ni = 0, no = 0;
-  const int bi = split(in, -1, ni), bo = split(out, infer_at, no);
+  const int bi = split(in, -1, ni, dims_str(in));
+  const int bo = split(out, infer_at, no, nlohmann::json(shape).dump());
   const std::string mixes =
       "a shape that keeps the batch dimension apart (export with a dynamic batch axis)";
   if (infer_at < 0) {

@@ -4,6 +4,8 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+
 #include "bdguard/error.h"
 #include "bdguard/ops.h"
 
@@ -143,7 +145,10 @@ ValueInfo info_of(const at::Tensor& t) {
   ValueInfo v{Dims(t.sizes().begin(), t.sizes().end()), t.scalar_type(), std::nullopt};
   if ((t.scalar_type() == at::kLong || t.scalar_type() == at::kInt) && t.numel() <= 1024) {
     at::Tensor c = t.to(at::kLong).contiguous();
-    v.known = std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+    std::vector<int64_t> known(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+    // -2^63 in known values stands for the batch size (kBatchValue): a constant holding
+    // it would pass for a shape computed from the input.
+    if (std::find(known.begin(), known.end(), kBatchValue) == known.end()) v.known = known;
   }
   return v;
 }

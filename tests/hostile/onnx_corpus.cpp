@@ -110,6 +110,15 @@ onnx::NodeProto& add_bn_after_conv(ModelProto& m) {
   return bn;
 }
 
+// /Flatten replaced by /Reshape to the value `shape`.
+void flatten_to_reshape(ModelProto& m, const std::string& shape) {
+  onnx::NodeProto& n = node(m, "/Flatten");
+  n.set_op_type("Reshape");
+  n.set_name("/Reshape");
+  n.clear_attribute();
+  n.add_input(shape);
+}
+
 using Write = std::function<void(const std::string& path)>;
 
 // tiny.onnx changed by `change`.
@@ -533,11 +542,7 @@ const std::vector<Entry>& entries() {
          "apart (export with a dynamic batch axis), found (N, 4, 4, 4) to [1,-1]"}},
        tiny_with([](ModelProto& m) {
          add_initializer(m, "shape", at::tensor(std::vector<int64_t>{1, -1}));
-         onnx::NodeProto& n = node(m, "/Flatten");
-         n.set_op_type("Reshape");
-         n.set_name("/Reshape");
-         n.clear_attribute();
-         n.add_input("shape");
+         flatten_to_reshape(m, "shape");
        })},
       {{"onnx_conv_channels_mismatch.onnx",
         S::kGraph,
@@ -632,12 +637,9 @@ const std::vector<Entry>& entries() {
          "found [-1,1099511627776,1099511627776]"}},
        tiny_with([](ModelProto& m) {
          onnx::NodeProto& c = add_node(m, "Constant", "/Constant", {}, {"/Constant_output_0"});
-         attr_tensor(c, "value", at::tensor(std::vector<int64_t>{-1, int64_t{1} << 40, int64_t{1} << 40}));
-         onnx::NodeProto& n = node(m, "/Flatten");
-         n.set_op_type("Reshape");
-         n.set_name("/Reshape");
-         n.clear_attribute();
-         n.add_input("/Constant_output_0");
+         attr_tensor(c, "value",
+                     at::tensor(std::vector<int64_t>{-1, int64_t{1} << 40, int64_t{1} << 40}));
+         flatten_to_reshape(m, "/Constant_output_0");
        })},
       // A Constant whose tensor claims 2^80 elements and carries none.
       {{"onnx_constant_huge_dims.onnx",
@@ -656,6 +658,79 @@ const std::vector<Entry>& entries() {
         {"node '/relu/Relu' (Relu): expected an acyclic graph, found a cycle node '/relu/Relu' "
          "(Relu) -> node '/relu/Relu' (Relu)"}},
        tiny_with([](ModelProto& m) { node(m, "/relu/Relu").set_input(0, "/relu/Relu_output_0"); })},
+      // Found reading the ops while fuzz_onnx ran, each checked with UBSan (the fuzz
+      // build's CLI). Shape arithmetic that overflows int64 (UB in C++; ATen wraps at
+      // run time): the result is not a known shape.
+      {{"onnx_shape_arith_overflow.onnx",
+        S::kGraph,
+        {"node '/Reshape' (Reshape) input shape: expected a constant known when the model is "
+         "read, found a value computed at run time"}},
+       tiny_with([](ModelProto& m) {
+         add_initializer(m, "big", at::tensor(std::vector<int64_t>{1, int64_t{1} << 62}));
+         add_initializer(m, "four", at::tensor(std::vector<int64_t>{1, 4}));
+         add_node(m, "Mul", "/Mul", {"big", "four"}, {"/Mul_output_0"});
+         flatten_to_reshape(m, "/Mul_output_0");
+       })},
+      // -2^63 is how known shapes mark the batch size; in a constant it must not pass
+      // for one (it did: Reshape accepted it, then failed at run time).
+      {{"onnx_shape_int64_min.onnx",
+        S::kGraph,
+        {"node '/Reshape' (Reshape) input shape: expected a constant known when the model is "
+         "read, found a value computed at run time (or a constant holding -2^63)"}},
+       tiny_with([](ModelProto& m) {
+         add_initializer(m, "shape", at::tensor(std::vector<int64_t>{INT64_MIN, 64}));
+         flatten_to_reshape(m, "shape");
+       })},
+      // An int32 Cast truncates at run time but kept the int64 value as known: here the
+      // known shape was [0, 64] and the computed one [0, 0] (64 (2^32 + 2^31 - 1) / that,
+      // in int32), so Reshape passed and eval failed.
+      {{"onnx_cast_int32_wraps.onnx",
+        S::kGraph,
+        {"node '/Reshape' (Reshape) input shape: expected a constant known when the model is "
+         "read"}},
+       tiny_with([](ModelProto& m) {
+         const int64_t b = (int64_t{1} << 32) + (int64_t{1} << 31) - 1;
+         add_initializer(m, "zero", at::tensor(std::vector<int64_t>{0}));
+         add_initializer(m, "a", at::tensor(std::vector<int64_t>{64 * b}));
+         add_initializer(m, "b", at::tensor(std::vector<int64_t>{b}));
+         for (const char* x : {"a", "b"}) {
+           attr_int(add_node(m, "Cast", std::string("/Cast_") + x, {x},
+                             {std::string(x) + "32"}),
+                    "to", TensorProto::INT32);
+         }
+         add_node(m, "Div", "/Div", {"a32", "b32"}, {"q32"});
+         attr_int(add_node(m, "Cast", "/Cast_q", {"q32"}, {"q"}), "to", TensorProto::INT64);
+         attr_int(add_node(m, "Concat", "/Concat", {"zero", "q"}, {"shape"}), "axis", 0);
+         flatten_to_reshape(m, "shape");
+       })},
+      {{"onnx_pad_huge.onnx",
+        S::kGraph,
+        {"node '/pad/Pad' (Pad) pads: expected values in [-2^20, 2^20], found "
+         "[0,0,4611686018427387904,0,0,0,4611686018427387904,0]"}},
+       tiny_with([](ModelProto& m) {
+         const int64_t h = int64_t{1} << 62;
+         add_initializer(m, "pads", at::tensor(std::vector<int64_t>{0, 0, h, 0, 0, 0, h, 0}));
+         insert_after_conv(m, "Pad", "/pad/Pad", {"pads"});
+       })},
+      // Cropping 10 rows of 8, then padding 10: infer said 8 rows, ATen refused.
+      {{"onnx_pad_crop_too_much.onnx",
+        S::kGraph,
+        {"node '/pad/Pad' (Pad) pads: expected crops (negative pads) of at most the input's (N, "
+         "4, 8, 8), found [0,0,-10,0,0,0,10,0]"}},
+       tiny_with([](ModelProto& m) {
+         add_initializer(m, "pads", at::tensor(std::vector<int64_t>{0, 0, -10, 0, 0, 0, 10, 0}));
+         insert_after_conv(m, "Pad", "/pad/Pad", {"pads"});
+       })},
+      // One image cropped off the batch, a zero image padded on: the batch size stays,
+      // and every prediction belonged to the next image.
+      {{"onnx_pad_batch_shift.onnx",
+        S::kGraph,
+        {"node '/pad/Pad' (Pad) pads: expected no padding of the batch dimension, found "
+         "[-1,0,0,0,1,0,0,0]"}},
+       tiny_with([](ModelProto& m) {
+         add_initializer(m, "pads", at::tensor(std::vector<int64_t>{-1, 0, 0, 0, 1, 0, 0, 0}));
+         insert_after_conv(m, "Pad", "/pad/Pad", {"pads"});
+       })},
       // IR 4 and later let a graph input share an initializer's name (a default the
       // caller may override); bdguard computes with the initializer, as ONNX Runtime does
       // when the input is not fed. Shadowing the image input leaves no input at all.

@@ -28,8 +28,8 @@ class BinaryOp : public Op {
       bool ok = true;
       for (size_t i = 0; i < v.size() && ok; ++i) {
         const int64_t x = (*a.known)[i], y = (*b.known)[i];
-        ok = x != kBatchValue && y != kBatchValue && !(kind_ == Binary::kDiv && y == 0);
-        if (ok) v[i] = apply(x, y);
+        ok = x != kBatchValue && y != kBatchValue && !(kind_ == Binary::kDiv && y == 0) &&
+             apply(x, y, v[i]) && v[i] != kBatchValue;
       }
       if (ok) out.known = v;
     }
@@ -52,16 +52,19 @@ class BinaryOp : public Op {
   std::unique_ptr<Op> clone() const override { return std::make_unique<BinaryOp>(*this); }
 
  private:
-  int64_t apply(int64_t x, int64_t y) const {
+  // x op y into r; false on overflow (the value is then not known: ATen wraps at run
+  // time, which no shape can mean). x, y != kBatchValue, so x / y cannot overflow.
+  bool apply(int64_t x, int64_t y, int64_t& r) const {
     switch (kind_) {
       case Binary::kAdd:
-        return x + y;
+        return !__builtin_add_overflow(x, y, &r);
       case Binary::kSub:
-        return x - y;
+        return !__builtin_sub_overflow(x, y, &r);
       case Binary::kMul:
-        return x * y;
+        return !__builtin_mul_overflow(x, y, &r);
       default:
-        return x / y;
+        r = x / y;
+        return true;
     }
   }
   Binary kind_;

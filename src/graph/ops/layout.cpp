@@ -318,12 +318,26 @@ class PadOp : public Op {
     }
     const size_t rank = x.dims.size();
     if (pads_.size() != 2 * rank) op_fail<UnsupportedOp>("pads", std::to_string(2 * rank) + " values", std::to_string(pads_.size()));
+    // Pads beyond any dim bdguard accepts (2^20) are refused first, so the sums below
+    // cannot overflow.
+    constexpr int64_t kMaxPad = int64_t{1} << 20;
+    for (int64_t p : pads_) {
+      if (p < -kMaxPad || p > kMaxPad) {
+        op_fail("pads", "values in [-2^20, 2^20]", nlohmann::json(pads_).dump());
+      }
+    }
     Dims out = x.dims;
     for (size_t i = 0; i < rank; ++i) {
-      const int64_t p = pads_[i] + pads_[i + rank];
-      if (p == 0) continue;
+      const int64_t before = pads_[i], after = pads_[i + rank];
+      if (before == 0 && after == 0) continue;
+      // Not even a crop and a pad that cancel out: batch items stay where they are.
       if (out[i] < 0) op_fail("pads", "no padding of the batch dimension", nlohmann::json(pads_).dump());
-      out[i] += p;
+      // ATen crops each side (a negative pad) before it pads.
+      if (out[i] + std::min<int64_t>(before, 0) + std::min<int64_t>(after, 0) < 0) {
+        op_fail("pads", "crops (negative pads) of at most the input's " + dims_str(x.dims),
+                nlohmann::json(pads_).dump());
+      }
+      out[i] += before + after;
       if (out[i] < 0) op_fail("pads", "a non-negative result", dims_str(out));
     }
     return {out, x.dtype, std::nullopt};

@@ -586,6 +586,14 @@ const SpecialCase kSpecialCases[] = {
     {"OnnxPrunePoisoned",
      "prune --model {v}/tiny.onnx --clean {v}/data.h5 --poisoned {s} --out {o}"},
     {"RunConfig", "run --config {s}"},
+    {"OnnxDetectClean", "detect --model {v}/tiny.onnx --clean {s} --out {o}"},
+    {"OnnxStripEvalClean",
+     "strip eval --model {v}/tiny.onnx --clean {s} --test {v}/data.h5 --poisoned-test "
+     "{v}/data.h5 --out {o}"},
+    {"KerasDefendClean", "defend finetune --model {v}/tiny.h5 --clean {s} --out {o}/m.h5"},
+    {"OnnxCompareValid",
+     "compare --model {v}/tiny.onnx --valid {s} --poisoned-valid {v}/data.h5 --test {v}/data.h5 "
+     "--poisoned-test {v}/data.h5 --out {o}"},
 };
 
 void PrintTo(const SpecialCase& c, std::ostream* os) { *os << c.command; }

@@ -49,6 +49,35 @@ class BinaryOp : public Op {
         return at::div(in[0], in[1]);
     }
   }
+  // Float operands of one dtype: the result goes into a dead operand of the result's
+  // shape (a + b and a * b into either; a - b and a / b into a). The in-place kernels
+  // are the same as the out-of-place ones, element for element.
+  at::Tensor forward_inference(const std::vector<at::Tensor>& in,
+                               const InferenceHints& hints) const override {
+    const at::Tensor &a = in[0], &b = in[1];
+    if (!at::isFloatingType(a.scalar_type()) || b.scalar_type() != a.scalar_type())
+      return forward(in);
+    const std::vector<int64_t> out = at::infer_size(a.sizes(), b.sizes());
+    auto into = [&](size_t k) {
+      const at::Tensor& t = in[k];
+      return hints.may_reuse(k) && t.sizes() == at::IntArrayRef(out) &&
+             t.is_non_overlapping_and_dense();
+    };
+    const bool commutes = kind_ == Binary::kAdd || kind_ == Binary::kMul;
+    if (!into(0) && !(commutes && into(1))) return forward(in);
+    at::Tensor y = into(0) ? a : b;
+    const at::Tensor& other = into(0) ? b : a;
+    switch (kind_) {
+      case Binary::kAdd:
+        return y.add_(other);
+      case Binary::kMul:
+        return y.mul_(other);
+      case Binary::kSub:
+        return y.sub_(other);
+      default:
+        return y.div_(other);
+    }
+  }
   std::unique_ptr<Op> clone() const override { return std::make_unique<BinaryOp>(*this); }
 
  private:

@@ -453,7 +453,8 @@ std::vector<at::Tensor> Model::run(const at::Tensor& pixels, const std::vector<i
         ins.push_back(std::move(v));
         v = at::Tensor();
         const at::Tensor& t = ins.back();
-        hints.reusable[k] = t.defined() && t.use_count() == 1 && t.storage().use_count() == 1;
+        hints.reusable[k] =
+            t.defined() && t.has_storage() && t.use_count() == 1 && t.storage().use_count() == 1;
       } else {
         ins.push_back(v);
       }

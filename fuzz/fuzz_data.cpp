@@ -47,7 +47,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   bdguard::DataOptions options;
   options.num_classes = 5;
   options.max_tensor_bytes = int64_t{16} << 20;  // keeps each run small; the check is the same
-  for (const bdguard::Shape& input : {bdguard::Shape{8, 8, 3}, bdguard::Shape{8, 8, 1}}) {
+  // (C, H, W), as Model::input_shape gives it.
+  for (const bdguard::Shape& input : {bdguard::Shape{3, 8, 8}, bdguard::Shape{1, 8, 8}}) {
     try {
       read_some(bdguard::LabDataset(g_data, input, options));
     } catch (const bdguard::Error&) {

@@ -2,7 +2,7 @@
 # Builds the libFuzzer harnesses (clang, -fsanitize=fuzzer,address,undefined) into
 # ${BUILD_DIR:-build-fuzz} and runs each for SECONDS seconds (default 300) from its seed
 # corpus. Usage: scripts/fuzz.sh [SECONDS] [HARNESS...]
-#   harnesses: fuzz_model_config fuzz_keras_weights fuzz_data (default: all three)
+#   harnesses: fuzz_model_config fuzz_keras_weights fuzz_data fuzz_onnx (default: all)
 # Findings (crash, sanitizer report, leak, timeout, escaped exception) are written to
 # $BUILD_DIR/artifacts/ and fail the script; new inputs go to $BUILD_DIR/work/<harness>.
 set -euo pipefail
@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 seconds=${1:-300}
 shift || true
 harnesses=("$@")
-if ((${#harnesses[@]} == 0)); then harnesses=(fuzz_model_config fuzz_keras_weights fuzz_data); fi
+if ((${#harnesses[@]} == 0)); then
+  harnesses=(fuzz_model_config fuzz_keras_weights fuzz_data fuzz_onnx)
+fi
 build_dir=${BUILD_DIR:-build-fuzz}
 
 ./scripts/setup.sh
@@ -35,9 +37,18 @@ fi
 cmake --build "$build_dir" -j "$(nproc)" --target bdguard_cli make_corpus "${harnesses[@]}"
 
 # Seeds: written by make_corpus (valid files and small malformed ones), plus the
-# committed JSON seeds for the model_config parser.
+# committed JSON seeds for the model_config parser, and for ONNX real PyTorch exports
+# (../shared/fixtures/onnx, where present) and ONNX's node tests of the ops a classifier
+# uses (libonnx-testdata, which setup.sh installs).
 rm -rf "$build_dir/corpus"
 "$build_dir/fuzz/make_corpus" "$build_dir/corpus"
+onnx_seeds=$build_dir/corpus/seeds/onnx
+for f in ../shared/fixtures/onnx/*.onnx; do
+  if [[ -f $f ]]; then cp "$f" "$onnx_seeds/"; fi
+done
+for d in /usr/share/libonnx-testdata/data/node/test_{conv,gemm,reshape,maxpool_2d,averagepool_2d,batchnorm,flatten,softmax,transpose,pad,gather,concat}_*/; do
+  if [[ -f $d/model.onnx ]]; then cp "$d/model.onnx" "$onnx_seeds/$(basename "$d").onnx"; fi
+done
 mkdir -p "$build_dir/artifacts"
 # A crafted HDF5 file can make the HDF5 library ask malloc for absurd sizes (2^48
 # bytes); in bdguard's normal build malloc then fails and HDF5 reports an error, so
@@ -83,6 +94,10 @@ for h in "${harnesses[@]}"; do
     seeds="$seeds fuzz/seeds/model_config"
     # Pure C++: every timeout is a finding.
     extra=(-dict=fuzz/model_config.dict)
+  elif [[ $h == fuzz_onnx ]]; then
+    # Pure C++ too. -max_len holds the 2.8 MB ResNet seed whole (libFuzzer's default
+    # cuts inputs at 1 MiB).
+    extra=(-dict=fuzz/onnx.dict -max_len=4194304)
   else
     # The HDF5 C library loops forever on some crafted files; bdguard's answer is the
     # read watchdog (fileio.h), so a timeout here is replayed through the CLI below

@@ -68,14 +68,16 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
-CliResult run_cli(const std::string& args) {
+CliResult run_cli(const std::string& args, int timeout_seconds) {
   // A folder of its own, apart from the test's files.
   std::string tmpl = (std::filesystem::temp_directory_path() / "bdguard-cli-XXXXXX").string();
   if (!mkdtemp(tmpl.data())) return {};
   const std::string& dir = tmpl;
   std::string out = dir + "/stdout", err = dir + "/stderr";
+  const std::string timeout =
+      timeout_seconds > 0 ? "timeout -s KILL " + std::to_string(timeout_seconds) + " " : "";
   std::string cmd =
-      std::string(BDGUARD_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
+      timeout + BDGUARD_CLI + " " + args + " >" + out + " 2>" + err + " </dev/null";
   int status = std::system(cmd.c_str());
   CliResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -34,8 +34,10 @@ struct CliResult {
   int exit_code = -1;
   std::string out, err;
 };
-// Runs the bdguard binary with `args` (a shell-quoted argument string).
-CliResult run_cli(const std::string& args);
+// Runs the bdguard binary with `args` (a shell-quoted argument string). With a
+// `timeout_seconds`, a run still going then is killed (exit code 137): for tests of
+// what must never block.
+CliResult run_cli(const std::string& args, int timeout_seconds = 0);
 std::string read_text(const std::string& path);
 
 }  // namespace bdguard::test

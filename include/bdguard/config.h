@@ -26,6 +26,8 @@ constexpr size_t kMaxConfigBytes = 1 << 20;
 
 // Entries in file order (TOML) or key order (JSON). `origin` names the file in errors.
 std::vector<ConfigEntry> parse_config(const std::string& text, const std::string& origin);
+// The file at `path`, which must be a regular file (a FIFO or a device is refused
+// without being opened).
 std::vector<ConfigEntry> read_config_file(const std::string& path);
 
 // A JSON document bdguard wrote (a GoodNet manifest, detect.json), read as untrusted

@@ -23,7 +23,8 @@ std::vector<std::string> builtin_architecture_names();
 
 // Parses a model_config JSON text with limits on size and nesting (untrusted input).
 nlohmann::json parse_model_config(const std::string& text, const std::string& origin);
-// Reads the architecture: the built-in, or from a .h5 (its model_config) or JSON file.
+// Reads the architecture: the built-in, or from a .h5 (its model_config) or JSON file
+// (a regular file: a FIFO or a device is refused without being opened).
 nlohmann::json read_architecture(const ArchSource& arch);
 
 // Builds the graph of a Keras `model_config` document ({"class_name":

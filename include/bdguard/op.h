@@ -14,6 +14,11 @@
 //  - `forward(inputs)` computes the output from the input tensors (undefined tensors
 //    for absent inputs). It may be called with autograd on: ATen ops only.
 //  - `clone()` copies the op (ops hold attributes only; tensors live in the graph).
+//  - `forward_inference(inputs, hints)` is what the graph calls instead of forward()
+//    when autograd is off. It must give forward()'s result bit for bit; the hints
+//    only let it save memory traffic: write into an input that nothing else holds,
+//    or apply a neighbouring Relu in the same pass (see InferenceHints). The default
+//    is forward().
 // Add an op: derive from Op (in src/graph/ops/, one file per kind), and register its
 // readers in the formats that produce it.
 #pragma once
@@ -50,6 +55,18 @@ struct ValueInfo {
   bool batched() const;  // some dim is kBatch
 };
 
+// What the graph tells an op that runs without autograd (Op::forward_inference).
+struct InferenceHints {
+  // reusable[k]: input k is held by nothing else (its last reader is this op, and no
+  // other tensor shares its storage), so the op may write its output into it.
+  std::vector<char> reusable;
+  // Set only for ops that say they can (fuses_relu_after / fuses_relu_before): the
+  // output is to be relu(forward(inputs)), or forward() of relu(input 0).
+  bool relu_after = false;
+  bool relu_before = false;
+  bool may_reuse(size_t k) const { return k < reusable.size() && reusable[k]; }
+};
+
 class Op {
  public:
   virtual ~Op() = default;
@@ -58,6 +75,15 @@ class Op {
   virtual ValueInfo infer(const std::vector<const ValueInfo*>& inputs) = 0;
   virtual at::Tensor forward(const std::vector<at::Tensor>& inputs) const = 0;
   virtual std::unique_ptr<Op> clone() const = 0;
+  virtual at::Tensor forward_inference(const std::vector<at::Tensor>& inputs,
+                                       const InferenceHints& hints) const {
+    (void)hints;
+    return forward(inputs);
+  }
+  // Whether forward_inference can apply a Relu to its output (BatchNormalization) or to
+  // input 0 before reading it (MaxPool) in the same pass, when the graph asks.
+  virtual bool fuses_relu_after() const { return false; }
+  virtual bool fuses_relu_before() const { return false; }
   // The op's attributes as ONNX names them, for inspect and writers.
   virtual nlohmann::json attributes() const { return nlohmann::json::object(); }
   // Output channel c (axis 1) depends on input channel c of input 0 alone, and a

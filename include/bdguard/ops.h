@@ -68,13 +68,20 @@ class GemmOp : public Op {
 };
 
 // BatchNormalization(X, scale, B, mean, var), inference form: per channel (axis 1)
-// (x - mean) / sqrt(var + epsilon) * scale + B.
+// (x - mean) / sqrt(var + epsilon) * scale + B. Without autograd, a float input in
+// NCHW or channels-last order runs through bdguard's own loop, which computes what
+// ATen's kernel computes (x * a + b per channel, a and b as ATen derives them, with
+// the same rounding), in place when the input is dead, and with a Relu after it in
+// the same pass when the graph asks.
 class BatchNormOp : public Op {
  public:
   explicit BatchNormOp(double epsilon) : epsilon_(epsilon) {}
   const char* type() const override { return "BatchNormalization"; }
   ValueInfo infer(const std::vector<const ValueInfo*>& in) override;
   at::Tensor forward(const std::vector<at::Tensor>& in) const override;
+  at::Tensor forward_inference(const std::vector<at::Tensor>& in,
+                               const InferenceHints& hints) const override;
+  bool fuses_relu_after() const override { return true; }
   std::unique_ptr<Op> clone() const override { return std::make_unique<BatchNormOp>(*this); }
   nlohmann::json attributes() const override { return {{"epsilon", epsilon_}}; }
   bool channelwise() const override { return true; }

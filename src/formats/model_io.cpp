@@ -2,6 +2,7 @@
 #include "bdguard/model_io.h"
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include "bdguard/error.h"
@@ -55,8 +56,19 @@ ModelFormat model_file_format(const std::string& path) {
 }
 
 Model load_model(const std::string& path, const ArchSource& arch, const LoadOptions& options) {
-  Model m = model_file_format(path) == ModelFormat::kKeras ? load_keras_model(path, arch, options)
-                                                           : load_onnx_model(path, options);
+  const ModelFormat format = model_file_format(path);
+  // Before either parser sees the file (the ONNX reader checks again, on what it reads).
+  std::error_code ec;
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  if (ec) fail<IoError>(path, "", "a readable file", ec.message());
+  if (size > static_cast<uintmax_t>(options.max_model_bytes)) {
+    fail<LimitExceeded>(path, "",
+                        "a model file of at most " + std::to_string(options.max_model_bytes) +
+                            " bytes (--max-model-bytes)",
+                        std::to_string(size) + " bytes");
+  }
+  Model m = format == ModelFormat::kKeras ? load_keras_model(path, arch, options)
+                                          : load_onnx_model(path, options);
   m.require_classifier();
   return m;
 }

@@ -4,6 +4,8 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+
 #include "bdguard/error.h"
 #include "bdguard/ops.h"
 
@@ -143,7 +145,10 @@ ValueInfo info_of(const at::Tensor& t) {
   ValueInfo v{Dims(t.sizes().begin(), t.sizes().end()), t.scalar_type(), std::nullopt};
   if ((t.scalar_type() == at::kLong || t.scalar_type() == at::kInt) && t.numel() <= 1024) {
     at::Tensor c = t.to(at::kLong).contiguous();
-    v.known = std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+    std::vector<int64_t> known(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+    // -2^63 in known values stands for the batch size (kBatchValue): a constant holding
+    // it would pass for a shape computed from the input.
+    if (std::find(known.begin(), known.end(), kBatchValue) == known.end()) v.known = known;
   }
   return v;
 }
@@ -318,6 +323,29 @@ at::Tensor Model::preprocessed(const at::Tensor& pixels) const {
   return x;
 }
 
+namespace {
+
+// Without autograd, a Relu whose input only it reads can be applied in the same pass as
+// its neighbour: by the op that produces that input (BatchNormalization: relu_after)
+// or by the op that alone reads the Relu (MaxPool: relu_before). Those ops give the
+// same bits as the two ops one after the other; the Relu itself is then not run.
+struct Fusions {
+  std::vector<int> relu_of;    // producer i -> the Relu it applies, or -1
+  std::vector<int> relu_into;  // reader c -> the Relu it applies to its input 0, or -1
+  std::vector<char> skipped;   // Relu nodes computed by a neighbour
+};
+
+// The value an op reads at input slot k: a Relu applied by this op is read through.
+int source_of(const std::vector<Node>& nodes, const Fusions& f, size_t i, size_t k) {
+  const int in = nodes[i].inputs[k];
+  if (k == 0 && !f.relu_into.empty() && f.relu_into[i] >= 0) {
+    return nodes[static_cast<size_t>(f.relu_into[i])].inputs[0];
+  }
+  return in;
+}
+
+}  // namespace
+
 std::vector<at::Tensor> Model::run(const at::Tensor& pixels, const std::vector<int>& wanted,
                                    const std::map<int, at::Tensor>& given) const {
   const size_t n = nodes_.size();
@@ -325,11 +353,13 @@ std::vector<at::Tensor> Model::run(const at::Tensor& pixels, const std::vector<i
   // is released after its last reader, unless it is wanted).
   std::vector<char> needed(n, 0);
   std::vector<int> readers(n, 0);
+  std::vector<int> sole_reader(n, -1);  // the one computed node that reads it, or -2
   std::vector<int> todo(wanted.begin(), wanted.end());
   while (!todo.empty()) {
     const int i = todo.back();
     todo.pop_back();
-    if (i < 0 || static_cast<size_t>(i) >= n) throw InvalidArgument("run: no node " + std::to_string(i));
+    if (i < 0 || static_cast<size_t>(i) >= n)
+      throw InvalidArgument("run: no node " + std::to_string(i));
     if (needed[static_cast<size_t>(i)]) continue;
     needed[static_cast<size_t>(i)] = 1;
     if (given.count(i)) continue;
@@ -338,14 +368,46 @@ std::vector<at::Tensor> Model::run(const at::Tensor& pixels, const std::vector<i
       todo.push_back(in);
     }
   }
+  auto computed = [&](size_t i) { return needed[i] && !given.count(static_cast<int>(i)); };
   for (size_t i = 0; i < n; ++i) {
-    if (!needed[i] || given.count(static_cast<int>(i))) continue;
+    if (!computed(i)) continue;
     for (int in : nodes_[i].inputs) {
-      if (in >= 0) ++readers[static_cast<size_t>(in)];
+      if (in < 0) continue;
+      ++readers[static_cast<size_t>(in)];
+      int& r = sole_reader[static_cast<size_t>(in)];
+      r = r == -1 || r == static_cast<int>(i) ? static_cast<int>(i) : -2;
     }
   }
   std::vector<char> keep(n, 0);
   for (int w : wanted) keep[static_cast<size_t>(w)] = 1;
+
+  const bool inference = !at::GradMode::is_enabled();
+  Fusions f;
+  if (inference) {
+    f.relu_of.assign(n, -1);
+    f.relu_into.assign(n, -1);
+    f.skipped.assign(n, 0);
+    for (size_t j = 0; j < n; ++j) {
+      const Node& r = nodes_[j];
+      if (!computed(j) || !r.is_op("Relu") || r.inputs.size() != 1 || r.inputs[0] < 0) continue;
+      const auto i = static_cast<size_t>(r.inputs[0]);
+      const Node& p = nodes_[i];
+      if (computed(i) && p.kind == NodeKind::kOp && p.op->fuses_relu_after() && readers[i] == 1 &&
+          !keep[i] && f.relu_of[i] < 0 && f.relu_into[i] < 0) {
+        f.relu_of[i] = static_cast<int>(j);
+        f.skipped[j] = 1;
+        continue;
+      }
+      const int c = sole_reader[j];
+      if (c < 0 || readers[j] != 1 || keep[j]) continue;
+      const Node& q = nodes_[static_cast<size_t>(c)];
+      if (q.op->fuses_relu_before() && q.inputs[0] == static_cast<int>(j) &&
+          f.relu_of[static_cast<size_t>(c)] < 0) {
+        f.relu_into[static_cast<size_t>(c)] = static_cast<int>(j);
+        f.skipped[j] = 1;
+      }
+    }
+  }
 
   std::vector<at::Tensor> values(n);
   for (size_t i = 0; i < n; ++i) {
@@ -368,16 +430,46 @@ std::vector<at::Tensor> Model::run(const at::Tensor& pixels, const std::vector<i
       case NodeKind::kOp:
         break;
     }
+    if (inference && f.skipped[i]) continue;  // a neighbour applies this Relu
+    const size_t arity = node.inputs.size();
+    std::vector<int> src(arity);
+    for (size_t k = 0; k < arity; ++k) src[k] = source_of(nodes_, f, i, k);
     std::vector<at::Tensor> ins;
-    ins.reserve(node.inputs.size());
-    for (int in : node.inputs) ins.push_back(in < 0 ? at::Tensor() : values[static_cast<size_t>(in)]);
+    ins.reserve(arity);
+    InferenceHints hints;
+    if (inference) hints.reusable.assign(arity, 0);
+    for (size_t k = 0; k < arity; ++k) {
+      const int in = src[k];
+      if (in < 0) {
+        ins.emplace_back();
+        continue;
+      }
+      auto& v = values[static_cast<size_t>(in)];
+      // The last reader of a value that is not wanted may take it over: reusable when
+      // no other tensor holds it or its storage (not the caller's pixels, a
+      // parameter, a given value, a view of a live one).
+      if (inference && readers[static_cast<size_t>(in)] == 1 && !keep[static_cast<size_t>(in)] &&
+          std::count(src.begin(), src.end(), in) == 1) {
+        ins.push_back(std::move(v));
+        v = at::Tensor();
+        const at::Tensor& t = ins.back();
+        hints.reusable[k] =
+            t.defined() && t.has_storage() && t.use_count() == 1 && t.storage().use_count() == 1;
+      } else {
+        ins.push_back(v);
+      }
+    }
+    const int out = inference && f.relu_of[i] >= 0 ? f.relu_of[i] : static_cast<int>(i);
+    hints.relu_after = out != static_cast<int>(i);
+    hints.relu_before = inference && f.relu_into[i] >= 0;
     try {
-      values[i] = node.op->forward(ins);
+      values[static_cast<size_t>(out)] =
+          inference ? node.op->forward_inference(ins, hints) : node.op->forward(ins);
     } catch (...) {
       rethrow_for(origin, node_label(node));
     }
     ins.clear();
-    for (int in : node.inputs) {
+    for (int in : src) {
       if (in >= 0 && --readers[static_cast<size_t>(in)] == 0 && !keep[static_cast<size_t>(in)]) {
         values[static_cast<size_t>(in)] = at::Tensor();
       }

@@ -21,6 +21,7 @@
 #include <tuple>
 
 #include "bdguard/error.h"
+#include "bdguard/fileio.h"
 #include "io/read_watch.h"
 
 namespace bdguard::h5 {
@@ -505,6 +506,9 @@ std::string DatasetInfo::dtype_name() const {
 File File::open(const std::string& path, bool writable) {
   silence_hdf5();
   detail::ReadScope watch(path);
+  // Every reader of an HDF5 file comes here: a FIFO would block the fopen, a device
+  // (/dev/zero) would be read without end.
+  require_regular_file(path);
   FILE* probe = std::fopen(path.c_str(), "rb");
   if (!probe) fail<IoError>(path, "", "a readable file", std::strerror(errno));
   std::fclose(probe);

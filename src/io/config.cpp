@@ -115,6 +115,7 @@ std::vector<ConfigEntry> parse_config(const std::string& text, const std::string
 }
 
 std::vector<ConfigEntry> read_config_file(const std::string& path) {
+  require_regular_file(path);  // opening a FIFO would block; /dev/zero never ends
   std::ifstream in(path, std::ios::binary);
   if (!in) fail<IoError>(path, "", "a readable configuration file", "cannot open it");
   std::string text;

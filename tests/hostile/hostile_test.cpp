@@ -1,9 +1,12 @@
 // bdguard on hostile inputs: every malformed file of the corpus that make_corpus writes
-// (tests/hostile/make_corpus.cpp) is refused the same way: exit code 1, exactly one
-// `error:` line on stderr that names the file and says what was expected and what was
-// found, nothing on stdout, and no file created or changed beside the inputs.
+// (tests/hostile/make_corpus.cpp, the ONNX part in onnx_corpus.h) is refused the same
+// way: exit code 1, exactly one `error:` line on stderr that names the file and says
+// what was expected and what was found, nothing on stdout, and no file created or
+// changed beside the inputs. FIFOs and devices given as any input are refused at once.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "bdguard/fileio.h"
+#include "hostile/onnx_corpus.h"
 #include "test_util.h"
 
 namespace bdguard {
@@ -22,22 +26,62 @@ namespace fs = std::filesystem;
 const std::string kCorpus = BDGUARD_HOSTILE_CORPUS;
 
 // How each kind of input is given to bdguard: {f} is the corpus file, {v} the folder
-// of valid files the corpus is derived from.
+// of valid files the corpus is derived from, {o} an output folder that must not be
+// created.
 constexpr const char* kInspect = "inspect --model {f}";
 constexpr const char* kArchFrom = "inspect --model {v}/tiny_weights.h5 --arch-from {f}";
 constexpr const char* kEval = "eval --model {v}/tiny.h5 --clean {f}";
 constexpr const char* kPredict = "predict --model {v}/tiny.h5 {f}";
+// A model given to the commands that go on to read data and run it.
+constexpr const char* kEvalModel = "eval --model {f} --clean {v}/data.h5";
+constexpr const char* kPruneModel =
+    "prune --model {f} --clean {v}/data.h5 --poisoned {v}/data.h5 --out {o}";
 
 struct Case {
-  const char* name;                    // test name
-  const char* file;                    // the corpus file, which the error line must name
+  std::string name;                    // test name
+  std::string file;                    // the corpus file, which the error line must name
   std::string command;                 // bdguard arguments
   std::vector<std::string> fragments;  // text the error line must contain
   const char* read_timeout = nullptr;  // $BDGUARD_READ_TIMEOUT for this run
 };
 
+// "onnx_nan_weight.onnx" -> "OnnxNanWeight"
+std::string camel_case(const std::string& file) {
+  std::string out;
+  bool upper = true;
+  for (char c : file.substr(0, file.rfind('.'))) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) {
+      upper = true;
+    } else {
+      out += upper ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : c;
+      upper = false;
+    }
+  }
+  return out;
+}
+
+// The ONNX corpus (onnx_corpus.h) through `bdguard inspect`, and a few of its files
+// through eval and prune as well. The folder case is not a file: the CLI refuses it as
+// a usage error (OnnxCorpus.FolderIsAUsageError).
+std::vector<Case> onnx_cases() {
+  const std::set<std::string> also_run = {"onnx_truncated.onnx", "onnx_external_data.onnx",
+                                          "onnx_nan_weight.onnx", "onnx_unsupported_op.onnx",
+                                          "onnx_reshape_static_batch.onnx"};
+  std::vector<Case> out;
+  for (const test::OnnxCase& c : test::onnx_corpus_cases()) {
+    if (c.file == "onnx_directory.onnx") continue;
+    out.push_back({camel_case(c.file), c.file, kInspect, c.fragments});
+    if (also_run.count(c.file)) {
+      out.push_back({camel_case(c.file) + "Eval", c.file, kEvalModel, c.fragments});
+      out.push_back({camel_case(c.file) + "Prune", c.file, kPruneModel, c.fragments});
+    }
+  }
+  return out;
+}
+
 const std::vector<Case>& cases() {
-  static const std::vector<Case> all = {
+  static const std::vector<Case> all = [] {
+    std::vector<Case> keras = {
       // Files that are not what they claim to be.
       {"ModelTruncated",
        "model_truncated.h5",
@@ -397,7 +441,25 @@ const std::vector<Case>& cases() {
        kPredict,
        {"expected a PNG, JPEG, BMP, GIF, TGA or PNM image"}},
       {"ImageEmpty", "img_empty.png", kPredict, {"expected a PNG, JPEG"}},
-  };
+      // Size limits on whole model files, before any parser sees them.
+      {"KerasModelOverMaxModelBytes",
+       "valid/tiny.h5",
+       std::string(kInspect) + " --max-model-bytes 1000",
+       {"expected a model file of at most 1000 bytes (--max-model-bytes)", "found 1"}},
+      {"OnnxModelOverMaxModelBytes",
+       "valid/tiny.onnx",
+       std::string(kInspect) + " --max-model-bytes 1000",
+       {"expected a model file of at most 1000 bytes (--max-model-bytes)", "found 2"}},
+      {"OnnxWeightOverMaxTensorBytes",
+       "valid/tiny.onnx",
+       std::string(kInspect) + " --max-tensor-bytes 100",
+       {"initializer 'conv.weight': expected a tensor of at most 100 bytes",
+        "found dims [4, 3, 3, 3] of FLOAT, 432 bytes"}},
+    };
+    std::vector<Case> onnx = onnx_cases();
+    keras.insert(keras.end(), onnx.begin(), onnx.end());
+    return keras;
+  }();
   return all;
 }
 
@@ -432,7 +494,9 @@ TEST_P(Hostile, RefusedWithOneErrorLineAndNothingWritten) {
   const Case& c = GetParam();
   const std::string file = kCorpus + "/" + c.file;
   ASSERT_TRUE(fs::exists(file)) << file << " is missing: make_corpus and this test disagree";
-  std::string args = replace_all(replace_all(c.command, "{f}", file), "{v}", kCorpus + "/valid");
+  const std::string out_dir = test::temp_dir() + "/out";
+  const std::string args = replace_all(
+      replace_all(replace_all(c.command, "{f}", file), "{v}", kCorpus + "/valid"), "{o}", out_dir);
   auto before = snapshot();
 
   if (c.read_timeout) setenv("BDGUARD_READ_TIMEOUT", c.read_timeout, 1);
@@ -451,6 +515,7 @@ TEST_P(Hostile, RefusedWithOneErrorLineAndNothingWritten) {
     EXPECT_NE(r.err.find(f), std::string::npos) << f << "\n" << r.err;
   // Inputs unchanged, nothing new (no output, no temporary file) beside them.
   EXPECT_EQ(snapshot(), before);
+  EXPECT_FALSE(fs::exists(out_dir)) << "an output folder was created";
 }
 
 INSTANTIATE_TEST_SUITE_P(Corpus, Hostile, ::testing::ValuesIn(cases()),
@@ -467,7 +532,103 @@ TEST(HostileCorpus, ValidFilesAreAccepted) {
             0);
   EXPECT_EQ(test::run_cli("eval --model " + v + "/tiny.h5 --clean " + v + "/data.h5").exit_code, 0);
   EXPECT_EQ(test::run_cli("predict --model " + v + "/tiny.h5 " + v + "/img.png").exit_code, 0);
+  // The ONNX model takes the same data and images.
+  EXPECT_EQ(test::run_cli("inspect --model " + v + "/tiny.onnx").exit_code, 0);
+  EXPECT_EQ(test::run_cli("eval --model " + v + "/tiny.onnx --clean " + v + "/data.h5").exit_code,
+            0);
+  EXPECT_EQ(test::run_cli("prune --model " + v + "/tiny.onnx --clean " + v + "/data.h5 --poisoned " +
+                          v + "/data.h5 --out " + test::temp_dir() + "/pruned")
+                .exit_code,
+            0);
+  const test::CliResult p = test::run_cli("predict --model " + v + "/tiny.onnx " + v + "/img.png");
+  EXPECT_EQ(p.exit_code, 0) << p.err;
+  // Initializers that are also graph inputs are read as the initializers.
+  const test::CliResult q =
+      test::run_cli("predict --model " + v + "/tiny_initializers_as_inputs.onnx " + v + "/img.png");
+  EXPECT_EQ(q.exit_code, 0) << q.err;
+  EXPECT_EQ(q.out, p.out);
 }
+
+// A folder is refused by the command line's own check (CLI11's ExistingFile), as a
+// usage error: exit code 2, one line.
+TEST(HostileCorpus, FolderAsModelIsAUsageError) {
+  const std::string dir = kCorpus + "/onnx_directory.onnx";
+  ASSERT_TRUE(fs::is_directory(dir));
+  const test::CliResult r = test::run_cli("inspect --model " + dir);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "error: --model: File is actually a directory: " + dir +
+                       " (see bdguard --help)\n");
+}
+
+// ---- FIFOs and devices ---------------------------------------------------------------
+// Opening a FIFO for reading blocks until a writer comes; /dev/zero never ends. Given
+// as any input, each must be refused at once, before it is opened: {s} is the special
+// file, {v} the valid files, {o} an output folder that must not be created.
+
+enum class Special { kFifo, kDevZero };
+
+struct SpecialCase {
+  const char* name;
+  const char* command;
+};
+
+const SpecialCase kSpecialCases[] = {
+    {"Model", "inspect --model {s}"},
+    {"ArchFrom", "inspect --model {v}/tiny_weights.h5 --arch-from {s}"},
+    {"KerasEvalClean", "eval --model {v}/tiny.h5 --clean {s}"},
+    {"OnnxEvalClean", "eval --model {v}/tiny.onnx --clean {s}"},
+    {"OnnxEvalPoisoned", "eval --model {v}/tiny.onnx --clean {v}/data.h5 --poisoned {s}"},
+    {"KerasPredict", "predict --model {v}/tiny.h5 {s}"},
+    {"OnnxPredict", "predict --model {v}/tiny.onnx {s}"},
+    {"KerasPrunePoisoned",
+     "prune --model {v}/tiny.h5 --clean {v}/data.h5 --poisoned {s} --out {o}"},
+    {"OnnxPrunePoisoned",
+     "prune --model {v}/tiny.onnx --clean {v}/data.h5 --poisoned {s} --out {o}"},
+    {"RunConfig", "run --config {s}"},
+    {"OnnxDetectClean", "detect --model {v}/tiny.onnx --clean {s} --out {o}"},
+    {"OnnxStripEvalClean",
+     "strip eval --model {v}/tiny.onnx --clean {s} --test {v}/data.h5 --poisoned-test "
+     "{v}/data.h5 --out {o}"},
+    {"KerasDefendClean", "defend finetune --model {v}/tiny.h5 --clean {s} --out {o}/m.h5"},
+    {"OnnxCompareValid",
+     "compare --model {v}/tiny.onnx --valid {s} --poisoned-valid {v}/data.h5 --test {v}/data.h5 "
+     "--poisoned-test {v}/data.h5 --out {o}"},
+};
+
+void PrintTo(const SpecialCase& c, std::ostream* os) { *os << c.command; }
+void PrintTo(Special s, std::ostream* os) { *os << (s == Special::kFifo ? "FIFO" : "/dev/zero"); }
+
+class SpecialFile : public ::testing::TestWithParam<std::tuple<Special, SpecialCase>> {};
+
+TEST_P(SpecialFile, RefusedAtOnce) {
+  const auto& [kind, c] = GetParam();
+  std::string path = "/dev/zero";
+  std::string found = "a character device";
+  if (kind == Special::kFifo) {
+    path = test::temp_dir() + "/fifo";
+    ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+    found = "a FIFO";
+  }
+  const std::string out_dir = test::temp_dir() + "/out";
+  const std::string args = replace_all(
+      replace_all(replace_all(c.command, "{s}", path), "{v}", kCorpus + "/valid"), "{o}", out_dir);
+  // Killed after 60 s (exit code 137) if it blocks; a refusal takes well under a second.
+  const test::CliResult r = test::run_cli(args, /*timeout_seconds=*/60);
+  EXPECT_EQ(r.exit_code, 1) << "bdguard " << args << "\nstderr: " << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "error: " + path + ": expected a regular file, found " + found + "\n");
+  EXPECT_FALSE(fs::exists(out_dir));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Inputs, SpecialFile,
+    ::testing::Combine(::testing::Values(Special::kFifo, Special::kDevZero),
+                       ::testing::ValuesIn(kSpecialCases)),
+    [](const ::testing::TestParamInfo<std::tuple<Special, SpecialCase>>& i) {
+      return std::string(std::get<0>(i.param) == Special::kFifo ? "Fifo" : "DevZero") +
+             std::get<1>(i.param).name;
+    });
 
 TEST(HostileCorpus, EveryCorpusFileHasACase) {
   std::set<std::string> covered;

@@ -3,16 +3,17 @@
 //
 //   make_corpus OUT_DIR
 //
-// OUT_DIR/valid/      small valid files every case is derived from (a 5-layer model
-//                     taking 8x8 RGB images with 5 classes, full and weights-only, its
-//                     architecture as JSON, a data file, a PNG)
+// OUT_DIR/valid/      small valid files every case is derived from: a 5-layer Keras
+//                     model taking 8x8 RGB images with 5 classes (full and weights-only,
+//                     its architecture as JSON), an ONNX model of the same input and
+//                     classes (tiny.onnx, onnx_corpus.h), a data file and a PNG for both
 // OUT_DIR/<case>      one malformed file per case (model_*, weights_*, data_*, img_*,
-//                     arch_*): truncated and random files, and one per check that bdguard
-//                     makes on untrusted input
-// OUT_DIR/seeds/      seed corpora for fuzz/ (model_config, keras_weights, data)
+//                     arch_*, onnx_*): truncated and random files, and one per check that
+//                     bdguard makes on untrusted input
+// OUT_DIR/seeds/      seed corpora for fuzz/ (model_config, keras_weights, data, onnx)
 //
-// Everything is deterministic (fixed seeds) and built with src/hdf5/h5.h and the HDF5 C
-// API directly, so no Python is needed. The corpus lives in the build folder only.
+// Everything is deterministic (fixed seeds) and built with src/hdf5/h5.h, the HDF5 C
+// API and ONNX's protobuf classes directly, so no Python is needed. The corpus lives in the build folder only.
 #include <ATen/ATen.h>
 #include <hdf5.h>
 #include <zlib.h>
@@ -34,6 +35,7 @@
 #include "bdguard/error.h"
 #include "bdguard/keras.h"
 #include "hdf5/h5.h"
+#include "hostile/onnx_corpus.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -658,7 +660,7 @@ void make_data_cases() {
 
 void make_seeds() {
   const std::string seeds = at_out("seeds");
-  for (const char* d : {"model_config", "keras_weights", "data"})
+  for (const char* d : {"model_config", "keras_weights", "data", "onnx"})
     fs::create_directories(seeds + "/" + d);
   // model_config: the valid config, DeepID, and the configs of a few cases.
   write_bytes(seeds + "/model_config/tiny.json", tiny_config().dump());
@@ -707,6 +709,15 @@ void make_seeds() {
     fs::copy_file(at_out(c), seeds + "/data/" + fs::path(c).filename().string(),
                   fs::copy_options::overwrite_existing);
   }
+  // onnx: the valid model and the small malformed ones (scripts/fuzz.sh adds real
+  // exports and ONNX's node tests).
+  fs::copy_file(at_out("valid/tiny.onnx"), seeds + "/onnx/tiny.onnx");
+  for (const auto& c : bdguard::test::onnx_corpus_cases()) {
+    const fs::path p = at_out(c.file);
+    if (fs::is_regular_file(p) && fs::file_size(p) <= (64 << 10)) {
+      fs::copy_file(p, seeds + "/onnx/" + c.file);
+    }
+  }
   // A channels-last uint8 data file with integer labels.
   DataSpec nhwc;
   nhwc.data_type = H5T_STD_U8LE;
@@ -730,6 +741,7 @@ int main(int argc, char** argv) {
     make_config_cases();
     make_weight_cases();
     make_data_cases();
+    bdguard::test::write_onnx_corpus(g_out);
     make_seeds();
   } catch (const std::exception& e) {
     std::cerr << "make_corpus: " << e.what() << "\n";

@@ -76,6 +76,49 @@ TensorProto& bare_bias(ModelProto& m) {
   return t;
 }
 
+onnx::TensorShapeProto::Dimension& input_dim(ModelProto& m, int i) {
+  return *m.mutable_graph()
+              ->mutable_input(0)
+              ->mutable_type()
+              ->mutable_tensor_type()
+              ->mutable_shape()
+              ->mutable_dim(i);
+}
+
+// A node `op_type` between /conv/Conv and /relu/Relu: it reads the Conv's output and
+// `more`, and Relu reads its first output.
+onnx::NodeProto& insert_after_conv(ModelProto& m, const std::string& op_type,
+                                   const std::string& name, const std::vector<std::string>& more) {
+  std::vector<std::string> inputs{"/conv/Conv_output_0"};
+  inputs.insert(inputs.end(), more.begin(), more.end());
+  const std::string out = name.substr(0, name.rfind('/') + 1) + op_type + "_output_0";
+  node(m, "/relu/Relu").set_input(0, out);
+  return add_node(m, op_type, name, inputs, {out});
+}
+
+// BatchNormalization (inference form, attribute 0 is training_mode 0) after the Conv.
+onnx::NodeProto& add_bn_after_conv(ModelProto& m) {
+  add_initializer(m, "bn.weight", at::ones({4}));
+  add_initializer(m, "bn.bias", at::zeros({4}));
+  add_initializer(m, "bn.running_mean", at::zeros({4}));
+  add_initializer(m, "bn.running_var", at::ones({4}));
+  onnx::NodeProto& bn =
+      insert_after_conv(m, "BatchNormalization", "/bn/BatchNormalization",
+                        {"bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"});
+  attr_int(bn, "training_mode", 0);
+  attr_float(bn, "epsilon", 1e-5f);
+  return bn;
+}
+
+// /Flatten replaced by /Reshape to the value `shape`.
+void flatten_to_reshape(ModelProto& m, const std::string& shape) {
+  onnx::NodeProto& n = node(m, "/Flatten");
+  n.set_op_type("Reshape");
+  n.set_name("/Reshape");
+  n.clear_attribute();
+  n.add_input(shape);
+}
+
 using Write = std::function<void(const std::string& path)>;
 
 // tiny.onnx changed by `change`.
@@ -102,9 +145,8 @@ const std::vector<Entry>& entries() {
       // The file and its wire format.
       {{"onnx_directory.onnx", S::kReader, {"expected a regular file, found a folder"}},
        [](const std::string& path) { fs::create_directory(path); }},
-      {{"onnx_empty.onnx",
-        S::kReader,
-        {"expected a serialized ONNX ModelProto, found an empty file"}},
+      // (The CLI refuses it earlier, as neither format: "found an empty file" too.)
+      {{"onnx_empty.onnx", S::kReader, {"found an empty file"}},
        bytes([] { return std::string(); })},
       {{"onnx_truncated.onnx",
         S::kReader,
@@ -117,11 +159,13 @@ const std::vector<Entry>& entries() {
       {{"onnx_random.onnx",
         S::kReader,
         {"expected a serialized ONNX ModelProto", "found damaged or truncated protobuf data"}},
+       // After ir_version 7, so that it is read as ONNX (model_file_format looks at the
+       // first field).
        bytes([] {
          std::mt19937 rng(1);
          std::string s(4096, '\0');
          for (auto& c : s) c = static_cast<char>(rng() & 0xff);
-         return s;
+         return "\x08\x07" + s;
        })},
       {{"onnx_deep_nesting.onnx",
         S::kReader,
@@ -480,6 +524,221 @@ const std::vector<Entry>& entries() {
          b[2] = -std::numeric_limits<float>::infinity();
          onnx_io::set_tensor(initializer(m, "fc.bias"), b);
        })},
+      // Graphs the reader accepts and the graph mapper refuses: ops, options and shapes
+      // bdguard does not implement, and graphs that are not a classifier.
+      {{"onnx_unsupported_op.onnx",
+        S::kGraph,
+        {"node '/relu/Relu' (Einsum): expected an operator bdguard implements (",
+         "found op type 'Einsum'"}},
+       tiny_with([](ModelProto& m) {
+         onnx::NodeProto& n = node(m, "/relu/Relu");
+         n.set_op_type("Einsum");
+         attr_string(n, "equation", "nchw->nchw");
+       })},
+      // torch.onnx.export without dynamic_axes, fed a batch: x.view(1, -1).
+      {{"onnx_reshape_static_batch.onnx",
+        S::kGraph,
+        {"node '/Reshape' (Reshape) input shape: expected a shape that keeps the batch dimension "
+         "apart (export with a dynamic batch axis), found (N, 4, 4, 4) to [1,-1]"}},
+       tiny_with([](ModelProto& m) {
+         add_initializer(m, "shape", at::tensor(std::vector<int64_t>{1, -1}));
+         flatten_to_reshape(m, "shape");
+       })},
+      {{"onnx_conv_channels_mismatch.onnx",
+        S::kGraph,
+        {"node '/conv/Conv' (Conv) input W: expected (F, 3, kh, kw) for 3 input channels, found "
+         "(4, 2, 3, 3)"}},
+       tiny_with([](ModelProto& m) {
+         initializer(m, "conv.weight") = onnx_tensor("conv.weight", test_values({4, 2, 3, 3}));
+       })},
+      {{"onnx_gemm_inner_mismatch.onnx",
+        S::kGraph,
+        {"node '/fc/Gemm' (Gemm) input B: expected 64 rows (transposed), found (5, 63)"}},
+       tiny_with([](ModelProto& m) {
+         initializer(m, "fc.weight") = onnx_tensor("fc.weight", test_values({5, 63}, 2));
+       })},
+      {{"onnx_conv_3d_kernel.onnx",
+        S::kGraph,
+        {"node '/conv/Conv' (Conv) attribute 'kernel_shape': expected 2 values (2-D windows "
+         "only), found 3 values"}},
+       tiny_with([](ModelProto& m) {
+         attribute(node(m, "/conv/Conv"), "kernel_shape").add_ints(3);
+       })},
+      {{"onnx_maxpool_storage_order.onnx",
+        S::kGraph,
+        {"node '/pool/MaxPool' (MaxPool) attribute 'storage_order': expected 0 (row major), "
+         "found 1"}},
+       tiny_with([](ModelProto& m) { attr_int(node(m, "/pool/MaxPool"), "storage_order", 1); })},
+      {{"onnx_batchnorm_training.onnx",
+        S::kGraph,
+        {"node '/bn/BatchNormalization' (BatchNormalization) attribute 'training_mode': expected "
+         "0 (the inference form), found 1"}},
+       tiny_with([](ModelProto& m) {
+         m.mutable_opset_import(0)->set_version(15);  // training_mode came in opset 14
+         add_bn_after_conv(m).mutable_attribute(0)->set_i(1);
+       })},
+      {{"onnx_pad_reflect.onnx",
+        S::kGraph,
+        {"node '/pad/Pad' (Pad) attribute 'mode': expected 'constant', found 'reflect'"}},
+       tiny_with([](ModelProto& m) {
+         add_initializer(m, "pads", at::tensor(std::vector<int64_t>{0, 0, 1, 1, 0, 0, 1, 1}));
+         onnx::NodeProto& pad = insert_after_conv(m, "Pad", "/pad/Pad", {"pads"});
+         attr_string(pad, "mode", "reflect");
+       })},
+      {{"onnx_two_inputs.onnx",
+        S::kGraph,
+        {"graph: expected one input (the image), found 2 inputs"}},
+       tiny_with([](ModelProto& m) {
+         add_input(m, "input2", {-1, 4, 8, 8});
+         insert_after_conv(m, "Add", "/add/Add", {"input2"});
+       })},
+      {{"onnx_two_outputs.onnx",
+        S::kGraph,
+        {"graph: expected one output (the class scores), found 2 outputs"}},
+       tiny_with([](ModelProto& m) { add_output(m, "/relu/Relu_output_0", {-1, 4, 8, 8}); })},
+      {{"onnx_output_rank4.onnx",
+        S::kGraph,
+        {"output '/pool/MaxPool': expected class scores of dims (N, classes), one row per input, "
+         "found (N, 4, 4, 4)"}},
+       tiny_with([](ModelProto& m) {
+         m.mutable_graph()->mutable_output(0)->set_name("/pool/MaxPool_output_0");
+       })},
+      {{"onnx_symbolic_dim.onnx",
+        S::kGraph,
+        {"graph input 'input' dim 2: expected a fixed size (only the first dim may be symbolic: "
+         "the batch), found symbolic dim 'H'"}},
+       tiny_with([](ModelProto& m) { input_dim(m, 2).set_dim_param("H"); })},
+      {{"onnx_input_huge_dims.onnx",
+        S::kGraph,
+        {"input 'input': expected dimensions in [0, 1048576], found (N, 3, 1099511627776, "
+         "1099511627776)"}},
+       tiny_with([](ModelProto& m) {
+         input_dim(m, 2).set_dim_value(int64_t{1} << 40);
+         input_dim(m, 3).set_dim_value(int64_t{1} << 40);
+       })},
+      {{"onnx_dropout_mask_read.onnx",
+        S::kGraph,
+        {"node '/drop/Dropout' (Dropout) output 1: expected only the first output read (the "
+         "inference form), found '/drop/Dropout_output_1', which the graph reads"}},
+       tiny_with([](ModelProto& m) {
+         onnx::NodeProto& drop = insert_after_conv(m, "Dropout", "/drop/Dropout", {});
+         drop.add_output("/drop/Dropout_output_1");
+         attr_int(add_node(m, "Cast", "/Cast", {"/drop/Dropout_output_1"}, {"/Cast_output_0"}),
+                  "to", TensorProto::FLOAT);
+         // The mask multiplies the activations: the graph reads it.
+         node(m, "/relu/Relu").set_input(0, "/mul/Mul_output_0");
+         add_node(m, "Mul", "/mul/Mul", {"/drop/Dropout_output_0", "/Cast_output_0"},
+                  {"/mul/Mul_output_0"});
+       })},
+      // A shape constant of huge values: Reshape must refuse it before allocating.
+      {{"onnx_reshape_huge_shape.onnx",
+        S::kGraph,
+        {"node '/Reshape' (Reshape) input shape: expected a shape of at most 2^62 elements, "
+         "found [-1,1099511627776,1099511627776]"}},
+       tiny_with([](ModelProto& m) {
+         onnx::NodeProto& c = add_node(m, "Constant", "/Constant", {}, {"/Constant_output_0"});
+         attr_tensor(c, "value",
+                     at::tensor(std::vector<int64_t>{-1, int64_t{1} << 40, int64_t{1} << 40}));
+         flatten_to_reshape(m, "/Constant_output_0");
+       })},
+      // A Constant whose tensor claims 2^80 elements and carries none.
+      {{"onnx_constant_huge_dims.onnx",
+        S::kReader,
+        {"node '/Constant' (Constant) attribute 'value': expected a tensor of at most "
+         "2147483648 bytes, found dims [1099511627776, 1099511627776] of INT64, over 2^63 bytes"}},
+       tiny_with([](ModelProto& m) {
+         onnx::NodeProto& c = add_node(m, "Constant", "/Constant", {}, {"/Constant_output_0"});
+         TensorProto* t = attr_tensor(c, "value", at::ones({1}, at::kLong)).mutable_t();
+         t->clear_raw_data();
+         t->set_dims(0, int64_t{1} << 40);
+         t->add_dims(int64_t{1} << 40);
+       })},
+      {{"onnx_self_loop.onnx",
+        S::kReader,
+        {"node '/relu/Relu' (Relu): expected an acyclic graph, found a cycle node '/relu/Relu' "
+         "(Relu) -> node '/relu/Relu' (Relu)"}},
+       tiny_with([](ModelProto& m) { node(m, "/relu/Relu").set_input(0, "/relu/Relu_output_0"); })},
+      // Found reading the ops while fuzz_onnx ran, each checked with UBSan (the fuzz
+      // build's CLI). Shape arithmetic that overflows int64 (UB in C++; ATen wraps at
+      // run time): the result is not a known shape.
+      {{"onnx_shape_arith_overflow.onnx",
+        S::kGraph,
+        {"node '/Reshape' (Reshape) input shape: expected a constant known when the model is "
+         "read, found a value computed at run time"}},
+       tiny_with([](ModelProto& m) {
+         add_initializer(m, "big", at::tensor(std::vector<int64_t>{1, int64_t{1} << 62}));
+         add_initializer(m, "four", at::tensor(std::vector<int64_t>{1, 4}));
+         add_node(m, "Mul", "/Mul", {"big", "four"}, {"/Mul_output_0"});
+         flatten_to_reshape(m, "/Mul_output_0");
+       })},
+      // -2^63 is how known shapes mark the batch size; in a constant it must not pass
+      // for one (it did: Reshape accepted it, then failed at run time).
+      {{"onnx_shape_int64_min.onnx",
+        S::kGraph,
+        {"node '/Reshape' (Reshape) input shape: expected a constant known when the model is "
+         "read, found a value computed at run time (or a constant holding -2^63)"}},
+       tiny_with([](ModelProto& m) {
+         add_initializer(m, "shape", at::tensor(std::vector<int64_t>{INT64_MIN, 64}));
+         flatten_to_reshape(m, "shape");
+       })},
+      // An int32 Cast truncates at run time but kept the int64 value as known: here the
+      // known shape was [0, 64] and the computed one [0, 0] (64 (2^32 + 2^31 - 1) / that,
+      // in int32), so Reshape passed and eval failed.
+      {{"onnx_cast_int32_wraps.onnx",
+        S::kGraph,
+        {"node '/Reshape' (Reshape) input shape: expected a constant known when the model is "
+         "read"}},
+       tiny_with([](ModelProto& m) {
+         const int64_t b = (int64_t{1} << 32) + (int64_t{1} << 31) - 1;
+         add_initializer(m, "zero", at::tensor(std::vector<int64_t>{0}));
+         add_initializer(m, "a", at::tensor(std::vector<int64_t>{64 * b}));
+         add_initializer(m, "b", at::tensor(std::vector<int64_t>{b}));
+         for (const char* x : {"a", "b"}) {
+           attr_int(add_node(m, "Cast", std::string("/Cast_") + x, {x},
+                             {std::string(x) + "32"}),
+                    "to", TensorProto::INT32);
+         }
+         add_node(m, "Div", "/Div", {"a32", "b32"}, {"q32"});
+         attr_int(add_node(m, "Cast", "/Cast_q", {"q32"}, {"q"}), "to", TensorProto::INT64);
+         attr_int(add_node(m, "Concat", "/Concat", {"zero", "q"}, {"shape"}), "axis", 0);
+         flatten_to_reshape(m, "shape");
+       })},
+      {{"onnx_pad_huge.onnx",
+        S::kGraph,
+        {"node '/pad/Pad' (Pad) pads: expected values in [-2^20, 2^20], found "
+         "[0,0,4611686018427387904,0,0,0,4611686018427387904,0]"}},
+       tiny_with([](ModelProto& m) {
+         const int64_t h = int64_t{1} << 62;
+         add_initializer(m, "pads", at::tensor(std::vector<int64_t>{0, 0, h, 0, 0, 0, h, 0}));
+         insert_after_conv(m, "Pad", "/pad/Pad", {"pads"});
+       })},
+      // Cropping 10 rows of 8, then padding 10: infer said 8 rows, ATen refused.
+      {{"onnx_pad_crop_too_much.onnx",
+        S::kGraph,
+        {"node '/pad/Pad' (Pad) pads: expected crops (negative pads) of at most the input's (N, "
+         "4, 8, 8), found [0,0,-10,0,0,0,10,0]"}},
+       tiny_with([](ModelProto& m) {
+         add_initializer(m, "pads", at::tensor(std::vector<int64_t>{0, 0, -10, 0, 0, 0, 10, 0}));
+         insert_after_conv(m, "Pad", "/pad/Pad", {"pads"});
+       })},
+      // One image cropped off the batch, a zero image padded on: the batch size stays,
+      // and every prediction belonged to the next image.
+      {{"onnx_pad_batch_shift.onnx",
+        S::kGraph,
+        {"node '/pad/Pad' (Pad) pads: expected no padding of the batch dimension, found "
+         "[-1,0,0,0,1,0,0,0]"}},
+       tiny_with([](ModelProto& m) {
+         add_initializer(m, "pads", at::tensor(std::vector<int64_t>{-1, 0, 0, 0, 1, 0, 0, 0}));
+         insert_after_conv(m, "Pad", "/pad/Pad", {"pads"});
+       })},
+      // IR 4 and later let a graph input share an initializer's name (a default the
+      // caller may override); bdguard computes with the initializer, as ONNX Runtime does
+      // when the input is not fed. Shadowing the image input leaves no input at all.
+      {{"onnx_input_shadowed_by_initializer.onnx",
+        S::kGraph,
+        {"graph input 'input': expected an input fed at run time (the image), found an "
+         "initializer of the same name, which makes it a constant"}},
+       tiny_with([](ModelProto& m) { add_initializer(m, "input", test_values({1, 3, 8, 8})); })},
   };
   return all;
 }
@@ -489,6 +748,15 @@ const std::vector<Entry>& entries() {
 void write_onnx_corpus(const std::string& dir) {
   fs::create_directories(dir + "/valid");
   save_onnx(tiny(), dir + "/valid/tiny.onnx");
+  // Every initializer also a graph input: what IR 3 requires, and from IR 4 (this is
+  // IR 7) a default the caller may override. bdguard computes with the initializers, as
+  // ONNX Runtime does when they are not fed: the same model as tiny.onnx.
+  ModelProto shadowed = tiny();
+  const ModelProto original = tiny();
+  for (const TensorProto& t : original.graph().initializer()) {
+    add_input(shadowed, t.name(), {t.dims().begin(), t.dims().end()});
+  }
+  save_onnx(shadowed, dir + "/valid/tiny_initializers_as_inputs.onnx");
   for (const Entry& e : entries()) e.write(dir + "/" + e.c.file);
 }
 

@@ -17,6 +17,7 @@
 #include <set>
 
 #include "bdguard/error.h"
+#include "bdguard/model_io.h"
 #include "hostile/onnx_corpus.h"
 #include "onnx_builder.h"
 #include "test_util.h"
@@ -294,14 +295,9 @@ TEST(OnnxCorpus, EveryMalformedFileIsRefusedWithItsMessage) {
     SCOPED_TRACE(c.file);
     const std::string path = dir + "/" + c.file;
     const std::string msg = error_of([&] {
-      const onnx::ModelProto m = read_model(path);
+      read_model(path);
       ASSERT_EQ(c.stage, test::OnnxStage::kGraph) << "read_model accepted " << c.file;
-      // As the graph mapper will: every initializer converted and checked.
-      for (const onnx::TensorProto& t : m.graph().initializer()) {
-        const std::string what = "initializer " + onnx_io::quote(t.name());
-        onnx_io::require_finite(onnx_io::to_tensor(t, path, what, Limits{}.max_tensor_bytes), path,
-                                what);
-      }
+      load_model(path);
     });
     EXPECT_EQ(msg.rfind(path + ": ", 0), 0u) << msg;
     for (const std::string& f : c.fragments) EXPECT_NE(msg.find(f), std::string::npos) << msg;

@@ -29,8 +29,10 @@ void run_strip_eval(const StripEvalOptions& o) {
   Model m = load(o.model, o.model.model);
   const DataOptions d = data_options(o.model, m);
   LabDataset test(o.test, m.input_shape(), d), bd(o.poisoned_test, m.input_shape(), d);
+  // Every input is read before the output folder is made: a refused file leaves nothing.
+  TensorData clean = read_tensor_data(LabDataset(o.strip.clean, m.input_shape(), d));
   if (!o.out.empty()) prepare_output_dir(o.out, o.force);
-  Strip s = make_strip(m, o.model, o.strip, o.global);
+  Strip s = make_strip(m, std::move(clean), o.strip, progress_bar("validation", o.global.quiet));
   StripReport r;
   r.threshold = s.threshold();
   r.n_valid = static_cast<int64_t>(s.pool_scores().size());

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "bdguard/error.h"
+#include "bdguard/fileio.h"
 #include "bdguard/keras.h"
 #include "hdf5/h5.h"
 #include "layers.h"
@@ -272,6 +273,7 @@ nlohmann::json read_config_attr(const h5::File& f) {
 
 nlohmann::json read_architecture(const ArchSource& arch) {
   if (!arch.builtin.empty()) return builtin_architecture(arch.builtin);
+  require_regular_file(arch.file);  // opening a FIFO would block; /dev/zero has no end
   std::ifstream in(arch.file, std::ios::binary);
   if (!in) fail<IoError>(arch.file, "", "a readable file", std::strerror(errno));
   char magic[8] = {};

@@ -153,7 +153,7 @@ BuiltOp clip(const NodeContext& c) {
 
 BuiltOp pad(const NodeContext& c) {
   const std::string mode = c.attrs.get_string("mode", "constant");
-  if (mode != "constant") refuse(c, "attribute 'mode'", "\"constant\"", quote(mode));
+  if (mode != "constant") refuse(c, "attribute 'mode'", "'constant'", quote(mode));
   if (c.opset < 11) {
     c.attrs.allow_only({"mode", "pads", "value"});
     return of(make_pad(c.attrs.get_ints("pads", {}), c.attrs.get_float("value", 0.0), false));

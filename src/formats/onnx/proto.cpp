@@ -25,7 +25,6 @@ namespace {
 namespace pb = google::protobuf;
 using pb::internal::WireFormatLite;
 
-constexpr int kReadBlock = 1 << 20;
 constexpr const char* kExpectedProto = "a serialized ONNX ModelProto";
 
 // ---- the file -----------------------------------------------------------------------
@@ -44,30 +43,43 @@ class Fd {
   int fd_;
 };
 
-std::string file_kind(mode_t mode) {
-  if (S_ISDIR(mode)) return "a folder";
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
-  if (S_ISSOCK(mode)) return "a socket";
-  return "not a regular file";
-}
-
-// stat before open: opening a FIFO blocks until a writer comes, opening a device can
-// have effects. O_NONBLOCK and the fstat after it cover a file swapped in between.
-int open_regular_file(const std::string& path, int64_t* size) {
+// The whole file, read once: the walk and the parse then see the same bytes (a file
+// rewritten between two reads could pass the walk and parse into something else).
+std::string read_file(const std::string& path, const Limits& limits) {
+  require_regular_file(path);  // stat, not open: opening a FIFO blocks until a writer comes
+  // O_NONBLOCK and the fstat after it cover a FIFO swapped in after the stat.
+  Fd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  if (fd.get() < 0) fail<IoError>(path, "", "a readable file", std::strerror(errno));
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    fail<IoError>(path, "", "a readable file", std::strerror(errno));
-  }
-  if (!S_ISREG(st.st_mode)) fail<IoError>(path, "", "a regular file", file_kind(st.st_mode));
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) fail<IoError>(path, "", "a readable file", std::strerror(errno));
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
     fail<IoError>(path, "", "a regular file", "one replaced while it was opened");
   }
-  *size = st.st_size;
-  return fd;
+  const int64_t size = st.st_size;
+  if (size == 0) fail<FormatError>(path, "", kExpectedProto, "an empty file");
+  if (size > limits.max_model_bytes) {
+    fail<LimitExceeded>(path, "",
+                        "a model file of at most " + std::to_string(limits.max_model_bytes) +
+                            " bytes (Limits::max_model_bytes)",
+                        std::to_string(size) + " bytes");
+  }
+  if (size > INT_MAX) {
+    fail<LimitExceeded>(path, "",
+                        "a model file of at most " + std::to_string(INT_MAX) +
+                            " bytes (protobuf's limit for one message)",
+                        std::to_string(size) + " bytes");
+  }
+  // The first `size` bytes; a file that grows meanwhile is read as it was at the fstat.
+  std::string bytes(static_cast<size_t>(size), '\0');
+  size_t got = 0;
+  while (got < bytes.size()) {
+    const ssize_t n = ::read(fd.get(), bytes.data() + got, bytes.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail<IoError>(path, "", "a readable file", std::strerror(errno));
+    if (n == 0) break;  // it shrank: parse what is there
+    got += static_cast<size_t>(n);
+  }
+  bytes.resize(got);
+  return bytes;
 }
 
 // ---- the wire format, before parsing ------------------------------------------------
@@ -78,8 +90,7 @@ int open_regular_file(const std::string& path, int64_t* size) {
 // total-bytes limit (which prints to stderr) or its recursion limit.
 class Footprint {
  public:
-  Footprint(const std::string& file, int64_t limit, const pb::io::FileInputStream& stream)
-      : file_(file), limit_(limit), stream_(stream) {}
+  Footprint(const std::string& file, int64_t limit) : file_(file), limit_(limit) {}
 
   void walk(pb::io::CodedInputStream& in, const pb::Descriptor* type, int depth) {
     for (;;) {
@@ -165,9 +176,6 @@ class Footprint {
   }
 
   [[noreturn]] void damaged(const pb::io::CodedInputStream& in) const {
-    if (stream_.GetErrno() != 0) {
-      fail<IoError>(file_, "", "a readable file", std::strerror(stream_.GetErrno()));
-    }
     fail<FormatError>(
         file_, "", kExpectedProto,
         "damaged or truncated protobuf data at byte " + std::to_string(in.CurrentPosition()));
@@ -175,60 +183,24 @@ class Footprint {
 
   const std::string& file_;
   const int64_t limit_;
-  const pb::io::FileInputStream& stream_;
   int64_t bytes_ = 0;
   std::unordered_map<const pb::Descriptor*, int64_t> message_bytes_;
 };
 
-// One pass over the file (read_model makes two: the walk, then the parse), through a
-// stream that ends at `size`, under a total-bytes limit of `size`.
-struct Pass {
-  Pass(int fd, int64_t size, const std::string& path)
-      : file(rewound(fd, path), kReadBlock), limited(&file, size), in(&limited) {
-    in.SetTotalBytesLimit(static_cast<int>(size));
-  }
-  static int rewound(int fd, const std::string& path) {
-    if (::lseek(fd, 0, SEEK_SET) != 0) {
-      fail<IoError>(path, "", "a seekable file", std::strerror(errno));
-    }
-    return fd;
-  }
-  pb::io::FileInputStream file;
-  pb::io::LimitingInputStream limited;
-  pb::io::CodedInputStream in;
-};
-
 onnx::ModelProto parse(const std::string& path, const Limits& limits) {
-  int64_t size = 0;
-  Fd fd(open_regular_file(path, &size));
-  if (size == 0) fail<FormatError>(path, "", kExpectedProto, "an empty file");
-  if (size > limits.max_model_bytes) {
-    fail<LimitExceeded>(path, "",
-                        "a model file of at most " + std::to_string(limits.max_model_bytes) +
-                            " bytes (Limits::max_model_bytes)",
-                        std::to_string(size) + " bytes");
-  }
-  if (size > INT_MAX) {
-    fail<LimitExceeded>(path, "",
-                        "a model file of at most " + std::to_string(INT_MAX) +
-                            " bytes (protobuf's limit for one message)",
-                        std::to_string(size) + " bytes");
-  }
+  const std::string bytes = read_file(path, limits);
+  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
+  const int size = static_cast<int>(bytes.size());  // read_file: at most INT_MAX
   {
-    Pass pass(fd.get(), size, path);
-    const auto whole = pass.in.PushLimit(static_cast<int>(size));
-    Footprint(path, limits.max_parsed_bytes, pass.file)
-        .walk(pass.in, onnx::ModelProto::descriptor(), 0);
-    pass.in.PopLimit(whole);
+    pb::io::CodedInputStream in(data, size);
+    in.PushLimit(size);  // the walk compares each field's length with what is left
+    Footprint(path, limits.max_parsed_bytes).walk(in, onnx::ModelProto::descriptor(), 0);
   }
-  Pass pass(fd.get(), size, path);
+  pb::io::CodedInputStream in(data, size);
   onnx::ModelProto m;
-  if (!m.ParseFromCodedStream(&pass.in) || !pass.in.ConsumedEntireMessage()) {
-    if (pass.file.GetErrno() != 0) {
-      fail<IoError>(path, "", "a readable file", std::strerror(pass.file.GetErrno()));
-    }
+  if (!m.ParseFromCodedStream(&in) || !in.ConsumedEntireMessage()) {
     // The walk checks the framing of every field, not the contents of packed ones (a
-    // varint cut off at the end of its field), and the file may change between passes.
+    // varint cut off at the end of its field).
     fail<FormatError>(path, "", kExpectedProto, "data protobuf cannot parse");
   }
   return m;
@@ -250,23 +222,22 @@ void write_model(const onnx::ModelProto& m, const std::string& path) {
                             " bytes (protobuf's limit for one message)",
                         std::to_string(size) + " bytes");
   }
-  std::string tmp = path + ".tmp-XXXXXX";
-  const int fd = mkstemp(tmp.data());
+  AtomicOutput out(path);
+  const int fd = ::open(out.path().c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
   if (fd < 0) fail<IoError>(path, "", "a writable folder", std::strerror(errno));
-  TempFileGuard guard(tmp);
   pb::io::FileOutputStream file(fd);
   bool ok;
   {
-    pb::io::CodedOutputStream out(&file);
-    out.SetSerializationDeterministic(true);
-    ok = m.SerializeToCodedStream(&out) && !out.HadError();
+    pb::io::CodedOutputStream coded(&file);
+    coded.SetSerializationDeterministic(true);
+    ok = m.SerializeToCodedStream(&coded) && !coded.HadError();
   }
   ok = file.Close() && ok;  // flushes; closes fd on every path
   if (!ok) {
     fail<IoError>(path, "", "a complete write",
                   file.GetErrno() != 0 ? std::strerror(file.GetErrno()) : "a serialization error");
   }
-  guard.commit(path);
+  out.commit();
 }
 
 }  // namespace bdguard::onnx_io

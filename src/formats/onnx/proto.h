@@ -42,11 +42,12 @@ constexpr int64_t kMinIrVersion = 3, kMaxIrVersion = 10;
 
 // Reads and validates an ONNX model. The path must name a regular file (checked with
 // stat before it is opened: a FIFO is never opened) of at most limits.max_model_bytes
-// and at most 2^31 - 1 bytes (protobuf's limit for one message). Before parsing, one
-// pass over the wire format (allocating nothing) refuses damaged data, nesting deeper
-// than protobuf's recursion limit, and files whose parse would take more than
-// limits.max_parsed_bytes; the parse then runs under a total-bytes limit of the file
-// size. The returned model satisfies:
+// and at most 2^31 - 1 bytes (protobuf's limit for one message). The file is read once
+// into memory (so memory peaks at its size plus the parsed model) and both passes run
+// on those bytes, so the file cannot change between them. Before parsing, one pass over
+// the wire format (allocating nothing) refuses damaged data, nesting deeper than
+// protobuf's recursion limit, and files whose parse would take more than
+// limits.max_parsed_bytes. The returned model satisfies:
 //  - ir_version in [3, 10]; opset_import is one entry, the default domain ("" or
 //    "ai.onnx") at an opset in [7, 17]; no model-local functions, no training_info;
 //  - a graph with no sparse_initializer, at most kMaxNodes nodes and kMaxInitializers

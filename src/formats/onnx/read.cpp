@@ -58,9 +58,17 @@ class Reader {
 
   Model read() {
     for (const auto& t : g_.initializer()) initializers_[t.name()] = &t;
+    // IR 3 lists weights as inputs too; from IR 4 an input of an initializer's name is
+    // one the caller may override, and bdguard, like ONNX Runtime when it is not fed,
+    // computes with the initializer. An image input shadowed so is a constant.
     for (const auto& in : g_.input()) {
-      if (initializers_.count(in.name())) continue;  // IR 3 lists weights as inputs too
+      if (initializers_.count(in.name())) continue;
       add_input(in);
+    }
+    if (m_.inputs().empty() && g_.input_size() > 0) {
+      fail<UnsupportedOp>(file_, "graph input " + quote(g_.input(0).name()),
+                          "an input fed at run time (the image)",
+                          "an initializer of the same name, which makes it a constant");
     }
     for (const auto& n : g_.node()) add_node(n);
     std::vector<int> outs;
@@ -151,17 +159,13 @@ class Reader {
       return;
     }
     Attrs attrs(n, file_);
-    std::vector<const ValueInfo*> infos;
     std::vector<int> ins;
     for (int s = 0; s < n.input_size(); ++s) {
-      if (n.input(s).empty()) {
-        ins.push_back(-1);
-        infos.push_back(nullptr);
-        continue;
-      }
-      ins.push_back(value_for(n.input(s), &n, s));
-      infos.push_back(&m_.node(static_cast<size_t>(ins.back())).info);
+      ins.push_back(n.input(s).empty() ? -1 : value_for(n.input(s), &n, s));
     }
+    // Only now that value_for has added every node: adding one may move the others.
+    std::vector<const ValueInfo*> infos;
+    for (int i : ins) infos.push_back(i < 0 ? nullptr : &m_.node(static_cast<size_t>(i)).info);
     NodeContext ctx{n, attrs, opset_, file_, infos};
     BuiltOp b = build_op(ctx);
     if (b.keep_inputs >= 0 && static_cast<int>(ins.size()) > b.keep_inputs) ins.resize(static_cast<size_t>(b.keep_inputs));

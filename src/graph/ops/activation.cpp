@@ -43,6 +43,16 @@ class UnaryOp : public Op {
         return at::leaky_relu(in[0], alpha_);
     }
   }
+  // A Relu overwrites a dead input (at::relu_ gives at::relu's bits).
+  at::Tensor forward_inference(const std::vector<at::Tensor>& in,
+                               const InferenceHints& hints) const override {
+    if (kind_ == Unary::kRelu && hints.may_reuse(0) && at::isFloatingType(in[0].scalar_type()) &&
+        in[0].is_non_overlapping_and_dense()) {
+      at::Tensor x = in[0];
+      return x.relu_();
+    }
+    return forward(in);
+  }
   std::unique_ptr<Op> clone() const override { return std::make_unique<UnaryOp>(*this); }
   nlohmann::json attributes() const override {
     if (kind_ == Unary::kLeakyRelu) return {{"alpha", alpha_}};

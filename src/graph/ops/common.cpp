@@ -91,7 +91,10 @@ Dims broadcast(const Dims& a, const Dims& b, const std::string& what) {
 }
 
 const std::vector<int64_t>& known_ints(const ValueInfo& v, const std::string& what) {
-  if (!v.known) op_fail<UnsupportedOp>(what, "a constant known when the model is read", "a value computed at run time");
+  if (!v.known) {
+    op_fail<UnsupportedOp>(what, "a constant known when the model is read",
+                           "a value computed at run time (or a constant holding -2^63)");
+  }
   return *v.known;
 }
 

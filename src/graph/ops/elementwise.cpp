@@ -28,8 +28,8 @@ class BinaryOp : public Op {
       bool ok = true;
       for (size_t i = 0; i < v.size() && ok; ++i) {
         const int64_t x = (*a.known)[i], y = (*b.known)[i];
-        ok = x != kBatchValue && y != kBatchValue && !(kind_ == Binary::kDiv && y == 0);
-        if (ok) v[i] = apply(x, y);
+        ok = x != kBatchValue && y != kBatchValue && !(kind_ == Binary::kDiv && y == 0) &&
+             apply(x, y, v[i]) && v[i] != kBatchValue;
       }
       if (ok) out.known = v;
     }
@@ -49,19 +49,51 @@ class BinaryOp : public Op {
         return at::div(in[0], in[1]);
     }
   }
+  // Float operands of one dtype: the result goes into a dead operand of the result's
+  // shape (a + b and a * b into either; a - b and a / b into a). The in-place kernels
+  // are the same as the out-of-place ones, element for element.
+  at::Tensor forward_inference(const std::vector<at::Tensor>& in,
+                               const InferenceHints& hints) const override {
+    const at::Tensor &a = in[0], &b = in[1];
+    if (!at::isFloatingType(a.scalar_type()) || b.scalar_type() != a.scalar_type())
+      return forward(in);
+    const std::vector<int64_t> out = at::infer_size(a.sizes(), b.sizes());
+    auto into = [&](size_t k) {
+      const at::Tensor& t = in[k];
+      return hints.may_reuse(k) && t.sizes() == at::IntArrayRef(out) &&
+             t.is_non_overlapping_and_dense();
+    };
+    const bool commutes = kind_ == Binary::kAdd || kind_ == Binary::kMul;
+    if (!into(0) && !(commutes && into(1))) return forward(in);
+    at::Tensor y = into(0) ? a : b;
+    const at::Tensor& other = into(0) ? b : a;
+    switch (kind_) {
+      case Binary::kAdd:
+        return y.add_(other);
+      case Binary::kMul:
+        return y.mul_(other);
+      case Binary::kSub:
+        return y.sub_(other);
+      default:
+        return y.div_(other);
+    }
+  }
   std::unique_ptr<Op> clone() const override { return std::make_unique<BinaryOp>(*this); }
 
  private:
-  int64_t apply(int64_t x, int64_t y) const {
+  // x op y into r; false on overflow (the value is then not known: ATen wraps at run
+  // time, which no shape can mean). x, y != kBatchValue, so x / y cannot overflow.
+  bool apply(int64_t x, int64_t y, int64_t& r) const {
     switch (kind_) {
       case Binary::kAdd:
-        return x + y;
+        return !__builtin_add_overflow(x, y, &r);
       case Binary::kSub:
-        return x - y;
+        return !__builtin_sub_overflow(x, y, &r);
       case Binary::kMul:
-        return x * y;
+        return !__builtin_mul_overflow(x, y, &r);
       default:
-        return x / y;
+        r = x / y;
+        return true;
     }
   }
   Binary kind_;

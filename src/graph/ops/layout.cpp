@@ -76,8 +76,9 @@ Dims reshape_dims(const Dims& in, const std::vector<int64_t>& shape, bool allowz
       out[i] = s;
     }
   }
-  // Batch sizes and the product of the known dims, on each side.
-  auto split = [&](const Dims& d, int64_t skip, int64_t& n) {
+  // Batch sizes and the product of the known dims, on each side (`text` names the side
+  // in errors: the output's dim at `skip` is not known yet).
+  auto split = [&](const Dims& d, int64_t skip, int64_t& n, const std::string& text) {
     int batch = 0;
     Dims known;
     for (size_t i = 0; i < d.size(); ++i) {
@@ -89,11 +90,12 @@ Dims reshape_dims(const Dims& in, const std::vector<int64_t>& shape, bool allowz
       }
     }
     n = static_numel(known);
-    if (n < 0) op_fail(what, "a shape of at most 2^62 elements", dims_str(d));
+    if (n < 0) op_fail(what, "a shape of at most 2^62 elements", text);
     return batch;
   };
   int64_t ni = 0, no = 0;
-  const int bi = split(in, -1, ni), bo = split(out, infer_at, no);
+  const int bi = split(in, -1, ni, dims_str(in));
+  const int bo = split(out, infer_at, no, nlohmann::json(shape).dump());
   const std::string mixes =
       "a shape that keeps the batch dimension apart (export with a dynamic batch axis)";
   if (infer_at < 0) {
@@ -316,12 +318,26 @@ class PadOp : public Op {
     }
     const size_t rank = x.dims.size();
     if (pads_.size() != 2 * rank) op_fail<UnsupportedOp>("pads", std::to_string(2 * rank) + " values", std::to_string(pads_.size()));
+    // Pads beyond any dim bdguard accepts (2^20) are refused first, so the sums below
+    // cannot overflow.
+    constexpr int64_t kMaxPad = int64_t{1} << 20;
+    for (int64_t p : pads_) {
+      if (p < -kMaxPad || p > kMaxPad) {
+        op_fail("pads", "values in [-2^20, 2^20]", nlohmann::json(pads_).dump());
+      }
+    }
     Dims out = x.dims;
     for (size_t i = 0; i < rank; ++i) {
-      const int64_t p = pads_[i] + pads_[i + rank];
-      if (p == 0) continue;
+      const int64_t before = pads_[i], after = pads_[i + rank];
+      if (before == 0 && after == 0) continue;
+      // Not even a crop and a pad that cancel out: batch items stay where they are.
       if (out[i] < 0) op_fail("pads", "no padding of the batch dimension", nlohmann::json(pads_).dump());
-      out[i] += p;
+      // ATen crops each side (a negative pad) before it pads.
+      if (out[i] + std::min<int64_t>(before, 0) + std::min<int64_t>(after, 0) < 0) {
+        op_fail("pads", "crops (negative pads) of at most the input's " + dims_str(x.dims),
+                nlohmann::json(pads_).dump());
+      }
+      out[i] += before + after;
       if (out[i] < 0) op_fail("pads", "a non-negative result", dims_str(out));
     }
     return {out, x.dtype, std::nullopt};

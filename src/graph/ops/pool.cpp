@@ -1,7 +1,12 @@
 // MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool (2-D).
+#include <ATen/Parallel.h>
+#include <ATen/native/Pool.h>
+
+#include <algorithm>
 #include <limits>
 
 #include "common.h"
+#include "loops.h"
 
 namespace bdguard {
 
@@ -65,6 +70,35 @@ class PoolOp : public Op {
     at::Tensor count = at::avg_pool2d(mask, k, s, {0, 0}, w_.ceil_mode, true, 1);
     return sum / count;
   }
+  // Max pooling of a float channels-last input with PyTorch's own padding: bdguard's
+  // loop (no indices, and the Relu before it applied to each value read when the graph
+  // asks): the same maxima as at::max_pool2d, in the same order.
+  at::Tensor forward_inference(const std::vector<at::Tensor>& in,
+                               const InferenceHints& hints) const override {
+    const at::Tensor& x = in[0];
+    if (!max_ || x.scalar_type() != at::kFloat || x.dim() != 4 || !native_pads(w_) ||
+        !x.is_contiguous(at::MemoryFormat::ChannelsLast) || x.numel() == 0) {
+      if (!hints.relu_before) return forward(in);
+      return forward({at::relu(x)});
+    }
+    PoolShape s;
+    s.n = x.size(0), s.c = x.size(1), s.h = x.size(2), s.w = x.size(3);
+    s.kh = w_.kh, s.kw = w_.kw, s.sh = w_.sh, s.sw = w_.sw;
+    s.ph = w_.pads[0], s.pw = w_.pads[1], s.dh = w_.dh, s.dw = w_.dw;
+    s.oh = at::native::pooling_output_shape<int64_t>(s.h, s.kh, s.ph, s.sh, s.dh, w_.ceil_mode);
+    s.ow = at::native::pooling_output_shape<int64_t>(s.w, s.kw, s.pw, s.sw, s.dw, w_.ceil_mode);
+    at::Tensor y = at::empty({s.n, s.c, s.oh, s.ow},
+                             x.options().memory_format(at::MemoryFormat::ChannelsLast));
+    const float* px = x.data_ptr<float>();
+    float* py = y.data_ptr<float>();
+    const int64_t row = std::max<int64_t>(1, s.ow * s.c * s.kh * s.kw);
+    at::parallel_for(0, s.n * s.oh, std::max<int64_t>(1, 32768 / row),
+                     [&](int64_t begin, int64_t end) {
+                       max_pool_rows(px, py, s, begin, end, hints.relu_before);
+                     });
+    return y;
+  }
+  bool fuses_relu_before() const override { return max_; }
   std::unique_ptr<Op> clone() const override { return std::make_unique<PoolOp>(*this); }
   nlohmann::json attributes() const override {
     nlohmann::json a = window_json(w_);

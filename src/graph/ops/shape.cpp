@@ -112,7 +112,14 @@ class CastOp : public Op {
     arity(in, 1, 1);
     const ValueInfo& x = need(in, 0);
     ValueInfo r{x.dims, to_, std::nullopt};
-    if (x.known && (to_ == at::kLong || to_ == at::kInt)) r.known = x.known;
+    // Known values stay known where the cast keeps them (an int32 cast truncates).
+    auto fits = [&](int64_t v) {
+      return v == kBatchValue || to_ == at::kLong || (v >= INT32_MIN && v <= INT32_MAX);
+    };
+    if (x.known && (to_ == at::kLong || to_ == at::kInt) &&
+        std::all_of(x.known->begin(), x.known->end(), fits)) {
+      r.known = x.known;
+    }
     return r;
   }
   at::Tensor forward(const std::vector<at::Tensor>& in) const override { return in[0].to(to_); }

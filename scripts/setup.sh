@@ -11,6 +11,7 @@ packages=(
   gnuplot-nox dataset-fashion-mnist
   libtomlplusplus-dev
   libonnx-dev libprotobuf-dev libonnx-testdata
+  slurmctld slurmd slurm-client munge
 )
 
 missing=()

@@ -1,13 +1,7 @@
 // bdguard detect: Neural Cleanse, is this model backdoored and which label does it target.
-#include <ATen/ATen.h>
-
 #include <cstdio>
-#include <filesystem>
-#include <iostream>
 
 #include "bdguard/detect_files.h"
-#include "bdguard/error.h"
-#include "bdguard/fileio.h"
 #include "commands.h"
 #include "common.h"
 #include "detect_cli.h"
@@ -26,32 +20,14 @@ struct DetectOptions {
 
 int run_detect(const DetectOptions& o) {
   apply_threads(o.global.threads);
-  Model m = load(o.model, o.model.model);
-  LabDataset clean(o.clean, m.input_shape(), data_options(o.model, m));
-  NeuralCleanseOptions nc = nc_options(o.nc, m);
-  prepare_output_dir(o.out, o.force);
-  TensorData data = read_tensor_data(clean);
-  nc.progress = {};
-  auto stages = nc_progress(o.global.quiet);
-  nc.stage = stages.first;
-  nc.progress = [&stages](int64_t done, int64_t total) {
-    if (stages.second) stages.second(done, total);
-  };
-  NeuralCleanseResult r = neural_cleanse(m, data, nc);
-  nlohmann::json settings = nc_settings(o.nc, nc, o.model, o.clean);
-  settings["threads"] = at_threads();
-  const std::vector<std::string> triggers = write_triggers(r, trigger_labels(r), o.out);
-  ReportOptions ro;
-  PlotResult plots = write_detect_plots(r, o.out, ro);
-  for (const auto& w : plots.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-  nlohmann::json doc = detect_json(r, settings, triggers);
-  write_file_atomic(o.out + "/detect.json", doc.dump(2) + "\n");
+  DetectRun run = detect_to_folder(o.model, o.nc, o.clean, o.out, o.force, o.global.quiet);
+  for (const auto& w : run.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   if (o.global.json) {
-    print_json(doc);
+    print_json(run.doc);
   } else {
-    std::printf("%s\n", detect_verdict(r, o.out).c_str());
+    std::printf("%s\n", detect_verdict(run.result, o.out).c_str());
   }
-  return o.exit_code && r.backdoored ? 3 : 0;
+  return o.exit_code && run.result.backdoored ? 3 : 0;
 }
 
 }  // namespace

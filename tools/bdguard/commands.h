@@ -19,5 +19,6 @@ void setup_detect(CLI::App& app);
 void setup_strip(CLI::App& app);
 void setup_defend(CLI::App& app);
 void setup_compare(CLI::App& app);
+void setup_campaign(CLI::App& app);
 
 }  // namespace bdguard::cli

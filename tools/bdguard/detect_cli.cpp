@@ -6,7 +6,9 @@
 #include <cstdio>
 #include <memory>
 
+#include "bdguard/detect_files.h"
 #include "bdguard/error.h"
+#include "bdguard/fileio.h"
 
 namespace bdguard::cli {
 
@@ -122,6 +124,31 @@ std::pair<std::function<void(const std::string&)>, ProgressFn> nc_progress(
     if (*current) (*current)(done, total);
   };
   return {stage, progress};
+}
+
+DetectRun detect_to_folder(const ModelOptions& mo, const NcFlags& f, const std::string& clean,
+                           const std::string& out, bool force, bool quiet) {
+  Model m = load(mo, mo.model);
+  LabDataset data_file(clean, m.input_shape(), data_options(mo, m));
+  NeuralCleanseOptions nc = nc_options(f, m);
+  prepare_output_dir(out, force);
+  TensorData data = read_tensor_data(data_file);
+  auto stages = nc_progress(quiet);
+  nc.stage = stages.first;
+  nc.progress = [&stages](int64_t done, int64_t total) {
+    if (stages.second) stages.second(done, total);
+  };
+  DetectRun run;
+  run.result = neural_cleanse(m, data, nc);
+  nlohmann::json settings = nc_settings(f, nc, mo, clean);
+  settings["threads"] = at_threads();
+  const std::vector<std::string> triggers =
+      write_triggers(run.result, trigger_labels(run.result), out);
+  PlotResult plots = write_detect_plots(run.result, out, ReportOptions{});
+  run.warnings = plots.warnings;
+  run.doc = detect_json(run.result, settings, triggers);
+  write_file_atomic(out + "/detect.json", run.doc.dump(2) + "\n");
+  return run;
 }
 
 }  // namespace bdguard::cli

@@ -1,5 +1,5 @@
-// Neural Cleanse's flags, shared by `bdguard detect` and the detection stage of
-// `bdguard run`.
+// Neural Cleanse's flags, shared by `bdguard detect`, the detection stage of
+// `bdguard run` and a campaign's detect task; and `bdguard detect`'s work itself.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "bdguard/detect.h"
 #include "common.h"
@@ -37,5 +38,18 @@ nlohmann::json nc_settings(const NcFlags& f, const NeuralCleanseOptions& o, cons
 // Stage names and a per-stage progress bar on stderr (nothing with `quiet`).
 std::pair<std::function<void(const std::string&)>, ProgressFn> nc_progress(
     bool quiet, const std::string& prefix = "Neural Cleanse");
+
+// What `bdguard detect` computes and writes.
+struct DetectRun {
+  NeuralCleanseResult result;
+  nlohmann::json doc;                 // detect.json
+  std::vector<std::string> warnings;  // the plots'
+};
+// `bdguard detect`'s work, also a campaign's detect task: loads the model (mo.model),
+// checks the clean data against it and the flags, then prepares `out`
+// (prepare_output_dir with `force`), runs Neural Cleanse and writes detect.json,
+// triggers/ and plots/ into it.
+DetectRun detect_to_folder(const ModelOptions& mo, const NcFlags& f, const std::string& clean,
+                           const std::string& out, bool force, bool quiet);
 
 }  // namespace bdguard::cli

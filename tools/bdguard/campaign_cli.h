@@ -1,0 +1,48 @@
+// bdguard campaign: what its subcommands share. The settings a manifest stores are the
+// flags of `bdguard detect` (ModelOptions, NcFlags) and the campaign's own (methods,
+// clean, threads); a task reads them back from the manifest.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "bdguard/campaign.h"
+#include "common.h"
+#include "detect_cli.h"
+
+namespace bdguard::cli {
+
+constexpr const char* kToolVersion = "bdguard 0.1.0";
+
+// The manifest's `settings`: every flag the tasks use. Paths absolute, the clean data's
+// (and --arch-from's) SHA-256 beside them, --mean/--std in their exact number form.
+// The data files and defenses of `--methods compare` (empty for detect).
+struct CompareFiles {
+  std::string poisoned_valid, test, poisoned_test;
+  std::string defenses = "all";  // bdguard compare --methods: "all" or a list
+};
+
+nlohmann::json campaign_settings(const ModelOptions& mo, const NcFlags& nc, int threads,
+                                 int64_t batch, const std::string& methods,
+                                 const std::string& clean, const CompareFiles& cf);
+ModelOptions model_options_of(const nlohmann::json& settings);
+NcFlags nc_flags_of(const nlohmann::json& settings);
+
+// The methods a task runs, by the settings' "methods".
+TaskOutcome run_detect_task(const CampaignModel& model, const nlohmann::json& settings,
+                            const std::string& task_dir);
+TaskOutcome run_compare_task(const CampaignModel& model, const nlohmann::json& settings,
+                             const std::string& task_dir);
+TaskMethod task_method(const nlohmann::json& settings);
+
+// This program's absolute path (what the local executor and the sbatch scripts run).
+std::string self_exe();
+// The command of a task's worker process: bdguard campaign task DIR --index I --worker.
+std::vector<std::string> task_worker_command(const std::string& dir, int64_t index,
+                                             const std::string& attempt, bool quiet);
+
+void setup_campaign_task(CLI::App& campaign);
+
+}  // namespace bdguard::cli

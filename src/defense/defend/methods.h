@@ -57,5 +57,9 @@ nlohmann::json clp_schema();
 void run_clp(const Context& c, DefenseResult& r);
 // clp's upper bound of each output channel's Lipschitz constant.
 std::vector<double> channel_lipschitz(const Model& m, const ChannelUnit& u);
+nlohmann::json nad_schema();
+void run_nad(const Context& c, DefenseResult& r);
+nlohmann::json i_bau_schema();
+void run_i_bau(const Context& c, DefenseResult& r);
 
 }  // namespace bdguard::defense

@@ -28,6 +28,10 @@ const std::vector<Flag>& flag_table() {
       {"--unlearn-fraction", "unlearn_fraction",
        "nc-unlearn: fraction of the clean images stamped with the reversed trigger"},
       {"--clp-u", "u", "clp: prune channels above mean + u x std of their layer"},
+      {"--nad-teacher-epochs", "teacher_epochs", "nad: epochs of the teacher's fine-tuning"},
+      {"--nad-betas", "betas", "nad: attention-loss weights of the last Conv stages (B,B,B)"},
+      {"--ibau-rounds", "rounds", "i-bau: rounds of perturbation and unlearning"},
+      {"--ibau-k", "k", "i-bau: fixed-point iterations of the hypergradient"},
   };
   return flags;
 }

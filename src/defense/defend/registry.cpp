@@ -41,8 +41,9 @@ const std::vector<Method>& table() {
        false, defense::clp_schema, defense::run_clp},
       {"nad", "Neural Attention Distillation (Li et al., ICLR 2021), bboylyg/NAD", true,
        defense::nad_schema, defense::run_nad},
-      {"i-bau", "Implicit Backdoor Adversarial Unlearning (Zeng et al., ICLR 2022), YiZeng623/I-BAU",
-       true, defense::i_bau_schema, defense::run_i_bau},
+      {"i-bau",
+       "Implicit Backdoor Adversarial Unlearning (Zeng et al., ICLR 2022), YiZeng623/I-BAU", true,
+       defense::i_bau_schema, defense::run_i_bau},
   };
   return methods;
 }

@@ -35,7 +35,7 @@ constexpr uint64_t kTeacherSalt = 0x7465616368ULL;  // "teach"
 constexpr uint64_t kStudentSalt = 0x73747564ULL;    // "stud"
 constexpr double kAttentionEps = 1e-6;              // at.py
 // Defaults: the original trains the student 20 epochs; these keep the demo (about 4,000
-// clean images) well under 3 minutes on 2 cores (see the README).
+// clean images) well under 3 minutes on 2 cores.
 constexpr int kNadTeacherEpochs = 5;
 constexpr int kNadEpochs = 5;
 // The original: 0.1 for 2 epochs, then 0.01; 0.1 and even 0.05 collapse the tiny BadNet

@@ -73,7 +73,7 @@ void run_defend(const DefendOptions& o) {
   opt.eval_batch = o.global.batch;
   opt.params = params;
   opt.train_progress = train_progress_bar(o.method, o.global.quiet);
-  if (o.method == "nc-unlearn" && o.detect_dir.empty()) {
+  if ((o.method == "nc-unlearn" || o.method == "i-bau") && o.detect_dir.empty()) {
     opt.neural_cleanse = nc_options(o.nc, m);
   }
   auto stages = nc_progress(o.global.quiet, o.method);

@@ -33,6 +33,10 @@ const std::vector<Flag>& flag_table() {
       {"--anp-threshold", "threshold", "anp: prune neurons with mask <= this (-1: choose)"},
       {"--anp-max-drop", "max_drop",
        "anp: the chosen threshold loses at most this many held-out points"},
+      {"--nad-teacher-epochs", "teacher_epochs", "nad: epochs of the teacher's fine-tuning"},
+      {"--nad-betas", "betas", "nad: attention-loss weights of the last Conv stages (B,B,B)"},
+      {"--ibau-rounds", "rounds", "i-bau: rounds of perturbation and unlearning"},
+      {"--ibau-k", "k", "i-bau: fixed-point iterations of the hypergradient"},
   };
   return flags;
 }

@@ -59,5 +59,9 @@ nlohmann::json anp_schema();
 void run_anp(const Context& c, DefenseResult& r);
 // clp's upper bound of each output channel's Lipschitz constant.
 std::vector<double> channel_lipschitz(const Model& m, const ChannelUnit& u);
+nlohmann::json nad_schema();
+void run_nad(const Context& c, DefenseResult& r);
+nlohmann::json i_bau_schema();
+void run_i_bau(const Context& c, DefenseResult& r);
 
 }  // namespace bdguard::defense

@@ -42,6 +42,11 @@ const std::vector<Method>& table() {
        "Channel Lipschitzness-based Pruning (Zheng et al., ECCV 2022), "
        "rkteddy/channel-Lipschitzness-based-pruning",
        false, defense::clp_schema, defense::run_clp},
+      {"nad", "Neural Attention Distillation (Li et al., ICLR 2021), bboylyg/NAD", true,
+       defense::nad_schema, defense::run_nad},
+      {"i-bau",
+       "Implicit Backdoor Adversarial Unlearning (Zeng et al., ICLR 2022), YiZeng623/I-BAU", true,
+       defense::i_bau_schema, defense::run_i_bau},
   };
   return methods;
 }

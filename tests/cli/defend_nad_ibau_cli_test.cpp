@@ -1,0 +1,113 @@
+// bdguard defend nad / i-bau as a user runs them: on the tiny Keras BadNet (--json
+// keys, the output file) and on a real PyTorch ONNX export (the output stays ONNX).
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "bdguard/dataset.h"
+#include "bdguard/model_io.h"
+#include "bdguard/train.h"
+#include "test_util.h"
+
+namespace bdguard {
+namespace {
+
+using nlohmann::json;
+
+// The first `n` rows of a tiny BadNet data file, written to the test's folder.
+std::string tiny_rows(const std::string& file, int64_t n) {
+  const Model m = load_model(test::tiny_dir("badnet") + "/bd_net.h5");
+  TensorData all =
+      read_tensor_data(LabDataset(test::tiny_dir("badnet") + "/data/" + file, m.input_shape()));
+  const std::string path = test::temp_dir() + "/" + file;
+  write_lab_dataset(path, all.images.narrow(0, 0, n), all.labels.narrow(0, 0, n));
+  return path;
+}
+
+void expect_defend_json(const std::string& method, const std::string& flags) {
+  const std::string dir = test::temp_dir();
+  const std::string out = dir + "/" + method + ".h5";
+  auto r =
+      test::run_cli("defend " + method + " --json --quiet --threads 2 --model " +
+                    test::tiny_dir("badnet") + "/bd_net.h5 --clean " + tiny_rows("valid.h5", 600) +
+                    " --poisoned " + tiny_rows("bd_valid.h5", 300) + " --out " + out + " " + flags);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json doc = json::parse(r.out);
+  EXPECT_EQ(doc["method"], method);
+  for (const char* key : {"clean_accuracy", "asr", "seconds"}) {
+    EXPECT_TRUE(doc[key].is_number()) << key << ": " << doc.dump();
+  }
+  EXPECT_EQ(doc["output"], out);
+  EXPECT_EQ(doc["sha256"].get<std::string>().size(), 64u);
+  EXPECT_TRUE(std::filesystem::exists(out));
+  EXPECT_EQ(load_model(out).format, ModelFormat::kKeras);
+}
+
+TEST(DefendNadIbauCli, NadJsonHasTheKeys) {
+  BDGUARD_REQUIRE_TINY();
+  expect_defend_json("nad", "--nad-teacher-epochs 1 --epochs 1 --nad-betas 500,1000");
+}
+
+TEST(DefendNadIbauCli, IbauJsonHasTheKeys) {
+  BDGUARD_REQUIRE_TINY();
+  expect_defend_json("i-bau", "--ibau-rounds 1 --ibau-k 3 --pixel-range 0,255");
+}
+
+std::string onnx_cnn() {
+  const std::string path =
+      std::string(BDGUARD_SHARED_DIR) + "/fixtures/onnx/simple_cnn_op17_kept.onnx";
+  return std::ifstream(path) ? path : "";
+}
+
+// Pixels uniform in 0..255 (the model reads pixel / 255), labels the model's own top-1
+// with a tenth set to 3; poisoned copies with a bright corner labelled 0 (as
+// onnx_cli_test.cpp's data).
+std::string onnx_data(const Model& m, const std::string& name, uint64_t seed, int64_t n,
+                      bool poisoned) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const Shape s = m.input_shape();
+  at::Tensor x = (at::rand({n, s[0], s[1], s[2]}, gen) * 255).round();
+  at::Tensor y;
+  if (poisoned) {
+    x.narrow(2, 0, s[1] / 4).narrow(3, 0, s[2] / 4).fill_(255);
+    y = at::zeros({n}, at::kLong);
+  } else {
+    at::NoGradGuard no_grad;
+    y = predict_labels(m, x);
+    y.narrow(0, 0, n / 10).fill_(3);
+  }
+  const std::string path = test::temp_dir() + "/" + name;
+  write_lab_dataset(path, x, y);
+  return path;
+}
+
+TEST(DefendNadIbauCli, OnnxModelGivesOnnx) {
+  if (onnx_cnn().empty()) GTEST_SKIP() << "../shared/fixtures/onnx is absent: test skipped";
+  LoadOptions lo;
+  lo.preprocess.scale = 1.0 / 255;
+  const Model m = load_model(onnx_cnn(), {}, lo);
+  const std::string valid = onnx_data(m, "valid.h5", 1, 200, false);
+  const std::string bd_valid = onnx_data(m, "bd_valid.h5", 2, 100, true);
+  const std::string base =
+      "defend --json --quiet --threads 2 --input-scale 0.00392156862745098 "
+      "--model " +
+      onnx_cnn() + " --clean " + valid + " --poisoned " + bd_valid + " --out " + test::temp_dir();
+  for (const std::string method : {"nad", "i-bau"}) {
+    const std::string flags = method == "nad" ? " --nad-teacher-epochs 1 --epochs 1"
+                                              : " --ibau-rounds 1 --train-batch 40";
+    auto r = test::run_cli(base + "/" + method + ".onnx" + flags + " " + method);
+    ASSERT_EQ(r.exit_code, 0) << method << ": " << r.err;
+    const json doc = json::parse(r.out);
+    EXPECT_EQ(doc["method"], method);
+    const Model back = load_model(doc["output"].get<std::string>(), {}, lo);
+    EXPECT_EQ(back.format, ModelFormat::kOnnx) << method;
+    EXPECT_EQ(back.size(), m.size()) << method;
+  }
+}
+
+}  // namespace
+}  // namespace bdguard

@@ -76,8 +76,7 @@ CliResult run_cli(const std::string& args, int timeout_seconds) {
   std::string out = dir + "/stdout", err = dir + "/stderr";
   const std::string timeout =
       timeout_seconds > 0 ? "timeout -s KILL " + std::to_string(timeout_seconds) + " " : "";
-  std::string cmd =
-      timeout + BDGUARD_CLI + " " + args + " >" + out + " 2>" + err + " </dev/null";
+  std::string cmd = timeout + BDGUARD_CLI + " " + args + " >" + out + " 2>" + err + " </dev/null";
   int status = std::system(cmd.c_str());
   CliResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -20,9 +20,9 @@ std::string csaw_dir();
 // "<build>/tiny/badnet" or ".../clean" (bd_net.h5, data/*.h5, attack.json), or "" when
 // Fashion-MNIST was not installed.
 std::string tiny_dir(const std::string& which);
-#define BDGUARD_REQUIRE_TINY()                                                            \
-  do {                                                                                    \
-    if (::bdguard::test::tiny_dir("badnet").empty())                                      \
+#define BDGUARD_REQUIRE_TINY()                                                             \
+  do {                                                                                     \
+    if (::bdguard::test::tiny_dir("badnet").empty())                                       \
       GTEST_SKIP() << "no tiny models (Fashion-MNIST absent at build time): test skipped"; \
   } while (0)
 

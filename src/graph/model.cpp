@@ -109,8 +109,7 @@ Model Model::clone() const {
 
 int Model::add_node(Node n) {
   if (nodes_.size() >= kMaxNodes) {
-    fail<LimitExceeded>(origin, "graph", "at most " + std::to_string(kMaxNodes) + " nodes",
-                        "more");
+    fail<LimitExceeded>(origin, "graph", "at most " + std::to_string(kMaxNodes) + " nodes", "more");
   }
   if (n.name.empty() || n.name.size() > 4096) {
     fail(origin, "a node name", "1 to 4096 characters", std::to_string(n.name.size()));
@@ -286,14 +285,14 @@ void Model::require_classifier() const {
                           dims_str(d) + " " + c10::toString(in.info.dtype));
   }
   for (size_t i = 1; i < d.size(); ++i) {
-    if (d[i] < 1) fail<InvalidArgument>(origin, "input '" + in.name + "'", "positive dims", dims_str(d));
+    if (d[i] < 1)
+      fail<InvalidArgument>(origin, "input '" + in.name + "'", "positive dims", dims_str(d));
   }
   const Node& out = node(static_cast<size_t>(output_index()));
   const Dims& o = out.info.dims;
   if (o.size() != 2 || o[0] != kBatch || o[1] < 1 || !at::isFloatingType(out.info.dtype)) {
     fail<InvalidArgument>(origin, "output '" + out.name + "'",
-                          "class scores of dims (N, classes), one row per input",
-                          dims_str(o));
+                          "class scores of dims (N, classes), one row per input", dims_str(o));
   }
   const int64_t channels = d[1];
   for (const auto* v : {&preprocess.mean, &preprocess.std}) {
@@ -304,7 +303,8 @@ void Model::require_classifier() const {
     }
   }
   for (double s : preprocess.std) {
-    if (!(s != 0) || !std::isfinite(s)) fail<InvalidArgument>(origin, "--std", "finite non-zero values", std::to_string(s));
+    if (!(s != 0) || !std::isfinite(s))
+      fail<InvalidArgument>(origin, "--std", "finite non-zero values", std::to_string(s));
   }
 }
 
@@ -508,7 +508,8 @@ std::vector<at::Tensor> Model::parameters() const {
 std::vector<int> Model::parameter_nodes() const {
   std::vector<int> out;
   for (size_t i = 0; i < nodes_.size(); ++i) {
-    if (nodes_[i].kind == NodeKind::kParam && nodes_[i].trainable) out.push_back(static_cast<int>(i));
+    if (nodes_[i].kind == NodeKind::kParam && nodes_[i].trainable)
+      out.push_back(static_cast<int>(i));
   }
   return out;
 }

@@ -13,7 +13,8 @@
 // OUT_DIR/seeds/      seed corpora for fuzz/ (model_config, keras_weights, data, onnx)
 //
 // Everything is deterministic (fixed seeds) and built with src/hdf5/h5.h, the HDF5 C
-// API and ONNX's protobuf classes directly, so no Python is needed. The corpus lives in the build folder only.
+// API and ONNX's protobuf classes directly, so no Python is needed. The corpus lives in the build
+// folder only.
 #include <ATen/ATen.h>
 #include <hdf5.h>
 #include <zlib.h>

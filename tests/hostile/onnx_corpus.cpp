@@ -561,9 +561,8 @@ const std::vector<Entry>& entries() {
         S::kGraph,
         {"node '/conv/Conv' (Conv) attribute 'kernel_shape': expected 2 values (2-D windows "
          "only), found 3 values"}},
-       tiny_with([](ModelProto& m) {
-         attribute(node(m, "/conv/Conv"), "kernel_shape").add_ints(3);
-       })},
+       tiny_with(
+           [](ModelProto& m) { attribute(node(m, "/conv/Conv"), "kernel_shape").add_ints(3); })},
       {{"onnx_maxpool_storage_order.onnx",
         S::kGraph,
         {"node '/pool/MaxPool' (MaxPool) attribute 'storage_order': expected 0 (row major), "
@@ -595,7 +594,9 @@ const std::vector<Entry>& entries() {
       {{"onnx_two_outputs.onnx",
         S::kGraph,
         {"graph: expected one output (the class scores), found 2 outputs"}},
-       tiny_with([](ModelProto& m) { add_output(m, "/relu/Relu_output_0", {-1, 4, 8, 8}); })},
+       tiny_with([](ModelProto& m) {
+         add_output(m, "/relu/Relu_output_0", {-1, 4, 8, 8});
+       })},
       {{"onnx_output_rank4.onnx",
         S::kGraph,
         {"output '/pool/MaxPool': expected class scores of dims (N, classes), one row per input, "
@@ -694,8 +695,7 @@ const std::vector<Entry>& entries() {
          add_initializer(m, "a", at::tensor(std::vector<int64_t>{64 * b}));
          add_initializer(m, "b", at::tensor(std::vector<int64_t>{b}));
          for (const char* x : {"a", "b"}) {
-           attr_int(add_node(m, "Cast", std::string("/Cast_") + x, {x},
-                             {std::string(x) + "32"}),
+           attr_int(add_node(m, "Cast", std::string("/Cast_") + x, {x}, {std::string(x) + "32"}),
                     "to", TensorProto::INT32);
          }
          add_node(m, "Div", "/Div", {"a32", "b32"}, {"q32"});
@@ -738,7 +738,9 @@ const std::vector<Entry>& entries() {
         S::kGraph,
         {"graph input 'input': expected an input fed at run time (the image), found an "
          "initializer of the same name, which makes it a constant"}},
-       tiny_with([](ModelProto& m) { add_initializer(m, "input", test_values({1, 3, 8, 8})); })},
+       tiny_with([](ModelProto& m) {
+         add_initializer(m, "input", test_values({1, 3, 8, 8}));
+       })},
   };
   return all;
 }

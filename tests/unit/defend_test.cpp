@@ -123,7 +123,8 @@ DefenseResult check_method(const std::string& method, const json& params) {
   o.params = params;
   DefenseResult r = defend(method, t.model, t.data, o);
   EXPECT_EQ(r.method, method);
-  const std::vector<int64_t> zeros = zero_channels(r.model, conv_unit(r.model, r.model.find("conv_3")));
+  const std::vector<int64_t> zeros =
+      zero_channels(r.model, conv_unit(r.model, r.model.find("conv_3")));
   EXPECT_NE(std::find(zeros.begin(), zeros.end(), 7), zeros.end()) << method;
   const std::string file = test::temp_dir() + "/" + method + ".h5";
   save_model(r.model, file);

@@ -74,8 +74,7 @@ std::vector<NeuronLayer> neuron_layers(const Model& m, std::string& kind) {
   for (int i : candidates) {
     ChannelUnit u;
     try {
-      u = m.node(static_cast<size_t>(i)).is_op("Conv") ? conv_unit(m, i)
-                                                      : linear_output_unit(m, i);
+      u = m.node(static_cast<size_t>(i)).is_op("Conv") ? conv_unit(m, i) : linear_output_unit(m, i);
     } catch (const InvalidArgument&) {
       continue;  // a layer whose weights are not parameters (computed or shared)
     }
@@ -149,7 +148,8 @@ Model pruned_at(const Model& badnet, const std::vector<NeuronLayer>& layers,
 nlohmann::json anp_schema() {
   return {
       {"eps", option(0.4, "bound of the multiplicative noise (anp_eps)", 0, 10)},
-      {"alpha", option(0.2, "weight of the clean loss against the perturbed one (anp_alpha)", 0, 1)},
+      {"alpha",
+       option(0.2, "weight of the clean loss against the perturbed one (anp_alpha)", 0, 1)},
       {"mask_lr", option(0.2, "SGD learning rate of the masks (momentum 0.9)", 1e-9, 1e3)},
       {"iterations", option(2000, "mini-batches of mask optimisation (nb_iter)", 1, 10000000)},
       {"batch", option(128, "images per mini-batch", 1, 1 << 20)},
@@ -202,8 +202,8 @@ void run_anp(const Context& c, DefenseResult& r) {
       if (l.shift >= 0) noise_vars.push_back(p.noise_bias.back());
     }
     if (eps > 0) {
-      auto g = torch::autograd::grad({loss_of(m, x, y, given(m, layers, p, true))}, noise_vars,
-                                     {}, false, false, true);
+      auto g = torch::autograd::grad({loss_of(m, x, y, given(m, layers, p, true))}, noise_vars, {},
+                                     false, false, true);
       for (size_t k = 0, j = 0; k < layers.size(); ++k) {
         p.noise[k] = (p.noise[k] + eps * g[j++].sign()).detach();
         p.noise_bias[k] = layers[k].shift >= 0 ? (p.noise_bias[k] + eps * g[j++].sign()).detach()
@@ -229,7 +229,8 @@ void run_anp(const Context& c, DefenseResult& r) {
 
   c.stage("pruning by mask");
   const double base = accuracy(m, c.split.holdout, c.options.eval_batch);
-  const double fixed = get_double(c.params, "threshold"), max_drop = get_double(c.params, "max_drop");
+  const double fixed = get_double(c.params, "threshold"),
+               max_drop = get_double(c.params, "max_drop");
   nlohmann::json sweep = nlohmann::json::array();
   double chosen = fixed;
   if (fixed < 0) {

@@ -35,9 +35,8 @@ const std::vector<Method>& table() {
        "Neural Cleanse's unlearning (Wang et al., IEEE S&P 2019, section VI-C); triggers "
        "from bdguard detect",
        true, defense::nc_unlearn_schema, defense::run_nc_unlearn},
-      {"anp",
-       "Adversarial Neuron Pruning (Wu & Wang, NeurIPS 2021), csdongxian/ANP_backdoor",
-       true, defense::anp_schema, defense::run_anp},
+      {"anp", "Adversarial Neuron Pruning (Wu & Wang, NeurIPS 2021), csdongxian/ANP_backdoor", true,
+       defense::anp_schema, defense::run_anp},
       {"clp",
        "Channel Lipschitzness-based Pruning (Zheng et al., ECCV 2022), "
        "rkteddy/channel-Lipschitzness-based-pruning",

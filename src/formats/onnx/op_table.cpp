@@ -61,9 +61,11 @@ Window2d window_of(const NodeContext& c, std::vector<int64_t> kernel, bool dilat
     w.dh = d[0], w.dw = d[1];
   }
   w.pads = c.attrs.get_ints("pads", {0, 0, 0, 0});
-  if (w.pads.size() != 4) refuse(c, "attribute 'pads'", "4 values (2-D)", std::to_string(w.pads.size()));
+  if (w.pads.size() != 4)
+    refuse(c, "attribute 'pads'", "4 values (2-D)", std::to_string(w.pads.size()));
   for (int64_t p : w.pads) {
-    if (p < 0 || p > 65536) refuse(c, "attribute 'pads'", "values in [0, 65536]", std::to_string(p));
+    if (p < 0 || p > 65536)
+      refuse(c, "attribute 'pads'", "values in [0, 65536]", std::to_string(p));
   }
   w.auto_pad = auto_pad_of(c);
   return w;
@@ -80,13 +82,14 @@ BuiltOp conv(const NodeContext& c) {
   }
   Window2d w = window_of(c, kernel, true);
   const int64_t group = c.attrs.get_int("group", 1);
-  if (group < 1 || group > 65536) refuse(c, "attribute 'group'", "a value in [1, 65536]", std::to_string(group));
+  if (group < 1 || group > 65536)
+    refuse(c, "attribute 'group'", "a value in [1, 65536]", std::to_string(group));
   return of(std::make_unique<ConvOp>(w, group));
 }
 
 BuiltOp max_pool(const NodeContext& c) {
-  c.attrs.allow_only({"kernel_shape", "strides", "pads", "dilations", "auto_pad", "ceil_mode",
-                      "storage_order"});
+  c.attrs.allow_only(
+      {"kernel_shape", "strides", "pads", "dilations", "auto_pad", "ceil_mode", "storage_order"});
   if (!c.attrs.has("kernel_shape")) refuse(c, "", "a kernel_shape", "none");
   if (c.attrs.get_int("storage_order", 0) != 0) {
     refuse(c, "attribute 'storage_order'", "0 (row major)", "1");
@@ -97,7 +100,8 @@ BuiltOp max_pool(const NodeContext& c) {
 }
 
 BuiltOp average_pool(const NodeContext& c) {
-  c.attrs.allow_only({"kernel_shape", "strides", "pads", "auto_pad", "ceil_mode", "count_include_pad"});
+  c.attrs.allow_only(
+      {"kernel_shape", "strides", "pads", "auto_pad", "ceil_mode", "count_include_pad"});
   if (!c.attrs.has("kernel_shape")) refuse(c, "", "a kernel_shape", "none");
   Window2d w = window_of(c, {}, false);
   w.ceil_mode = c.attrs.get_int("ceil_mode", 0) != 0;
@@ -111,7 +115,8 @@ BuiltOp gemm(const NodeContext& c) {
   a.beta = c.attrs.get_float("beta", 1.0);
   a.trans_a = c.attrs.get_int("transA", 0) != 0;
   a.trans_b = c.attrs.get_int("transB", 0) != 0;
-  if (!std::isfinite(a.alpha) || !std::isfinite(a.beta)) refuse(c, "attributes alpha, beta", "finite values", "others");
+  if (!std::isfinite(a.alpha) || !std::isfinite(a.beta))
+    refuse(c, "attributes alpha, beta", "finite values", "others");
   return of(std::make_unique<GemmOp>(a));
 }
 
@@ -124,7 +129,8 @@ BuiltOp batch_norm(const NodeContext& c) {
   if (c.node.output_size() > 1) {
     for (int i = 1; i < c.node.output_size(); ++i) {
       if (!c.node.output(i).empty()) {
-        refuse(c, "", "one output (the inference form)", std::to_string(c.node.output_size()) + " outputs");
+        refuse(c, "", "one output (the inference form)",
+               std::to_string(c.node.output_size()) + " outputs");
       }
     }
   }
@@ -159,7 +165,8 @@ BuiltOp pad(const NodeContext& c) {
     return of(make_pad(c.attrs.get_ints("pads", {}), c.attrs.get_float("value", 0.0), false));
   }
   c.attrs.allow_only({"mode"});
-  if (c.inputs.size() > 3) refuse(c, "", "at most 3 inputs (no axes)", std::to_string(c.inputs.size()));
+  if (c.inputs.size() > 3)
+    refuse(c, "", "at most 3 inputs (no axes)", std::to_string(c.inputs.size()));
   return of(make_pad({}, 0.0, true));
 }
 
@@ -187,7 +194,8 @@ BuiltOp dropout(const NodeContext& c) {
 BuiltOp cast(const NodeContext& c) {
   c.attrs.allow_only({"to", "saturate"});
   const int64_t to = c.attrs.get_int("to", -1);
-  return of(make_cast(scalar_type_of(static_cast<int32_t>(to), c.file, node_object(c.node) + " attribute 'to'")));
+  return of(make_cast(
+      scalar_type_of(static_cast<int32_t>(to), c.file, node_object(c.node) + " attribute 'to'")));
 }
 
 BuiltOp shape(const NodeContext& c) {
@@ -219,7 +227,8 @@ const std::map<std::string, Builder>& table() {
       {"LogSoftmax", [](const NodeContext& c) { return softmax(c, true); }},
       {"MaxPool", max_pool},
       {"AveragePool", average_pool},
-      {"GlobalAveragePool", [](const NodeContext& c) { return simple(c, make_global_pool(false)); }},
+      {"GlobalAveragePool",
+       [](const NodeContext& c) { return simple(c, make_global_pool(false)); }},
       {"GlobalMaxPool", [](const NodeContext& c) { return simple(c, make_global_pool(true)); }},
       {"Add", [](const NodeContext& c) { return simple(c, make_binary("Add")); }},
       {"Sub", [](const NodeContext& c) { return simple(c, make_binary("Sub")); }},
@@ -297,7 +306,8 @@ BuiltOp build_op(const NodeContext& c) {
   if (it == table().end()) {
     std::string known;
     for (const auto& [name, _] : table()) known += (known.empty() ? "" : ", ") + name;
-    fail<UnsupportedOp>(c.file, node_object(c.node), "an operator bdguard implements (" + known + ")",
+    fail<UnsupportedOp>(c.file, node_object(c.node),
+                        "an operator bdguard implements (" + known + ")",
                         "op type " + quote(c.node.op_type()));
   }
   return it->second(c);

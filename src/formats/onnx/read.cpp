@@ -83,7 +83,8 @@ class Reader {
     if (!type.has_shape()) {
       fail<UnsupportedOp>(file_, "graph input " + quote(in.name()), "a shape", "none");
     }
-    const at::ScalarType dtype = scalar_type_of(type.elem_type(), file_, "graph input " + quote(in.name()));
+    const at::ScalarType dtype =
+        scalar_type_of(type.elem_type(), file_, "graph input " + quote(in.name()));
     Dims dims;
     for (int i = 0; i < type.shape().dim_size(); ++i) {
       const auto& d = type.shape().dim(i);
@@ -92,9 +93,10 @@ class Reader {
       } else if (i == 0 && o_.batch_input) {
         dims.push_back(kBatch);  // symbolic ("N") or fixed: the batch the model runs on
       } else {
-        fail<UnsupportedOp>(file_, "graph input " + quote(in.name()) + " dim " + std::to_string(i),
-                            "a fixed size (only the first dim may be symbolic: the batch)",
-                            d.has_dim_param() ? "symbolic dim " + quote(d.dim_param()) : "an unknown size");
+        fail<UnsupportedOp>(
+            file_, "graph input " + quote(in.name()) + " dim " + std::to_string(i),
+            "a fixed size (only the first dim may be symbolic: the batch)",
+            d.has_dim_param() ? "symbolic dim " + quote(d.dim_param()) : "an unknown size");
       }
     }
     values_[in.name()] = m_.add_input(fresh(m_, in.name()), dims, dtype);
@@ -168,7 +170,8 @@ class Reader {
     for (int i : ins) infos.push_back(i < 0 ? nullptr : &m_.node(static_cast<size_t>(i)).info);
     NodeContext ctx{n, attrs, opset_, file_, infos};
     BuiltOp b = build_op(ctx);
-    if (b.keep_inputs >= 0 && static_cast<int>(ins.size()) > b.keep_inputs) ins.resize(static_cast<size_t>(b.keep_inputs));
+    if (b.keep_inputs >= 0 && static_cast<int>(ins.size()) > b.keep_inputs)
+      ins.resize(static_cast<size_t>(b.keep_inputs));
     for (auto& e : b.extra) {
       if (ins.size() <= e.slot) ins.resize(e.slot + 1, -1);
       const int c = m_.add_const(fresh(m_, n.output(0) + "/" + std::to_string(e.slot)), e.value);
@@ -200,11 +203,12 @@ class Reader {
       v = at::tensor(attrs.get_ints("value_ints", {}, 1 << 16), at::kLong);
     } else if (attrs.has("value_floats")) {
       std::vector<float> f;
-      for (double x : attrs.get_floats("value_floats", {}, 1 << 16)) f.push_back(static_cast<float>(x));
+      for (double x : attrs.get_floats("value_floats", {}, 1 << 16))
+        f.push_back(static_cast<float>(x));
       v = at::tensor(f, at::kFloat);
     } else {
-      fail<UnsupportedOp>(file_, node_object(n), "a value, value_float(s) or value_int(s) attribute",
-                          "none of them");
+      fail<UnsupportedOp>(file_, node_object(n),
+                          "a value, value_float(s) or value_int(s) attribute", "none of them");
     }
     constants_[n.output(0)] = v;
     const int i = shared_const(n.output(0), v);

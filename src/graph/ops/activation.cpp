@@ -77,7 +77,8 @@ class ClipOp : public Op {
       if (b && static_numel(b->dims) != 1) {
         op_fail(i == 1 ? "input min" : "input max", "a scalar", dims_str(b->dims));
       }
-      if (b && b->dtype != x.dtype) op_fail(i == 1 ? "input min" : "input max", type_name(x.dtype), type_name(b->dtype));
+      if (b && b->dtype != x.dtype)
+        op_fail(i == 1 ? "input min" : "input max", type_name(x.dtype), type_name(b->dtype));
     }
     return {x.dims, x.dtype, std::nullopt};
   }
@@ -144,7 +145,8 @@ class SoftmaxOp : public Op {
   }
   at::Tensor forward(const std::vector<at::Tensor>& in) const override {
     const at::Tensor& x = in[0];
-    if (!coerce_ || axis_ == rank_ - 1) return log_ ? at::log_softmax(x, axis_) : at::softmax(x, axis_);
+    if (!coerce_ || axis_ == rank_ - 1)
+      return log_ ? at::log_softmax(x, axis_) : at::softmax(x, axis_);
     at::Tensor flat = x.flatten(axis_, rank_ - 1);
     at::Tensor y = log_ ? at::log_softmax(flat, axis_) : at::softmax(flat, axis_);
     return y.view(x.sizes());

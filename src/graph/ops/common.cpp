@@ -25,10 +25,9 @@ namespace ops {
 
 void arity(const std::vector<const ValueInfo*>& in, size_t lo, size_t hi) {
   if (in.size() < lo || in.size() > hi) {
-    op_fail<UnsupportedOp>("inputs",
-                           lo == hi ? std::to_string(lo)
-                                    : std::to_string(lo) + " to " + std::to_string(hi),
-                           std::to_string(in.size()));
+    op_fail<UnsupportedOp>(
+        "inputs", lo == hi ? std::to_string(lo) : std::to_string(lo) + " to " + std::to_string(hi),
+        std::to_string(in.size()));
   }
 }
 
@@ -66,8 +65,8 @@ int64_t static_dim(const ValueInfo& v, size_t axis, const std::string& what) {
 int64_t norm_axis(int64_t axis, int64_t rank, const std::string& what, bool inclusive) {
   const int64_t hi = inclusive ? rank : rank - 1;
   if (axis < -rank || axis > hi) {
-    op_fail<UnsupportedOp>(what, "an axis in [" + std::to_string(-rank) + ", " +
-                                     std::to_string(hi) + "]",
+    op_fail<UnsupportedOp>(what,
+                           "an axis in [" + std::to_string(-rank) + ", " + std::to_string(hi) + "]",
                            std::to_string(axis));
   }
   return axis < 0 ? axis + rank : axis;
@@ -137,7 +136,8 @@ Axis1d window_axis(int64_t in, int64_t kernel, int64_t stride, int64_t dilation,
 
 std::pair<int64_t, int64_t> resolve_window(Window2d& w, int64_t h, int64_t wd,
                                            const std::string& what) {
-  if (w.pads.size() != 4) op_fail<UnsupportedOp>(what + " pads", "4 values", std::to_string(w.pads.size()));
+  if (w.pads.size() != 4)
+    op_fail<UnsupportedOp>(what + " pads", "4 values", std::to_string(w.pads.size()));
   Axis1d y = window_axis(h, w.kh, w.sh, w.dh, w.pads[0], w.pads[2], w.auto_pad, w.ceil_mode, what);
   Axis1d x = window_axis(wd, w.kw, w.sw, w.dw, w.pads[1], w.pads[3], w.auto_pad, w.ceil_mode, what);
   w.pads = {y.before, x.before, y.after, x.after};

@@ -27,15 +27,16 @@ ValueInfo ConvOp::infer(const std::vector<const ValueInfo*>& in) {
             dims_str(w.dims));
   }
   if (w.dims[2] != window_.kh || w.dims[3] != window_.kw) {
-    op_fail("input W", "a kernel of " + std::to_string(window_.kh) + "x" +
-                           std::to_string(window_.kw) + " (kernel_shape)",
+    op_fail("input W",
+            "a kernel of " + std::to_string(window_.kh) + "x" + std::to_string(window_.kw) +
+                " (kernel_shape)",
             dims_str(w.dims));
   }
   if (const ValueInfo* b = maybe(in, 2)) {
     if (b->dims != Dims{f}) op_fail("input B", "(" + std::to_string(f) + ",)", dims_str(b->dims));
   }
-  auto [oh, ow] = resolve_window(window_, static_dim(x, 2, "input X"),
-                                 static_dim(x, 3, "input X"), "input X");
+  auto [oh, ow] =
+      resolve_window(window_, static_dim(x, 2, "input X"), static_dim(x, 3, "input X"), "input X");
   return {{x.dims[0], f, oh, ow}, x.dtype, std::nullopt};
 }
 

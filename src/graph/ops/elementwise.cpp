@@ -107,7 +107,8 @@ class SumOp : public Op {
     Dims dims = need(in, 0).dims;
     for (size_t i = 1; i < in.size(); ++i) {
       const ValueInfo& v = need(in, i);
-      if (v.dtype != in[0]->dtype) op_fail("input " + std::to_string(i), type_name(in[0]->dtype), type_name(v.dtype));
+      if (v.dtype != in[0]->dtype)
+        op_fail("input " + std::to_string(i), type_name(in[0]->dtype), type_name(v.dtype));
       dims = broadcast(dims, v.dims, "inputs");
     }
     return {dims, in[0]->dtype, std::nullopt};

@@ -68,7 +68,8 @@ Dims reshape_dims(const Dims& in, const std::vector<int64_t>& shape, bool allowz
       if (infer_at >= 0) op_fail(what, "at most one -1", "two");
       infer_at = static_cast<int64_t>(i);
     } else if (s == 0 && !allowzero) {
-      if (i >= in.size()) op_fail(what, "a 0 only where the input has a dimension", std::to_string(i));
+      if (i >= in.size())
+        op_fail(what, "a 0 only where the input has a dimension", std::to_string(i));
       out[i] = in[i];
     } else if (s < 0) {
       op_fail(what, "dimensions >= -1", std::to_string(s));
@@ -100,11 +101,13 @@ Dims reshape_dims(const Dims& in, const std::vector<int64_t>& shape, bool allowz
       "a shape that keeps the batch dimension apart (export with a dynamic batch axis)";
   if (infer_at < 0) {
     if (bi != bo) op_fail(what, mixes, dims_str(in) + " to " + dims_str(out));
-    if (ni != no) op_fail(what, "a shape with as many elements as the input " + dims_str(in), dims_str(out));
+    if (ni != no)
+      op_fail(what, "a shape with as many elements as the input " + dims_str(in), dims_str(out));
     return out;
   }
   if (no == 0 || ni % no != 0) {
-    op_fail(what, "a shape with as many elements as the input " + dims_str(in), nlohmann::json(shape).dump());
+    op_fail(what, "a shape with as many elements as the input " + dims_str(in),
+            nlohmann::json(shape).dump());
   }
   const int64_t q = ni / no;
   if (bi == bo) {
@@ -164,11 +167,14 @@ class TransposeOp : public Op {
       for (size_t i = 0; i < rank; ++i) perm_.push_back(static_cast<int64_t>(rank - 1 - i));
     }
     std::vector<char> seen(rank, 0);
-    if (perm_.size() != rank) op_fail<UnsupportedOp>("attribute perm", std::to_string(rank) + " axes", std::to_string(perm_.size()));
+    if (perm_.size() != rank)
+      op_fail<UnsupportedOp>("attribute perm", std::to_string(rank) + " axes",
+                             std::to_string(perm_.size()));
     Dims out;
     for (int64_t p : perm_) {
       if (p < 0 || p >= static_cast<int64_t>(rank) || seen[static_cast<size_t>(p)]) {
-        op_fail<UnsupportedOp>("attribute perm", "a permutation of the axes", nlohmann::json(perm_).dump());
+        op_fail<UnsupportedOp>("attribute perm", "a permutation of the axes",
+                               nlohmann::json(perm_).dump());
       }
       seen[static_cast<size_t>(p)] = 1;
       out.push_back(x.dims[static_cast<size_t>(p)]);
@@ -203,11 +209,15 @@ class ConcatOp : public Op {
     bool all_known = first.dtype == at::kLong && rank == 1;
     for (size_t i = 0; i < in.size(); ++i) {
       const ValueInfo& v = need(in, i);
-      if (v.dtype != first.dtype) op_fail("input " + std::to_string(i), type_name(first.dtype), type_name(v.dtype));
+      if (v.dtype != first.dtype)
+        op_fail("input " + std::to_string(i), type_name(first.dtype), type_name(v.dtype));
       bool ok = v.dims.size() == first.dims.size();
       for (size_t d = 0; ok && d < v.dims.size(); ++d) ok = d == a || v.dims[d] == first.dims[d];
-      if (!ok) op_fail("input " + std::to_string(i), "a shape matching " + dims_str(first.dims) + " off the axis", dims_str(v.dims));
-      if (v.dims[a] < 0) op_fail("input " + std::to_string(i), "a known size along the axis", dims_str(v.dims));
+      if (!ok)
+        op_fail("input " + std::to_string(i),
+                "a shape matching " + dims_str(first.dims) + " off the axis", dims_str(v.dims));
+      if (v.dims[a] < 0)
+        op_fail("input " + std::to_string(i), "a known size along the axis", dims_str(v.dims));
       out[a] += v.dims[a];
       if (all_known && v.known) {
         known.insert(known.end(), v.known->begin(), v.known->end());
@@ -219,7 +229,9 @@ class ConcatOp : public Op {
     if (all_known) r.known = known;
     return r;
   }
-  at::Tensor forward(const std::vector<at::Tensor>& in) const override { return at::cat(in, axis_); }
+  at::Tensor forward(const std::vector<at::Tensor>& in) const override {
+    return at::cat(in, axis_);
+  }
   std::unique_ptr<Op> clone() const override { return std::make_unique<ConcatOp>(*this); }
   nlohmann::json attributes() const override { return {{"axis", axis_}}; }
 
@@ -259,18 +271,22 @@ class SqueezeOp : public Op {
     std::vector<char> mark(static_cast<size_t>(out_rank), 0);
     for (int64_t& a : axes_) {
       a = norm_axis(a, out_rank, "axes");
-      if (mark[static_cast<size_t>(a)]) op_fail<UnsupportedOp>("axes", "distinct axes", "a repeated axis");
+      if (mark[static_cast<size_t>(a)])
+        op_fail<UnsupportedOp>("axes", "distinct axes", "a repeated axis");
       mark[static_cast<size_t>(a)] = 1;
     }
     Dims out;
     if (unsqueeze_) {
       size_t j = 0;
-      for (int64_t i = 0; i < out_rank; ++i) out.push_back(mark[static_cast<size_t>(i)] ? 1 : x.dims[j++]);
+      for (int64_t i = 0; i < out_rank; ++i)
+        out.push_back(mark[static_cast<size_t>(i)] ? 1 : x.dims[j++]);
     } else {
       for (int64_t i = 0; i < rank; ++i) {
         const int64_t d = x.dims[static_cast<size_t>(i)];
         const bool listed = mark[static_cast<size_t>(i)] != 0;
-        if (listed && d != 1) op_fail("axes", "axes of size 1", "axis " + std::to_string(i) + " of " + dims_str(x.dims));
+        if (listed && d != 1)
+          op_fail("axes", "axes of size 1",
+                  "axis " + std::to_string(i) + " of " + dims_str(x.dims));
         if (axes_.empty() ? d == 1 : listed) {
           squeezed_.push_back(i);
           continue;
@@ -313,11 +329,14 @@ class PadOp : public Op {
     if (from_inputs_) {
       pads_ = known_ints(need(in, 1), "input pads");
       if (const ValueInfo* v = maybe(in, 2)) {
-        if (static_numel(v->dims) != 1) op_fail("input constant_value", "a scalar", dims_str(v->dims));
+        if (static_numel(v->dims) != 1)
+          op_fail("input constant_value", "a scalar", dims_str(v->dims));
       }
     }
     const size_t rank = x.dims.size();
-    if (pads_.size() != 2 * rank) op_fail<UnsupportedOp>("pads", std::to_string(2 * rank) + " values", std::to_string(pads_.size()));
+    if (pads_.size() != 2 * rank)
+      op_fail<UnsupportedOp>("pads", std::to_string(2 * rank) + " values",
+                             std::to_string(pads_.size()));
     // Pads beyond any dim bdguard accepts (2^20) are refused first, so the sums below
     // cannot overflow.
     constexpr int64_t kMaxPad = int64_t{1} << 20;
@@ -331,7 +350,8 @@ class PadOp : public Op {
       const int64_t before = pads_[i], after = pads_[i + rank];
       if (before == 0 && after == 0) continue;
       // Not even a crop and a pad that cancel out: batch items stay where they are.
-      if (out[i] < 0) op_fail("pads", "no padding of the batch dimension", nlohmann::json(pads_).dump());
+      if (out[i] < 0)
+        op_fail("pads", "no padding of the batch dimension", nlohmann::json(pads_).dump());
       // ATen crops each side (a negative pad) before it pads.
       if (out[i] + std::min<int64_t>(before, 0) + std::min<int64_t>(after, 0) < 0) {
         op_fail("pads", "crops (negative pads) of at most the input's " + dims_str(x.dims),

@@ -22,11 +22,14 @@ ValueInfo BatchNormOp::infer(const std::vector<const ValueInfo*>& in) {
   for (size_t i = 1; i < 5; ++i) {
     const ValueInfo& p = need(in, i);
     if (p.dims != Dims{c}) {
-      op_fail(std::string("input ") + names[i - 1], "(" + std::to_string(c) + ",)", dims_str(p.dims));
+      op_fail(std::string("input ") + names[i - 1], "(" + std::to_string(c) + ",)",
+              dims_str(p.dims));
     }
-    if (p.dtype != x.dtype) op_fail(std::string("input ") + names[i - 1], type_name(x.dtype), type_name(p.dtype));
+    if (p.dtype != x.dtype)
+      op_fail(std::string("input ") + names[i - 1], type_name(x.dtype), type_name(p.dtype));
   }
-  if (!(epsilon_ >= 0)) op_fail<UnsupportedOp>("attribute epsilon", ">= 0", std::to_string(epsilon_));
+  if (!(epsilon_ >= 0))
+    op_fail<UnsupportedOp>("attribute epsilon", ">= 0", std::to_string(epsilon_));
   return {x.dims, x.dtype, std::nullopt};
 }
 

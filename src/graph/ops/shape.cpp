@@ -58,7 +58,8 @@ class GatherOp : public Op {
     arity(in, 2, 2);
     const ValueInfo& data = need(in, 0);
     const ValueInfo& idx = need(in, 1);
-    if (idx.dtype != at::kLong && idx.dtype != at::kInt) op_fail("input indices", "int32 or int64", type_name(idx.dtype));
+    if (idx.dtype != at::kLong && idx.dtype != at::kInt)
+      op_fail("input indices", "int32 or int64", type_name(idx.dtype));
     const auto rank = static_cast<int64_t>(data.dims.size());
     if (rank == 0) op_fail("input data", "a tensor of rank >= 1", "a scalar");
     axis_ = norm_axis(axis_, rank, "attribute axis");
@@ -71,13 +72,16 @@ class GatherOp : public Op {
     if (idx.known && size >= 0) {
       for (int64_t i : *idx.known) {
         if (i < -size || i >= size) {
-          op_fail("input indices", "indices in [" + std::to_string(-size) + ", " + std::to_string(size) + ")", std::to_string(i));
+          op_fail("input indices",
+                  "indices in [" + std::to_string(-size) + ", " + std::to_string(size) + ")",
+                  std::to_string(i));
         }
       }
     }
     if (data.known && idx.known && rank == 1) {
       std::vector<int64_t> v;
-      for (int64_t i : *idx.known) v.push_back((*data.known)[static_cast<size_t>(i < 0 ? i + size : i)]);
+      for (int64_t i : *idx.known)
+        v.push_back((*data.known)[static_cast<size_t>(i < 0 ? i + size : i)]);
       r.known = v;
     }
     return r;

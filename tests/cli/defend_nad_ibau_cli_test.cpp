@@ -11,6 +11,7 @@
 #include "bdguard/dataset.h"
 #include "bdguard/model_io.h"
 #include "bdguard/train.h"
+#include "onnx_fixtures.h"
 #include "test_util.h"
 
 namespace bdguard {
@@ -57,45 +58,17 @@ TEST(DefendNadIbauCli, IbauJsonHasTheKeys) {
   expect_defend_json("i-bau", "--ibau-rounds 1 --ibau-k 3 --pixel-range 0,255");
 }
 
-std::string onnx_cnn() {
-  const std::string path =
-      std::string(BDGUARD_SHARED_DIR) + "/fixtures/onnx/simple_cnn_op17_kept.onnx";
-  return std::ifstream(path) ? path : "";
-}
-
-// Pixels uniform in 0..255 (the model reads pixel / 255), labels the model's own top-1
-// with a tenth set to 3; poisoned copies with a bright corner labelled 0 (as
-// onnx_cli_test.cpp's data).
-std::string onnx_data(const Model& m, const std::string& name, uint64_t seed, int64_t n,
-                      bool poisoned) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  const Shape s = m.input_shape();
-  at::Tensor x = (at::rand({n, s[0], s[1], s[2]}, gen) * 255).round();
-  at::Tensor y;
-  if (poisoned) {
-    x.narrow(2, 0, s[1] / 4).narrow(3, 0, s[2] / 4).fill_(255);
-    y = at::zeros({n}, at::kLong);
-  } else {
-    at::NoGradGuard no_grad;
-    y = predict_labels(m, x);
-    y.narrow(0, 0, n / 10).fill_(3);
-  }
-  const std::string path = test::temp_dir() + "/" + name;
-  write_lab_dataset(path, x, y);
-  return path;
-}
-
 TEST(DefendNadIbauCli, OnnxModelGivesOnnx) {
-  if (onnx_cnn().empty()) GTEST_SKIP() << "../shared/fixtures/onnx is absent: test skipped";
+  REQUIRE_ONNX_FIXTURES();
   LoadOptions lo;
   lo.preprocess.scale = 1.0 / 255;
-  const Model m = load_model(onnx_cnn(), {}, lo);
-  const std::string valid = onnx_data(m, "valid.h5", 1, 200, false);
-  const std::string bd_valid = onnx_data(m, "bd_valid.h5", 2, 100, true);
+  const Model m = load_model(test::cnn(), {}, lo);
+  const std::string valid = test::write_set(m, test::temp_dir() + "/valid.h5", 1, 200, false);
+  const std::string bd_valid = test::write_set(m, test::temp_dir() + "/bd_valid.h5", 2, 100, true);
   const std::string base =
       "defend --json --quiet --threads 2 --input-scale 0.00392156862745098 "
       "--model " +
-      onnx_cnn() + " --clean " + valid + " --poisoned " + bd_valid + " --out " + test::temp_dir();
+      test::cnn() + " --clean " + valid + " --poisoned " + bd_valid + " --out " + test::temp_dir();
   for (const std::string method : {"nad", "i-bau"}) {
     const std::string flags = method == "nad" ? " --nad-teacher-epochs 1 --epochs 1"
                                               : " --ibau-rounds 1 --train-batch 40";

@@ -34,6 +34,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bdguard/evaluate.h"
@@ -112,6 +113,10 @@ struct NeuralCleanseResult {
   double screen_s = 0, refine_s = 0, seconds = 0;
   int64_t image_passes = 0;  // stamped images through the model, forward and backward
 };
+
+// The pixel range (lo, hi) of NeuralCleanseOptions and StripOptions: `lo` and `hi` when
+// both are given (not NaN), else [0, 1] when `images` lie in it, else [0, 255].
+std::pair<double, double> pixel_range(double lo, double hi, const at::Tensor& images);
 
 // Runs Neural Cleanse on `m` with the clean images `clean` (raw pixels, NCHW).
 NeuralCleanseResult neural_cleanse(const Model& m, const TensorData& clean,

@@ -34,18 +34,14 @@ struct GoodNetRow {
 };
 
 // `strip_clean` / `strip_poisoned`: STRIP's flags on the two sets (empty: no STRIP).
-GoodNetRow goodnet_row(const std::string& pruned_name, int64_t num_classes,
-                       const std::vector<int64_t>& clean_labels,
-                       const std::vector<int64_t>& poisoned_labels,
-                       const std::vector<int64_t>& badnet_clean,
-                       const std::vector<int64_t>& badnet_poisoned,
-                       const std::vector<int64_t>& pruned_clean,
-                       const std::vector<int64_t>& pruned_poisoned,
-                       const std::vector<bool>& strip_clean = {},
-                       const std::vector<bool>& strip_poisoned = {});
+GoodNetRow goodnet_row(
+    const std::string& pruned_name, int64_t num_classes, const std::vector<int64_t>& clean_labels,
+    const std::vector<int64_t>& poisoned_labels, const std::vector<int64_t>& badnet_clean,
+    const std::vector<int64_t>& badnet_poisoned, const std::vector<int64_t>& pruned_clean,
+    const std::vector<int64_t>& pruned_poisoned, const std::vector<bool>& strip_clean = {},
+    const std::vector<bool>& strip_poisoned = {});
 
 nlohmann::json to_json(const GoodNetRow& row);
-
 
 // Throws ShapeMismatch unless B and P have the same graph (op names, types, output
 // dims), input shape and class count.

@@ -70,11 +70,8 @@ int at_threads() { return at::get_num_threads(); }
 
 ArchSource arch_source(const ModelOptions& o) { return {o.arch, o.arch_from}; }
 
-namespace {
-
-std::vector<double> number_list(const std::string& text, const char* flag) {
+std::vector<double> parse_numbers(const std::string& text, const char* flag) {
   std::vector<double> out;
-  if (text.empty()) return out;
   size_t pos = 0;
   while (pos <= text.size()) {
     const size_t end = std::min(text.find(',', pos), text.size());
@@ -87,6 +84,14 @@ std::vector<double> number_list(const std::string& text, const char* flag) {
     out.push_back(v);
     pos = end + 1;
   }
+  return out;
+}
+
+namespace {
+
+std::vector<double> number_list(const std::string& text, const char* flag) {
+  if (text.empty()) return {};
+  std::vector<double> out = parse_numbers(text, flag);
   if (out.size() > 64)
     fail<InvalidArgument>(flag, "", "at most 64 values", std::to_string(out.size()));
   return out;

@@ -59,6 +59,10 @@ ProgressFn progress_bar(const std::string& label, bool quiet);
 // The compute threads in use (after apply_threads).
 int at_threads();
 
+// "1,2.5,3" as numbers, for flag `flag` (InvalidArgument unless every item is a finite
+// number; "" is not).
+std::vector<double> parse_numbers(const std::string& text, const char* flag);
+
 // Prints a JSON document to stdout.
 void print_json(const nlohmann::json& doc);
 // "98.65" style formatting of a percentage.

@@ -49,31 +49,10 @@ void add_nc_options(CLI::App& app, NcFlags& f, const std::string& seed_flag) {
       "LO,HI: the pixels' range (default: 0,1 if the clean data lies in it, else 0,255)");
 }
 
-namespace {
-
-std::vector<double> numbers(const std::string& text, const char* flag) {
-  std::vector<double> out;
-  size_t pos = 0;
-  while (pos <= text.size()) {
-    const size_t end = std::min(text.find(',', pos), text.size());
-    const std::string item = text.substr(pos, end - pos);
-    char* stop = nullptr;
-    const double v = std::strtod(item.c_str(), &stop);
-    if (item.empty() || stop != item.c_str() + item.size() || !std::isfinite(v)) {
-      fail<InvalidArgument>(flag, "", "numbers separated by commas", "'" + text + "'");
-    }
-    out.push_back(v);
-    pos = end + 1;
-  }
-  return out;
-}
-
-}  // namespace
-
 NeuralCleanseOptions nc_options(const NcFlags& f, const Model& m) {
   NeuralCleanseOptions o;
   if (f.labels != "all") {
-    for (double v : numbers(f.labels, "--labels")) {
+    for (double v : parse_numbers(f.labels, "--labels")) {
       if (v != std::floor(v) || v < 0 || v >= static_cast<double>(m.num_classes())) {
         fail<InvalidArgument>("--labels", "",
                               "labels in [0, " + std::to_string(m.num_classes()) + ")",
@@ -92,7 +71,7 @@ NeuralCleanseOptions nc_options(const NcFlags& f, const Model& m) {
   o.reference = f.reference;
   o.eval_images = f.eval_images;
   if (!f.pixel_range.empty()) {
-    auto r = numbers(f.pixel_range, "--pixel-range");
+    auto r = parse_numbers(f.pixel_range, "--pixel-range");
     if (r.size() != 2 || !(r[0] < r[1])) {
       fail<InvalidArgument>("--pixel-range", "", "LO,HI with LO < HI", "'" + f.pixel_range + "'");
     }

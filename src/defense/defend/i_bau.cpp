@@ -50,8 +50,8 @@ struct PixelRange {
 // clean images lie in it, else [0, 255].
 PixelRange pixel_range(const Context& c) {
   const NeuralCleanseOptions& o = c.options.neural_cleanse;
-  if (!std::isnan(o.pixel_min) && !std::isnan(o.pixel_max)) return {o.pixel_min, o.pixel_max};
-  return {0, c.data.clean.images.max().item<double>() <= 1.0 ? 1.0 : 255.0};
+  const auto [lo, hi] = bdguard::pixel_range(o.pixel_min, o.pixel_max, c.data.clean.images);
+  return {lo, hi};
 }
 
 at::Tensor perturbed(const at::Tensor& x, const at::Tensor& delta, const PixelRange& r) {

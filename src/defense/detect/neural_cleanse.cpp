@@ -7,6 +7,7 @@
 #include <cmath>
 #include <map>
 #include <numeric>
+#include <tuple>
 
 #include "bdguard/detect.h"
 #include "bdguard/error.h"
@@ -319,18 +320,18 @@ void check(const Model& m, const TensorData& clean, const NeuralCleanseOptions& 
 
 }  // namespace
 
+std::pair<double, double> pixel_range(double lo, double hi, const at::Tensor& images) {
+  if (!std::isnan(lo) && !std::isnan(hi)) return {lo, hi};
+  return {0.0, images.max().item<double>() <= 1.0 ? 1.0 : 255.0};
+}
+
 NeuralCleanseResult neural_cleanse(const Model& m, const TensorData& clean,
                                    const NeuralCleanseOptions& o) {
   check(m, clean, o);
   const auto start = Clock::now();
   NeuralCleanseResult r;
   r.n_clean = clean.size();
-  r.pixel_min = o.pixel_min, r.pixel_max = o.pixel_max;
-  if (std::isnan(r.pixel_min) || std::isnan(r.pixel_max)) {
-    const double hi = clean.images.max().item<double>();
-    r.pixel_min = 0;
-    r.pixel_max = hi <= 1.0 ? 1.0 : 255.0;
-  }
+  std::tie(r.pixel_min, r.pixel_max) = pixel_range(o.pixel_min, o.pixel_max, clean.images);
   std::vector<int64_t> labels = o.labels;
   if (labels.empty()) {
     for (int64_t l = 0; l < m.num_classes(); ++l) labels.push_back(l);

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
+#include "bdguard/detect.h"
 #include "bdguard/error.h"
 
 namespace bdguard {
@@ -41,11 +43,7 @@ Strip::Strip(const Model& m, TensorData pool, const StripOptions& o)
                         "another shape");
   }
   pool_.images = pool_.images.to(at::kFloat);
-  lo_ = o_.pixel_min, hi_ = o_.pixel_max;
-  if (std::isnan(lo_) || std::isnan(hi_)) {
-    lo_ = 0;
-    hi_ = pool_.images.max().item<double>() <= 1.0 ? 1.0 : 255.0;
-  }
+  std::tie(lo_, hi_) = pixel_range(o_.pixel_min, o_.pixel_max, pool_.images);
 }
 
 std::vector<double> Strip::score_rows(const at::Tensor& images, uint64_t stream, bool in_pool,

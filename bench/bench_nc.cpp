@@ -1,15 +1,19 @@
 // Neural Cleanse's speed: labels optimised together (label_batch 10) against the plain
 // way, one label after another (label_batch 1), with the same steps, on a Fashion-MNIST
-// CNN; then the screened run on a 1,283-class DeepID with 1,000 face-shaped images.
+// CNN; the verdict of the screened run against the full run's on that CNN (the screen
+// forced on its 10 labels); then the screened run on the lab's 1,283-class DeepID with
+// 1,000 faces.
 //
 // Usage: bench_nc [--model FMNIST.h5] [--clean VALID.h5] [--steps N] [--deepid WEIGHTS.h5]
+//                 [--skip-fmnist]
 //   --model   a Fashion-MNIST classifier (default: models/fmnist_badnet.h5)
 //   --clean   its clean data, lab HDF5 (default: 1,000 pseudo-random 28x28 images)
-//   --steps   steps per label of both runs (default 20; early stop off, so every label
-//             runs exactly this many and the two runs do the same work)
-//   --deepid  the lab's weights-only DeepID (default ../shared/fixtures/csaw/
-//             lab3_bd_weights.h5; skipped when absent); its images are pseudo-random
-//             55x47x3 pixels, so the time is that of the algorithm's default settings.
+//   --steps   steps per label of both timed runs (default 20; early stop off, so every
+//             label runs exactly this many and the two runs do the same work)
+//   --deepid  the lab's weights-only BadNet DeepID (default ../shared/fixtures/csaw/
+//             lab3_bd_weights.h5; skipped when absent). Its clean images: 1,000 noisy,
+//             shifted, re-lit copies of the fixture's clean faces (bench_prune's data);
+//             its settings: bdguard detect's defaults.
 // Prints seconds, images through the model per second and the speedup, and checks that
 // both runs give the same steps and norms (within float tolerance).
 #include <ATen/ATen.h>
@@ -25,8 +29,10 @@
 #include <string>
 #include <thread>
 
+#include "../tests/data/synthetic_faces.h"
 #include "bdguard/dataset.h"
 #include "bdguard/detect.h"
+#include "bdguard/memory.h"
 #include "bdguard/model_io.h"
 #include "bdguard/train.h"
 
@@ -52,29 +58,17 @@ NeuralCleanseResult timed(const Model& m, const TensorData& clean, NeuralCleanse
   const auto t = Clock::now();
   NeuralCleanseResult r = neural_cleanse(m, clean, o);
   seconds = seconds_since(t);
-  std::printf("%-34s %8.1f s  %10.0f images/s  flagged %zu\n", what, seconds,
-              static_cast<double>(r.image_passes) / seconds, r.flagged.size());
+  std::printf("%-34s %8.1f s  %10.0f images/s  flagged", what, seconds,
+              static_cast<double>(r.image_passes) / seconds);
+  for (int64_t l : r.flagged) std::printf(" %lld", static_cast<long long>(l));
+  if (r.screened) std::printf("  (screen %.1f s, refine %.1f s)", r.screen_s, r.refine_s);
+  std::printf("\n");
   std::fflush(stdout);
   return r;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  std::string model = std::string(BDGUARD_BENCH_SOURCE_DIR) + "/models/fmnist_badnet.h5";
-  std::string clean_path;
-  std::string deepid =
-      std::string(BDGUARD_BENCH_SOURCE_DIR) + "/../shared/fixtures/csaw/lab3_bd_weights.h5";
-  int steps = 20;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--model")) model = argv[i + 1];
-    if (!std::strcmp(argv[i], "--clean")) clean_path = argv[i + 1];
-    if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--deepid")) deepid = argv[i + 1];
-  }
-  at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-  std::printf("threads: %d\n", at::get_num_threads());
-
+// The batched and the plain run on the Fashion-MNIST CNN, and the screened verdict.
+void fmnist(const std::string& model, const std::string& clean_path, int steps) {
   Model m = load_model(model);
   TensorData clean = clean_path.empty() ? random_images(m, 1000, 1)
                                         : read_tensor_data(LabDataset(clean_path, m.input_shape()));
@@ -94,14 +88,59 @@ int main(int argc, char** argv) {
   }
   std::printf("speedup %.1fx; largest relative norm difference %.2g\n", plain_s / batched_s, worst);
 
+  // The screen forced on 10 labels (2 candidates, 4 reference labels) against the full
+  // run, both with detect's defaults otherwise.
+  NeuralCleanseOptions full;
+  double full_s = 0, screened_s = 0;
+  NeuralCleanseResult f = timed(m, clean, full, "fmnist, detect defaults, full", full_s);
+  NeuralCleanseOptions sc;
+  sc.full_below = 0;
+  sc.refine = 2;
+  sc.reference = 4;
+  NeuralCleanseResult g = timed(m, clean, sc, "fmnist, screened (2 + 4 refined)", screened_s);
+  std::printf("verdict: full %s, screened %s: %s\n", f.backdoored ? "yes" : "no",
+              g.backdoored ? "yes" : "no", f.flagged == g.flagged ? "same labels" : "DIFFERENT");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string model = std::string(BDGUARD_BENCH_SOURCE_DIR) + "/models/fmnist_badnet.h5";
+  std::string clean_path;
+  std::string deepid =
+      std::string(BDGUARD_BENCH_SOURCE_DIR) + "/../shared/fixtures/csaw/lab3_bd_weights.h5";
+  int steps = 20;
+  bool skip_fmnist = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--skip-fmnist")) skip_fmnist = true;
+  }
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--model")) model = argv[i + 1];
+    if (!std::strcmp(argv[i], "--clean")) clean_path = argv[i + 1];
+    if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--deepid")) deepid = argv[i + 1];
+  }
+  use_caching_cpu_allocator();  // as the bdguard tool does
+  at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  std::printf("threads: %d\n", at::get_num_threads());
+
+  if (!skip_fmnist) fmnist(model, clean_path, steps);
   if (!std::filesystem::exists(deepid)) {
     std::printf("DeepID: %s absent, skipped\n", deepid.c_str());
     return 0;
   }
   Model d = load_model(deepid, {"deepid", ""});
-  TensorData faces = random_images(d, 1000, 2);
+  const std::string csaw = std::filesystem::path(deepid).parent_path().string();
+  Batch faces = synthetic::variants(synthetic::fixture_faces(csaw, "cl"), 1000, 1);
   NeuralCleanseOptions od;  // the defaults: screening, as bdguard detect runs it
   double deepid_s = 0;
-  timed(d, faces, od, "DeepID 1283 classes, screened", deepid_s);
+  NeuralCleanseResult r =
+      timed(d, {faces.images, faces.labels}, od, "DeepID 1283 classes, screened", deepid_s);
+  std::printf(
+      "DeepID: %lld labels refined; median %.1f, MAD %.1f; label 0 (the attack's "
+      "target): norm %.1f, anomaly index %.2f\n",
+      static_cast<long long>(std::count_if(r.labels.begin(), r.labels.end(),
+                                           [](const LabelTrigger& l) { return l.refined; })),
+      r.median, r.mad, r.labels[0].mask_l1, r.labels[0].anomaly_index);
   return 0;
 }

@@ -62,13 +62,16 @@ struct NeuralCleanseOptions {
   // images lie in it, else [0, 255].
   double pixel_min = std::numeric_limits<double>::quiet_NaN();
   double pixel_max = std::numeric_limits<double>::quiet_NaN();
-  // Screening (more candidate labels than `full_below`): steps of the screen, how many
-  // candidates are refined (0: max(8, 2 % of the labels)), and how many other labels
-  // are refined as the reference sample.
+  // Screening (more candidate labels than `full_below`): the screen's steps, mini-batches
+  // per step and Adam learning rate (3x the full run's, so that masks shrink within its
+  // 16 updates), how many candidates are refined (0: max(4, ceil(labels / 256))), and
+  // how many other labels are refined as the reference sample.
   int64_t full_below = 64;
-  int screen_steps = 10;
+  int screen_steps = 8;
+  int screen_batches = 2;
+  double screen_lr = 0.3;
   int64_t refine = 0;
-  int64_t reference = 32;
+  int64_t reference = 16;
   // Clean images on which each refined trigger's attack success is measured.
   int64_t eval_images = 1000;
   // MAD outlier test: flag labels below the median whose index exceeds this.

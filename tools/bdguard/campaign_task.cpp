@@ -60,6 +60,8 @@ nlohmann::json campaign_settings(const ModelOptions& mo, const NcFlags& nc, int 
                       {"nc_label_batch", nc.label_batch},
                       {"nc_full_below", nc.full_below},
                       {"nc_screen_steps", nc.screen_steps},
+                      {"nc_screen_batches", nc.screen_batches},
+                      {"nc_screen_lr", nc.screen_lr},
                       {"nc_refine", nc.refine},
                       {"nc_reference", nc.reference},
                       {"nc_eval_images", nc.eval_images},
@@ -100,6 +102,8 @@ NcFlags nc_flags_of(const nlohmann::json& s) {
   f.label_batch = setting<int64_t>(s, "nc_label_batch");
   f.full_below = setting<int64_t>(s, "nc_full_below");
   f.screen_steps = setting<int>(s, "nc_screen_steps");
+  f.screen_batches = setting<int>(s, "nc_screen_batches");
+  f.screen_lr = setting<double>(s, "nc_screen_lr");
   f.refine = setting<int64_t>(s, "nc_refine");
   f.reference = setting<int64_t>(s, "nc_reference");
   f.eval_images = setting<int64_t>(s, "nc_eval_images");

@@ -33,8 +33,14 @@ void add_nc_options(CLI::App& app, NcFlags& f, const std::string& seed_flag) {
   app.add_option("--nc-screen-steps", f.screen_steps, "steps of the screen")
       ->check(CLI::Range(1, 1000000))
       ->capture_default_str();
+  app.add_option("--nc-screen-batches", f.screen_batches, "mini-batches of 32 per screen step")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--nc-screen-lr", f.screen_lr, "Adam learning rate of the screen")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_option("--nc-refine", f.refine,
-                 "candidates refined after the screen (0: max(8, 2 % of the labels))")
+                 "candidates refined after the screen (0: max(4, ceil(labels / 256)))")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   app.add_option("--nc-reference", f.reference,
                  "other labels refined to estimate the median and MAD")
@@ -67,6 +73,8 @@ NeuralCleanseOptions nc_options(const NcFlags& f, const Model& m) {
   o.label_batch = f.label_batch;
   o.full_below = f.full_below;
   o.screen_steps = f.screen_steps;
+  o.screen_batches = f.screen_batches;
+  o.screen_lr = f.screen_lr;
   o.refine = f.refine;
   o.reference = f.reference;
   o.eval_images = f.eval_images;

@@ -22,6 +22,8 @@ struct NcFlags {
   int64_t label_batch = NeuralCleanseOptions{}.label_batch;
   int64_t full_below = NeuralCleanseOptions{}.full_below;
   int screen_steps = NeuralCleanseOptions{}.screen_steps;
+  int screen_batches = NeuralCleanseOptions{}.screen_batches;
+  double screen_lr = NeuralCleanseOptions{}.screen_lr;
   int64_t refine = 0;
   int64_t reference = NeuralCleanseOptions{}.reference;
   int64_t eval_images = NeuralCleanseOptions{}.eval_images;
@@ -29,7 +31,8 @@ struct NcFlags {
 };
 
 // Binds --labels, --seed, --nc-steps, --nc-batches-per-step, --nc-label-batch,
-// --nc-full-below, --nc-screen-steps, --nc-refine, --nc-reference, --nc-eval-images,
+// --nc-full-below, --nc-screen-steps, --nc-screen-batches, --nc-screen-lr, --nc-refine,
+// --nc-reference, --nc-eval-images,
 // --pixel-range (with `prefix` before the seed flag's name when given).
 void add_nc_options(CLI::App& app, NcFlags& f, const std::string& seed_flag = "--seed");
 NeuralCleanseOptions nc_options(const NcFlags& f, const Model& m);

@@ -112,16 +112,24 @@ at::Tensor stamp(const at::Tensor& x, const at::Tensor& mask, const at::Tensor& 
   return y.reshape({k * b, x.size(1), x.size(2), x.size(3)});
 }
 
+// One optimisation run's length and speed: the full schedule, or the short screen.
+struct RunLength {
+  int max_steps = 0;
+  int batches = 0;  // mini-batches per step
+  double lr = 0;
+  bool early_stop = false;
+};
+
 struct GroupResult {
   std::vector<LabelTrigger> labels;
   int64_t passes = 0;
 };
 
-// Optimises the triggers of `labels` together, for at most `max_steps` steps each.
+// Optimises the triggers of `labels` together, for at most `run.max_steps` steps each.
 GroupResult optimize(const Model& model, const TensorData& clean,
-                     const std::vector<int64_t>& labels, int max_steps, bool early_stop, double lo,
-                     double hi, const NeuralCleanseOptions& o,
-                     const std::function<void()>& one_done) {
+                     const std::vector<int64_t>& labels, const RunLength& run, double lo, double hi,
+                     const NeuralCleanseOptions& o, const std::function<void()>& one_done) {
+  const int max_steps = run.max_steps, batches = run.batches;
   const Shape s = model.input_shape();
   const int64_t c = s[0], h = s[1], w = s[2];
   const int logits = model.logits_index();
@@ -163,7 +171,7 @@ GroupResult optimize(const Model& model, const TensorData& clean,
     for (size_t a : active) cost.push_back(sched[a].cost);
     at::Tensor cost_t = at::tensor(cost, at::kFloat);
     at::Tensor acc_sum = at::zeros({k}, at::kDouble), reg_sum = at::zeros({k}, at::kDouble);
-    for (int b = 0; b < o.batches_per_step; ++b) {
+    for (int b = 0; b < batches; ++b) {
       at::Tensor x = stream.next(o.batch);
       at::Tensor mt = mask_t.detach().requires_grad_(true);
       at::Tensor pt = pattern_t.detach().requires_grad_(true);
@@ -183,19 +191,19 @@ GroupResult optimize(const Model& model, const TensorData& clean,
       auto adam = [&](at::Tensor& param, at::Tensor& m, at::Tensor& v, const at::Tensor& g) {
         m.mul_(o.beta1).add_(g, 1 - o.beta1);
         v.mul_(o.beta2).addcmul_(g, g, 1 - o.beta2);
-        param.sub_(o.lr * (m / c1) / ((v / c2).sqrt() + kAdamEps));
+        param.sub_(run.lr * (m / c1) / ((v / c2).sqrt() + kAdamEps));
       };
       adam(mask_t, m1, v1, grads[0]);
       adam(pattern_t, m2, v2, grads[1]);
       out.passes += k * o.batch;
     }
-    at::Tensor acc = (acc_sum / o.batches_per_step).contiguous();
-    at::Tensor reg = (reg_sum / o.batches_per_step).contiguous();
+    at::Tensor acc = (acc_sum / batches).contiguous();
+    at::Tensor reg = (reg_sum / batches).contiguous();
     std::vector<int64_t> keep;
     for (int64_t r = 0; r < k; ++r) {
       Schedule& sc = sched[active[static_cast<size_t>(r)]];
       end_step(sc, acc[r].item<double>(), reg[r].item<double>(), mask_t[r], pattern_t[r], o,
-               early_stop);
+               run.early_stop);
       if (!sc.stop) {
         keep.push_back(r);
       } else if (one_done) {
@@ -266,9 +274,9 @@ void measure_success(const Model& model, const at::Tensor& eval, std::vector<Lab
 
 // Optimises `labels` in groups of o.label_batch; reports each finished label.
 std::vector<LabelTrigger> optimize_all(const Model& model, const TensorData& clean,
-                                       const std::vector<int64_t>& labels, int max_steps,
-                                       bool early_stop, double lo, double hi,
-                                       const NeuralCleanseOptions& o, int64_t& passes) {
+                                       const std::vector<int64_t>& labels, const RunLength& run,
+                                       double lo, double hi, const NeuralCleanseOptions& o,
+                                       int64_t& passes) {
   std::vector<LabelTrigger> out;
   int64_t done = 0;
   const auto total = static_cast<int64_t>(labels.size());
@@ -280,7 +288,7 @@ std::vector<LabelTrigger> optimize_all(const Model& model, const TensorData& cle
     const size_t end = std::min(labels.size(), g + static_cast<size_t>(o.label_batch));
     std::vector<int64_t> group(labels.begin() + static_cast<std::ptrdiff_t>(g),
                                labels.begin() + static_cast<std::ptrdiff_t>(end));
-    GroupResult r = optimize(model, clean, group, max_steps, early_stop, lo, hi, o, one_done);
+    GroupResult r = optimize(model, clean, group, run, lo, hi, o, one_done);
     passes += r.passes;
     for (auto& l : r.labels) out.push_back(std::move(l));
   }
@@ -311,8 +319,9 @@ void check(const Model& m, const TensorData& clean, const NeuralCleanseOptions& 
                             std::to_string(l));
     }
   }
-  if (o.batch < 1 || o.batches_per_step < 1 || o.max_steps < 1 || o.label_batch < 1 ||
-      !(o.lr > 0) || !(o.attack_success > 0 && o.attack_success <= 1)) {
+  if (o.batch < 1 || o.batches_per_step < 1 || o.screen_batches < 1 || o.max_steps < 1 ||
+      o.label_batch < 1 || !(o.lr > 0) || !(o.screen_lr > 0) ||
+      !(o.attack_success > 0 && o.attack_success <= 1)) {
     fail<InvalidArgument>("", "Neural Cleanse options",
                           "positive batch, steps, label batch, lr; success in (0, 1]", "others");
   }
@@ -342,22 +351,23 @@ NeuralCleanseResult neural_cleanse(const Model& m, const TensorData& clean,
   order.resize(static_cast<size_t>(std::min(o.eval_images, clean.size())));
   const at::Tensor eval = clean.images.index_select(0, at::tensor(order, at::kLong)).to(at::kFloat);
 
+  const RunLength full{o.max_steps, o.batches_per_step, o.lr, o.early_stop};
   std::vector<LabelTrigger> result;
   std::vector<size_t> reference;  // positions in `result` that estimate median and MAD
   r.screened = n > o.full_below;
   if (!r.screened) {
     if (o.stage) o.stage("reverse-engineering triggers");
     auto t0 = Clock::now();
-    result = optimize_all(m, clean, labels, o.max_steps, o.early_stop, r.pixel_min, r.pixel_max, o,
-                          r.image_passes);
+    result = optimize_all(m, clean, labels, full, r.pixel_min, r.pixel_max, o, r.image_passes);
     r.refine_s = seconds_since(t0);
     for (auto& l : result) l.refined = true;
   } else {
     // Screen every label; refine the smallest norms and a random reference sample.
     if (o.stage) o.stage("screening every label");
     auto t0 = Clock::now();
-    std::vector<LabelTrigger> screen = optimize_all(m, clean, labels, o.screen_steps, false,
-                                                    r.pixel_min, r.pixel_max, o, r.image_passes);
+    const RunLength short_run{o.screen_steps, o.screen_batches, o.screen_lr, false};
+    std::vector<LabelTrigger> screen =
+        optimize_all(m, clean, labels, short_run, r.pixel_min, r.pixel_max, o, r.image_passes);
     r.screen_s = seconds_since(t0);
     std::vector<size_t> rank(screen.size());
     std::iota(rank.begin(), rank.end(), size_t{0});
@@ -367,7 +377,7 @@ NeuralCleanseResult neural_cleanse(const Model& m, const TensorData& clean,
     });
     const int64_t n_refine = o.refine > 0
                                  ? std::min(o.refine, n)
-                                 : std::min<int64_t>(n, std::max<int64_t>(8, (n * 2 + 99) / 100));
+                                 : std::min<int64_t>(n, std::max<int64_t>(4, (n + 255) / 256));
     std::vector<size_t> candidates(rank.begin(), rank.begin() + n_refine);
     std::vector<size_t> rest(rank.begin() + n_refine, rank.end());
     std::sort(rest.begin(), rest.end());
@@ -382,8 +392,8 @@ NeuralCleanseResult neural_cleanse(const Model& m, const TensorData& clean,
     for (size_t p : refs) todo.push_back(screen[p].label);
     if (o.stage) o.stage("refining candidates and the reference sample");
     auto t1 = Clock::now();
-    std::vector<LabelTrigger> refined = optimize_all(m, clean, todo, o.max_steps, o.early_stop,
-                                                     r.pixel_min, r.pixel_max, o, r.image_passes);
+    std::vector<LabelTrigger> refined =
+        optimize_all(m, clean, todo, full, r.pixel_min, r.pixel_max, o, r.image_passes);
     r.refine_s = seconds_since(t1);
     std::map<int64_t, LabelTrigger*> by_label;
     for (auto& l : refined) {

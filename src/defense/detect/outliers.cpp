@@ -67,6 +67,8 @@ nlohmann::json to_json(const NeuralCleanseOptions& o) {
           {"label_batch", o.label_batch},
           {"full_below", o.full_below},
           {"screen_steps", o.screen_steps},
+          {"screen_batches", o.screen_batches},
+          {"screen_lr", o.screen_lr},
           {"refine", o.refine},
           {"reference", o.reference},
           {"eval_images", o.eval_images},

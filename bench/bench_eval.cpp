@@ -26,8 +26,7 @@
 #include "bdguard/evaluate.h"
 #include "bdguard/keras.h"
 #include "bdguard/memory.h"
-
-extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+#include "bdguard/threads.h"
 
 namespace {
 
@@ -39,10 +38,7 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-void set_threads(int n) {
-  at::set_num_threads(n);
-  if (openblas_set_num_threads) openblas_set_num_threads(n);
-}
+void set_threads(int n) { bdguard::set_compute_threads(n); }
 
 // Removes the folder (and the generated data) when the program leaves main.
 struct TempFolder {

@@ -34,6 +34,7 @@
 #include "bdguard/detect.h"
 #include "bdguard/memory.h"
 #include "bdguard/model_io.h"
+#include "bdguard/threads.h"
 #include "bdguard/train.h"
 
 namespace {
@@ -121,7 +122,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--deepid")) deepid = argv[i + 1];
   }
   use_caching_cpu_allocator();  // as the bdguard tool does
-  at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  set_compute_threads(0);       // as the bdguard tool does
   std::printf("threads: %d\n", at::get_num_threads());
 
   if (!skip_fmnist) fmnist(model, clean_path, steps);

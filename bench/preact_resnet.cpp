@@ -16,7 +16,7 @@
 #include <sstream>
 #include <stdexcept>
 
-extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+#include "bdguard/threads.h"
 
 namespace bench {
 
@@ -31,10 +31,7 @@ double median(std::vector<double> v) {
   return v.size() % 2 ? v[k] : (v[k - 1] + v[k]) / 2;
 }
 
-void set_threads(int n) {
-  at::set_num_threads(n);
-  if (openblas_set_num_threads) openblas_set_num_threads(n);
-}
+void set_threads(int n) { bdguard::set_compute_threads(n); }
 
 TempFolder::TempFolder(const std::string& dir) {
   if (!dir.empty()) {

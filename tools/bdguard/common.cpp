@@ -1,6 +1,7 @@
 #include "common.h"
 
 #include "bdguard/error.h"
+#include "bdguard/threads.h"
 
 #include <ATen/Parallel.h>
 #include <unistd.h>
@@ -12,8 +13,6 @@
 #include <filesystem>
 #include <iostream>
 #include <thread>
-
-extern "C" void openblas_set_num_threads(int) __attribute__((weak));
 
 namespace bdguard::cli {
 
@@ -59,12 +58,7 @@ void add_global_options(CLI::App& app, GlobalOptions& g) {
       ->capture_default_str();
 }
 
-void apply_threads(int threads) {
-  int n =
-      threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  at::set_num_threads(n);
-  if (openblas_set_num_threads) openblas_set_num_threads(n);
-}
+void apply_threads(int threads) { set_compute_threads(threads); }
 
 int at_threads() { return at::get_num_threads(); }
 

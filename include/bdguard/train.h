@@ -89,6 +89,9 @@ struct TrainOptions {
   // this (0: never). Keeps a large learning rate stable on models whose inputs are raw
   // 0..255 pixels (the lab's DeepID), where the first layers' gradients are huge.
   double clip_grad_norm = 0;
+  // Augmentation: each training image moved by a random (dy, dx) in [-shift, shift]
+  // pixels, the uncovered border 0 (0: never). Seeded apart from the shuffling.
+  int shift = 0;
   // Per parameter (in Model::parameters() order): a bool tensor of its shape whose true
   // entries are held at exactly 0 (their gradient is zeroed before each step and the
   // entries after it), so optimizer state never moves them. Undefined entries, or an

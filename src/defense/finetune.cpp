@@ -89,6 +89,7 @@ FinetuneRun finetune_in_memory(Model& m, const TensorData& train, const TensorDa
   t.zero_masks = pruned_masks(m);
   t.progress = o.progress;
   t.clip_grad_norm = o.clip_grad_norm;
+  t.shift = o.shift;
   t.on_epoch = [&](Model& model, const EpochStats& s) {
     const double acc = holdout_accuracy(model);
     std::optional<double> asr;

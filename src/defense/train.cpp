@@ -201,6 +201,22 @@ void clip_gradients(const std::vector<at::Tensor>& params, double max_norm) {
   }
 }
 
+// Each image of `x` (N, C, H, W) moved by a random (dy, dx) in [-s, s], zeros shifted in.
+at::Tensor shifted(const at::Tensor& x, int s, Rng& rng) {
+  if (s <= 0) return x;
+  at::NoGradGuard no_grad;
+  const int64_t h = x.size(2), w = x.size(3);
+  at::Tensor padded = at::constant_pad_nd(x, {s, s, s, s}, 0);
+  std::vector<at::Tensor> out;
+  out.reserve(static_cast<size_t>(x.size(0)));
+  for (int64_t i = 0; i < x.size(0); ++i) {
+    const auto dy = static_cast<int64_t>(rng.below(2 * static_cast<uint64_t>(s) + 1));
+    const auto dx = static_cast<int64_t>(rng.below(2 * static_cast<uint64_t>(s) + 1));
+    out.push_back(padded[i].narrow(1, dy, h).narrow(2, dx, w));
+  }
+  return at::stack(out);
+}
+
 }  // namespace
 
 std::vector<EpochStats> train_model(Model& m, const TensorData& data, const TrainOptions& o) {
@@ -219,7 +235,7 @@ std::vector<EpochStats> train_model(Model& m, const TensorData& data, const Trai
     }
   }
   auto optimizer = make_optimizer(params, o);
-  Rng rng(o.seed);
+  Rng rng(o.seed), shift_rng(o.seed ^ 0x7368696674ULL);
   const int64_t n = data.size();
   const int64_t steps = (n + o.batch - 1) / o.batch;
   const int64_t total_steps =
@@ -238,7 +254,7 @@ std::vector<EpochStats> train_model(Model& m, const TensorData& data, const Trai
       size_t begin = static_cast<size_t>(s * o.batch);
       size_t end = static_cast<size_t>(std::min(n, (s + 1) * o.batch));
       at::Tensor ix = index_tensor(order, begin, end);
-      at::Tensor x = data.images.index_select(0, ix).to(at::kFloat);
+      at::Tensor x = shifted(data.images.index_select(0, ix).to(at::kFloat), o.shift, shift_rng);
       at::Tensor y = data.labels.index_select(0, ix).to(at::kLong);
       if (o.cosine_decay) {
         const double lr = 0.5 * o.lr *

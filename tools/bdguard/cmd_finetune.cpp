@@ -112,6 +112,10 @@ void add_finetune_options(CLI::App& app, FinetuneOptions& f, std::string& optimi
                  "clip gradients to this global L2 norm before each step (0: never)")
       ->check(CLI::Range(0.0, 1e12))
       ->capture_default_str();
+  app.add_option("--shift", f.shift,
+                 "augmentation: training images moved by up to this many pixels (0: none)")
+      ->check(CLI::Range(0, 64))
+      ->capture_default_str();
   app.add_option("--holdout", f.holdout,
                  "fraction of the clean data held out to pick the best epoch")
       ->check(CLI::Range(0.01, 0.99))

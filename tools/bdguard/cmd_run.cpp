@@ -121,6 +121,7 @@ std::vector<std::pair<std::string, nlohmann::json>> settings_of(const RunOptions
                                                    {"batch", o.finetune.batch},
                                                    {"holdout", o.finetune.holdout},
                                                    {"clip_norm", o.finetune.clip_grad_norm},
+                                                   {"shift", o.finetune.shift},
                                                    {"cosine_decay", o.finetune.cosine_decay},
                                                    {"seed", o.finetune.seed}})},
       {"detection", o.no_detect ? nlohmann::json("no")

@@ -16,6 +16,8 @@ void add_finetune_options(nlohmann::json& schema, int epochs, double lr, int64_t
   schema["cosine"] = option(true, "cosine decay of the learning rate over all steps");
   schema["clip_grad_norm"] =
       option(kFinetuneClipNorm, "global L2 norm gradients are clipped to (0: never)", 0, 1e12);
+  schema["shift"] =
+      option(kFinetuneShift, "augmentation: images moved by up to this many pixels", 0, 64);
 }
 
 FinetuneOptions finetune_options(const Context& c) {
@@ -26,6 +28,7 @@ FinetuneOptions finetune_options(const Context& c) {
   o.optimizer = parse_optimizer(c.params.at("optimizer").get<std::string>());
   o.cosine_decay = c.params.at("cosine").get<bool>();
   o.clip_grad_norm = get_double(c.params, "clip_grad_norm");
+  o.shift = static_cast<int>(get_int(c.params, "shift"));
   o.holdout = get_double(c.params, "holdout");
   o.seed = c.options.seed;
   o.eval_batch = c.options.eval_batch;

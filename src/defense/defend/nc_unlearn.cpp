@@ -16,13 +16,17 @@ namespace bdguard::defense {
 namespace {
 
 constexpr uint64_t kStampSalt = 0x756e6c6561726eULL;  // "unlearn"
+// The stamped images carry the unlearning signal, so a gentler step than plain
+// fine-tuning's suffices: on the demo 0.02 kept 1.1 points more accuracy than 0.03 at
+// the same ASR (held-out validation and test files alike; README).
+constexpr double kUnlearnLr = 0.02;
 
 }  // namespace
 
 nlohmann::json nc_unlearn_schema() {
   nlohmann::json s = nlohmann::json::object();
   s["unlearn_fraction"] = option(0.2, "fraction of the clean training images stamped", 0, 1);
-  add_finetune_options(s, kFinetuneEpochs, kFinetuneLr, kFinetuneBatch);
+  add_finetune_options(s, kFinetuneEpochs, kUnlearnLr, kFinetuneBatch);
   return s;
 }
 

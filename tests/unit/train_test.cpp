@@ -106,6 +106,30 @@ TEST(TrainModel, SameSeedAndThreadsGiveTheSameWeights) {
   }
 }
 
+TEST(TrainModel, ShiftAugmentationIsSeededAndChangesTraining) {
+  TensorData d = random_data(96, 8, 3, 12);
+  auto trained = [&](int shift) {
+    Model m = tiny_model(8, 4, 3);
+    init_weights(m, 5);
+    TrainOptions o;
+    o.epochs = 1;
+    o.batch = 16;
+    o.seed = 9;
+    o.shift = shift;
+    train_model(m, d, o);
+    return m.parameters();
+  };
+  auto a = trained(1), b = trained(1), plain = trained(0);
+  bool differs = false;
+  for (size_t k = 0; k < a.size(); ++k) {
+    EXPECT_TRUE(a[k].equal(b[k])) << k;
+    differs = differs || !a[k].equal(plain[k]);
+  }
+  EXPECT_TRUE(differs);
+  // The training data itself is left alone.
+  EXPECT_TRUE(d.images.equal(random_data(96, 8, 3, 12).images));
+}
+
 TEST(TrainModel, LossFallsOnALearnableTask) {
   // Label 1: a bright left half; label 0: a bright right half; plus noise.
   TensorData d = random_data(256, 8, 2, 3);

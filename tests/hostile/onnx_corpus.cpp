@@ -256,6 +256,18 @@ const std::vector<Entry>& entries() {
         S::kReader,
         {"node '/relu/Relu' (no op_type): expected an op_type, found none"}},
        tiny_with([](ModelProto& m) { node(m, "/relu/Relu").clear_op_type(); })},
+      {{"onnx_node_no_output.onnx",
+        S::kReader,
+        {"node '/fc/Gemm' (Gemm): expected an output, found none"}},
+       tiny_with([](ModelProto& m) { node(m, "/fc/Gemm").clear_output(); })},
+      // What fuzz_onnx found: an unnamed last node without its output.
+      {{"onnx_unnamed_node_no_output.onnx",
+        S::kReader,
+        {"unnamed node (Gemm): expected an output, found none"}},
+       tiny_with([](ModelProto& m) {
+         node(m, "/fc/Gemm").clear_output();
+         node(m, "/fc/Gemm").clear_name();
+       })},
       {{"onnx_if_subgraph.onnx",
         S::kReader,
         {"node '/If' (If) attribute 'else_branch'",

@@ -252,6 +252,10 @@ class Validator {
     }
     for (int i = 0; i < g.node_size(); ++i) {
       node(g.node(i));
+      // Every op bdguard runs has a first output; a node without one computes nothing.
+      if (g.node(i).output_size() < 1 || g.node(i).output(0).empty()) {
+        fail<FormatError>(file_, node_object(g.node(i)), "an output", "none");
+      }
       for (const std::string& out : g.node(i).output()) {
         if (out.empty()) continue;  // an optional output left out
         const auto [it, added] = defs.try_emplace(out, Def{Kind::kNode, i});

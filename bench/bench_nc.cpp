@@ -5,7 +5,7 @@
 // 1,000 faces.
 //
 // Usage: bench_nc [--model FMNIST.h5] [--clean VALID.h5] [--steps N] [--deepid WEIGHTS.h5]
-//                 [--skip-fmnist]
+//                 [--skip-fmnist] [--write-faces FILE]
 //   --model   a Fashion-MNIST classifier (default: models/fmnist_badnet.h5)
 //   --clean   its clean data, lab HDF5 (default: 1,000 pseudo-random 28x28 images)
 //   --steps   steps per label of both timed runs (default 20; early stop off, so every
@@ -14,6 +14,8 @@
 //             lab3_bd_weights.h5; skipped when absent). Its clean images: 1,000 noisy,
 //             shifted, re-lit copies of the fixture's clean faces (bench_prune's data);
 //             its settings: bdguard detect's defaults.
+//   --write-faces  write those 1,000 faces to FILE (lab HDF5) and exit, to time the
+//             same run through `bdguard campaign task` (README, "Scale, measured")
 // Prints seconds, images through the model per second and the speedup, and checks that
 // both runs give the same steps and norms (within float tolerance).
 #include <ATen/ATen.h>
@@ -112,27 +114,43 @@ int main(int argc, char** argv) {
       std::string(BDGUARD_BENCH_SOURCE_DIR) + "/../shared/fixtures/csaw/lab3_bd_weights.h5";
   int steps = 20;
   bool skip_fmnist = false;
+  std::string write_faces;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--skip-fmnist")) skip_fmnist = true;
-  }
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--model")) model = argv[i + 1];
-    if (!std::strcmp(argv[i], "--clean")) clean_path = argv[i + 1];
-    if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--deepid")) deepid = argv[i + 1];
+    const bool has_value = i + 1 < argc;
+    if (!std::strcmp(argv[i], "--skip-fmnist")) {
+      skip_fmnist = true;
+    } else if (has_value && !std::strcmp(argv[i], "--model")) {
+      model = argv[++i];
+    } else if (has_value && !std::strcmp(argv[i], "--clean")) {
+      clean_path = argv[++i];
+    } else if (has_value && !std::strcmp(argv[i], "--steps")) {
+      steps = std::atoi(argv[++i]);
+    } else if (has_value && !std::strcmp(argv[i], "--deepid")) {
+      deepid = argv[++i];
+    } else if (has_value && !std::strcmp(argv[i], "--write-faces")) {
+      write_faces = argv[++i];
+    } else {
+      std::fprintf(stderr, "bench_nc: unknown or incomplete option %s\n", argv[i]);
+      return 2;
+    }
   }
   use_caching_cpu_allocator();  // as the bdguard tool does
   set_compute_threads(0);       // as the bdguard tool does
   std::printf("threads: %d\n", at::get_num_threads());
 
-  if (!skip_fmnist) fmnist(model, clean_path, steps);
+  if (!skip_fmnist && write_faces.empty()) fmnist(model, clean_path, steps);
   if (!std::filesystem::exists(deepid)) {
     std::printf("DeepID: %s absent, skipped\n", deepid.c_str());
     return 0;
   }
-  Model d = load_model(deepid, {"deepid", ""});
   const std::string csaw = std::filesystem::path(deepid).parent_path().string();
   Batch faces = synthetic::variants(synthetic::fixture_faces(csaw, "cl"), 1000, 1);
+  if (!write_faces.empty()) {
+    write_lab_dataset(write_faces, faces.images, faces.labels);
+    std::printf("wrote %s: the 1,000 faces, lab format (N, 3, 55, 47)\n", write_faces.c_str());
+    return 0;
+  }
+  Model d = load_model(deepid, {"deepid", ""});
   NeuralCleanseOptions od;  // the defaults: screening, as bdguard detect runs it
   double deepid_s = 0;
   NeuralCleanseResult r =

@@ -49,7 +49,7 @@ std::string fresh(const Model& m, const std::string& base) {
 class Reader {
  public:
   Reader(const onnx::ModelProto& proto, std::string file, const ReadOptions& o)
-      : proto_(proto), g_(proto.graph()), file_(std::move(file)), o_(o) {
+      : g_(proto.graph()), file_(std::move(file)), o_(o) {
     for (const auto& op : proto.opset_import()) {
       if (op.domain().empty() || op.domain() == "ai.onnx") opset_ = op.version();
     }
@@ -222,7 +222,6 @@ class Reader {
     values_[n.output(0)] = i;
   }
 
-  const onnx::ModelProto& proto_;
   const onnx::GraphProto& g_;
   std::string file_;
   ReadOptions o_;

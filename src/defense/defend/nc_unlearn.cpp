@@ -17,16 +17,18 @@ namespace {
 
 constexpr uint64_t kStampSalt = 0x756e6c6561726eULL;  // "unlearn"
 // The stamped images carry the unlearning signal, so a gentler step than plain
-// fine-tuning's suffices: on the demo 0.02 kept 1.1 points more accuracy than 0.03 at
-// the same ASR (held-out validation and test files alike; README).
-constexpr double kUnlearnLr = 0.02;
+// fine-tuning's suffices, for longer: chosen on the demo's held-out validation images,
+// where 20 epochs at 0.01 kept 1.6 points more accuracy than 15 at 0.02 at the same ASR
+// (README).
+constexpr double kUnlearnLr = 0.01;
+constexpr int kUnlearnEpochs = 20;
 
 }  // namespace
 
 nlohmann::json nc_unlearn_schema() {
   nlohmann::json s = nlohmann::json::object();
   s["unlearn_fraction"] = option(0.2, "fraction of the clean training images stamped", 0, 1);
-  add_finetune_options(s, kFinetuneEpochs, kUnlearnLr, kFinetuneBatch);
+  add_finetune_options(s, kUnlearnEpochs, kUnlearnLr, kFinetuneBatch);
   return s;
 }
 

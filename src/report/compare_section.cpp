@@ -9,17 +9,6 @@
 namespace bdguard::report {
 namespace {
 
-std::string f2(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f", v);
-  return buf;
-}
-std::string f1(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f", v);
-  return buf;
-}
-
 // A CSV field: quoted when it holds a comma, a quote or a line break.
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
@@ -93,18 +82,18 @@ void add_compare_section(Document& d, const CompareResult& r, const PlotResult& 
       " poisoned images) give the table. DER is BackdoorBench's defense effectiveness rating, "
       "(max(0, ASR lost) - max(0, accuracy lost) + 1) / 2: 50 % is no change, 100 % the "
       "backdoor gone at no cost. The BadNet: clean accuracy " +
-      f2(r.baseline_accuracy) + " %, ASR " + f2(r.baseline_asr) + " %.");
+      fixed2(r.baseline_accuracy) + " %, ASR " + fixed2(r.baseline_asr) + " %.");
   d.paragraph("Best by DER: " + compare_verdict(r) + ".");
   std::vector<std::vector<std::string>> rows;
   std::vector<std::string> failures;
   for (const auto& x : r.rows) {
     if (!x.ok) {
-      rows.push_back({x.method, "-", "-", "-", "-", f1(x.seconds), "failed"});
+      rows.push_back({x.method, "-", "-", "-", "-", fixed1(x.seconds), "failed"});
       failures.push_back(x.method + ": " + x.error);
       continue;
     }
-    rows.push_back({x.method, f2(x.clean_accuracy), f2(x.asr), f2(x.accuracy_drop), f2(x.der),
-                    f1(x.seconds), x.model.empty() ? "" : "`" + x.model + "`"});
+    rows.push_back({x.method, fixed2(x.clean_accuracy), fixed2(x.asr), fixed2(x.accuracy_drop),
+                    fixed2(x.der), fixed1(x.seconds), x.model.empty() ? "" : "`" + x.model + "`"});
   }
   d.table({"method", "clean accuracy (%)", "ASR (%)", "points lost", "DER (%)", "seconds", "model"},
           rows, {false, true, true, true, true, true, false});

@@ -11,17 +11,7 @@
 namespace bdguard::report {
 namespace {
 
-std::string f2(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f", v);
-  return buf;
-}
-std::string p1(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f %%", v);
-  return buf;
-}
-std::string index_text(double v) { return std::isfinite(v) ? f2(v) : "inf"; }
+std::string index_text(double v) { return std::isfinite(v) ? fixed2(v) : "inf"; }
 
 const LabelTrigger* label_of(const NeuralCleanseResult& r, int64_t label) {
   for (const auto& l : r.labels) {
@@ -63,7 +53,7 @@ std::string detection_conclusion(const RunReport& r) {
       const LabelTrigger* l = label_of(nc, nc.flagged[i]);
       out += (i ? ", " : "") + std::string("label ") + std::to_string(nc.flagged[i]) +
              " (anomaly index " + index_text(l->anomaly_index) + ", a trigger mask of " +
-             f2(l->mask_l1) + " pixels against a median of " + f2(nc.median) + ")";
+             fixed2(l->mask_l1) + " pixels against a median of " + fixed2(nc.median) + ")";
     }
     out += ". ";
   } else {
@@ -73,8 +63,8 @@ std::string detection_conclusion(const RunReport& r) {
   }
   if (r.detection->strip) {
     const StripReport& s = *r.detection->strip;
-    out += "STRIP flags " + p1(s.detection_rate) + " of the poisoned test inputs at " + p1(s.frr) +
-           " false rejections of clean ones. ";
+    out += "STRIP flags " + percent1(s.detection_rate) + " of the poisoned test inputs at " +
+           percent1(s.frr) + " false rejections of clean ones. ";
   }
   return out;
 }
@@ -109,7 +99,7 @@ void add_detection_section(Document& d, const RunReport& r, const PlotResult& pl
       "smallest mask and pattern that send clean validation images to that label; a backdoor "
       "target needs a far smaller mask than the others. A label whose mask norm lies below the "
       "median with an anomaly index |norm - median| / MAD above 2 is flagged (median " +
-      f2(nc.median) + ", MAD " + f2(nc.mad) + " over " +
+      fixed2(nc.median) + ", MAD " + fixed2(nc.mad) + " over " +
       (nc.screened ? "a refined reference sample of the labels" : "every label") + ").");
   d.paragraph(std::string("Verdict: ") + (nc.backdoored ? "backdoored" : "no backdoor found") +
               ". " + detection_conclusion(r));
@@ -126,8 +116,8 @@ void add_detection_section(Document& d, const RunReport& r, const PlotResult& pl
   for (const LabelTrigger* l : rows) {
     const bool flagged =
         std::find(nc.flagged.begin(), nc.flagged.end(), l->label) != nc.flagged.end();
-    table.push_back({std::to_string(l->label), f2(l->mask_l1), index_text(l->anomaly_index),
-                     p1(100 * l->attack_success), flagged ? "yes" : ""});
+    table.push_back({std::to_string(l->label), fixed2(l->mask_l1), index_text(l->anomaly_index),
+                     percent1(100 * l->attack_success), flagged ? "yes" : ""});
   }
   d.table({"label", "mask L1 (pixels)", "anomaly index", "attack success of the reversed trigger",
            "flagged"},
@@ -150,20 +140,21 @@ void add_detection_section(Document& d, const RunReport& r, const PlotResult& pl
       "STRIP (Gao et al., ACSAC 2019) superimposes each input with clean validation images and "
       "measures the entropy of the model's output: a triggered input stays confidently on the "
       "attacker's label. The threshold is the " +
-      f2(det.strip_settings.value("frr", 0.05) * 100) +
-      " % quantile of the clean validation images' entropies (" + f2(s.threshold) + " bits; " +
-      p1(s.valid_frr) + " of them below it); the test files are only reported.");
+      fixed2(det.strip_settings.value("frr", 0.05) * 100) +
+      " % quantile of the clean validation images' entropies (" + fixed2(s.threshold) + " bits; " +
+      percent1(s.valid_frr) + " of them below it); the test files are only reported.");
   d.table({"inputs", "images", "flagged by STRIP"},
-          {{"clean test (false rejection rate)", std::to_string(s.n_test), p1(s.frr)},
-           {"poisoned test (detection rate)", std::to_string(s.n_poisoned), p1(s.detection_rate)}},
+          {{"clean test (false rejection rate)", std::to_string(s.n_test), percent1(s.frr)},
+           {"poisoned test (detection rate)", std::to_string(s.n_poisoned),
+            percent1(s.detection_rate)}},
           {false, true, true});
   if (const PlotFile* p = png(plots, "strip_entropy")) d.image(p->title, p->file);
   if (!det.goodnet_strip.empty()) {
     std::vector<std::vector<std::string>> g;
     for (const auto& row : det.goodnet_strip) {
       g.push_back({"`" + row.pruned.substr(row.pruned.find_last_of('/') + 1) + "` + STRIP",
-                   f2(row.goodnet_accuracy), f2(row.goodnet_asr), f2(row.detection_rate),
-                   f2(row.false_alarm_rate)});
+                   fixed2(row.goodnet_accuracy), fixed2(row.goodnet_asr),
+                   fixed2(row.detection_rate), fixed2(row.false_alarm_rate)});
     }
     d.paragraph(
         "GoodNets with STRIP beside them (label N also where STRIP flags the input), on "

@@ -1,5 +1,6 @@
 #include "report/document.h"
 
+#include <cstdio>
 #include <sstream>
 
 namespace bdguard::report {
@@ -230,5 +231,17 @@ std::string to_html(const Document& doc, const std::string& title,
   h << "</body>\n</html>\n";
   return h.str();
 }
+
+namespace {
+std::string formatted(const char* spec, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, spec, v);
+  return buf;
+}
+}  // namespace
+
+std::string fixed1(double v) { return formatted("%.1f", v); }
+std::string fixed2(double v) { return formatted("%.2f", v); }
+std::string percent1(double v) { return formatted("%.1f %%", v); }
 
 }  // namespace bdguard::report

@@ -46,4 +46,10 @@ std::string to_html(const Document& doc, const std::string& title,
 
 std::string html_escape(const std::string& s);
 
+// Numbers as the reports print them: fixed1(98.65) "98.7", fixed2(98.654) "98.65",
+// percent1(98.65) "98.7 %".
+std::string fixed1(double v);
+std::string fixed2(double v);
+std::string percent1(double v);
+
 }  // namespace bdguard::report

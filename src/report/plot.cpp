@@ -32,14 +32,9 @@ namespace bdguard {
 namespace {
 
 using report::draw_plots;
+using report::fixed2;
 using report::gp_string;
 using report::num;
-
-std::string fixed2(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.2f", v);
-  return buf;
-}
 
 bool has_test(const SweepResult& s) {
   return !s.steps.empty() && s.steps[0].test_accuracy.has_value();

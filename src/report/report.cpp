@@ -26,10 +26,10 @@ std::string fmt(const char* spec, double v) {
   std::snprintf(buf, sizeof buf, spec, v);
   return buf;
 }
-// Table cells: "98.65"; prose: "98.7 %".
-std::string p2(double v) { return fmt("%.2f", v); }
+using report::percent1;
+// Table cells: "98.65"; prose: "98.7 %" (percent1).
+std::string p2(double v) { return report::fixed2(v); }
 std::string p2(const std::optional<double>& v) { return v ? p2(*v) : "-"; }
-std::string p1(double v) { return fmt("%.1f", v) + " %"; }
 std::string g(double v) { return fmt("%g", v); }
 std::string seconds(double v) { return fmt(v < 10 ? "%.2f" : "%.1f", v); }
 
@@ -132,7 +132,7 @@ std::string conclusion(const RunReport& r) {
   out << report::detection_conclusion(r);
   if (r.valid.asr < kNoBackdoorAsr) {
     out << "The BadNet's attack success rate on the poisoned validation data is only "
-        << p1(r.valid.asr) << ": these inputs do not trigger a working backdoor, so the "
+        << percent1(r.valid.asr) << ": these inputs do not trigger a working backdoor, so the "
         << "pruning curves say little about removing one. ";
   }
   const std::optional<report::ModelView> s = largest_reached(r);
@@ -142,24 +142,24 @@ std::string conclusion(const RunReport& r) {
     double last_asr = sw.steps.empty() ? r.valid.asr : sw.steps.back().valid_asr;
     out << "Pruning " << (sw.steps.empty() ? 0 : sw.steps.back().step) << " of the " << sw.channels
         << " channels of `" << sw.layer << "` never cost the smallest accuracy "
-        << "loss asked for (validation accuracy " << p1(last_acc) << ", baseline "
-        << p1(r.valid.accuracy) << "), so no pruned model was saved; the attack success rate "
-        << "there is " << p1(last_asr) << ".";
+        << "loss asked for (validation accuracy " << percent1(last_acc) << ", baseline "
+        << percent1(r.valid.accuracy) << "), so no pruned model was saved; the attack success rate "
+        << "there is " << percent1(last_asr) << ".";
     return out.str();
   }
   const double asr = on_test ? *s->test_asr : s->valid_asr;
   const std::string data = on_test ? "test" : "validation";
   out << "At a " << g(s->drop) << "-point accuracy loss (" << s->step << " of the " << sw.channels
-      << " channels of `" << sw.layer << "` pruned, validation accuracy " << p1(s->valid_accuracy)
-      << " against " << p1(r.valid.accuracy) << "), ";
+      << " channels of `" << sw.layer << "` pruned, validation accuracy "
+      << percent1(s->valid_accuracy) << " against " << percent1(r.valid.accuracy) << "), ";
   if (asr >= kBackdoorSurvivesAsr) {
-    out << "the attack still succeeds " << p1(asr) << " of the time on " << data
+    out << "the attack still succeeds " << percent1(asr) << " of the time on " << data
         << " data: pruning alone did not remove this backdoor.";
   } else if (asr >= kBackdoorRemovedAsr) {
-    out << "the attack succeeds " << p1(asr) << " of the time on " << data
+    out << "the attack succeeds " << percent1(asr) << " of the time on " << data
         << " data: pruning weakened this backdoor but did not remove it.";
   } else {
-    out << "the attack succeeds only " << p1(asr) << " of the time on " << data
+    out << "the attack succeeds only " << percent1(asr) << " of the time on " << data
         << " data: pruning removed this backdoor, at a cost of " << fmt("%.1f", s->valid_drop)
         << " points of clean accuracy.";
   }
@@ -172,32 +172,34 @@ std::string conclusion(const RunReport& r) {
     }
   }
   if (collapse && collapse->step > s->step) {
-    out << " The validation attack success rate falls below " << p1(kBackdoorRemovedAsr)
+    out << " The validation attack success rate falls below " << percent1(kBackdoorRemovedAsr)
         << " only after " << collapse->step
-        << " channels are pruned, when clean accuracy is down to " << p1(collapse->valid_accuracy)
-        << ".";
+        << " channels are pruned, when clean accuracy is down to "
+        << percent1(collapse->valid_accuracy) << ".";
   } else if (!collapse && !sw.steps.empty()) {
     const SweepStep* lowest = &sw.steps[0];
     for (const auto& st : sw.steps) {
       if (st.valid_asr < lowest->valid_asr) lowest = &st;
     }
     out << " In the whole sweep (" << sw.steps.back().step << " channels) the validation attack "
-        << "success rate never falls below " << p1(kBackdoorRemovedAsr)
-        << " (lowest: " << p1(lowest->valid_asr) << ", after " << lowest->step << " channels).";
+        << "success rate never falls below " << percent1(kBackdoorRemovedAsr)
+        << " (lowest: " << percent1(lowest->valid_asr) << ", after " << lowest->step
+        << " channels).";
   }
   if (s->goodnet) {
     const GoodNetRow& gn = *s->goodnet;
-    out << " The GoodNet built from this pruned net flags " << p1(gn.detection_rate)
-        << " of the poisoned test inputs as backdoored, with " << p1(gn.false_alarm_rate)
-        << " false alarms on clean ones; its clean accuracy is " << p1(gn.goodnet_accuracy)
-        << " and its attack success rate " << p1(gn.goodnet_asr) << ".";
+    out << " The GoodNet built from this pruned net flags " << percent1(gn.detection_rate)
+        << " of the poisoned test inputs as backdoored, with " << percent1(gn.false_alarm_rate)
+        << " false alarms on clean ones; its clean accuracy is " << percent1(gn.goodnet_accuracy)
+        << " and its attack success rate " << percent1(gn.goodnet_asr) << ".";
   }
   // Fine-pruning of the same saved model, when it was run.
   for (const auto& m : r.saved) {
     if (!m.fine_pruned || m.saved.step != s->step) continue;
     const FinePrunedModel& f = *m.fine_pruned;
     out << " Fine-tuning that pruned net on the clean validation data (fine-pruning) gives "
-        << p1(f.test_accuracy) << " test accuracy and " << p1(f.test_asr) << " attack success";
+        << percent1(f.test_accuracy) << " test accuracy and " << percent1(f.test_asr)
+        << " attack success";
     if (f.test_asr < kBackdoorRemovedAsr) {
       out << ": fine-pruning removed the backdoor";
     } else if (f.test_asr < kBackdoorSurvivesAsr) {
@@ -206,8 +208,8 @@ std::string conclusion(const RunReport& r) {
       out << ": the backdoor survived fine-pruning too";
     }
     if (r.test) {
-      out << " (the BadNet: " << p1(r.test->accuracy) << " accuracy, " << p1(r.test->asr)
-          << " ASR).";
+      out << " (the BadNet: " << percent1(r.test->accuracy) << " accuracy, "
+          << percent1(r.test->asr) << " ASR).";
     } else {
       out << ".";
     }

@@ -98,6 +98,9 @@ Manifest manifest_from_json(const nlohmann::json& doc, const std::string& dir);
 void write_manifest(const Manifest& m);
 // Reads C/manifest.json (FormatError naming it and the bad key).
 Manifest read_manifest(const std::string& dir);
+// The compute threads of each task: settings "threads", 1 when absent (FormatError
+// naming the manifest when it is not an integer).
+int task_threads(const Manifest& m);
 
 // ---- Tasks -----------------------------------------------------------------------
 

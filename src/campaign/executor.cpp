@@ -104,10 +104,8 @@ ExecutorSummary run_local(const Manifest& m, const ExecutorOptions& o) {
   // Tasks side by side whose compute threads outnumber the cores: OpenMP threads that
   // spin while they wait would hold the cores the others need, so the workers wait
   // passively (unless the user chose a policy). Results do not change.
-  const auto t = m.settings.find("threads");
-  const size_t threads =
-      t != m.settings.end() && t->is_number_integer() ? std::max<int64_t>(1, t->get<int64_t>()) : 1;
-  if (jobs * threads > std::max(1u, std::thread::hardware_concurrency())) {
+  if (jobs * static_cast<size_t>(task_threads(m)) >
+      std::max(1u, std::thread::hardware_concurrency())) {
     setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
   }
   while (!todo.empty() || !running.empty()) {

@@ -338,4 +338,14 @@ const CampaignModel& campaign_model(const Manifest& m, int64_t index) {
   return m.models[static_cast<size_t>(index)];
 }
 
+int task_threads(const Manifest& m) {
+  const auto t = m.settings.find("threads");
+  if (t == m.settings.end()) return 1;
+  if (!t->is_number_integer()) {
+    fail<FormatError>((fs::path(m.dir) / kManifestJson).string(), "settings.threads", "an integer",
+                      t->dump());
+  }
+  return static_cast<int>(std::clamp<int64_t>(t->get<int64_t>(), 1, 1 << 20));
+}
+
 }  // namespace bdguard

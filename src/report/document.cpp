@@ -232,13 +232,11 @@ std::string to_html(const Document& doc, const std::string& title,
   return h.str();
 }
 
-namespace {
 std::string formatted(const char* spec, double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, spec, v);
   return buf;
 }
-}  // namespace
 
 std::string fixed1(double v) { return formatted("%.1f", v); }
 std::string fixed2(double v) { return formatted("%.2f", v); }

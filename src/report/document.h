@@ -46,8 +46,9 @@ std::string to_html(const Document& doc, const std::string& title,
 
 std::string html_escape(const std::string& s);
 
-// Numbers as the reports print them: fixed1(98.65) "98.7", fixed2(98.654) "98.65",
-// percent1(98.65) "98.7 %".
+// Numbers as the reports print them: formatted("%g", v) with any printf spec of one
+// double, fixed1(98.65) "98.7", fixed2(98.654) "98.65", percent1(98.65) "98.7 %".
+std::string formatted(const char* spec, double v);
 std::string fixed1(double v);
 std::string fixed2(double v);
 std::string percent1(double v);

@@ -4,7 +4,6 @@
 #include <openssl/evp.h>
 
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -21,24 +20,19 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string fmt(const char* spec, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, spec, v);
-  return buf;
-}
 using report::percent1;
 // Table cells: "98.65"; prose: "98.7 %" (percent1).
 std::string p2(double v) { return report::fixed2(v); }
 std::string p2(const std::optional<double>& v) { return v ? p2(*v) : "-"; }
-std::string g(double v) { return fmt("%g", v); }
-std::string seconds(double v) { return fmt(v < 10 ? "%.2f" : "%.1f", v); }
+std::string g(double v) { return report::formatted("%g", v); }
+std::string seconds(double v) { return report::formatted(v < 10 ? "%.2f" : "%.1f", v); }
 
 std::string human_bytes(int64_t n) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   double v = static_cast<double>(n);
   int u = 0;
   while (v >= 1024 && u < 4) v /= 1024, ++u;
-  return u == 0 ? std::to_string(n) + " B" : fmt("%.1f", v) + " " + units[u];
+  return u == 0 ? std::to_string(n) + " B" : report::formatted("%.1f", v) + " " + units[u];
 }
 
 // A setting as the report shows it: code for values, "-" for unset; numbers as users write them.
@@ -160,8 +154,8 @@ std::string conclusion(const RunReport& r) {
         << " data: pruning weakened this backdoor but did not remove it.";
   } else {
     out << "the attack succeeds only " << percent1(asr) << " of the time on " << data
-        << " data: pruning removed this backdoor, at a cost of " << fmt("%.1f", s->valid_drop)
-        << " points of clean accuracy.";
+        << " data: pruning removed this backdoor, at a cost of "
+        << report::formatted("%.1f", s->valid_drop) << " points of clean accuracy.";
   }
   // Where, if anywhere, the validation ASR collapses.
   const SweepStep* collapse = nullptr;
@@ -399,7 +393,7 @@ report::Document build_document(const RunReport& r, const PlotResult& plots) {
     }
     std::vector<std::string> row = {
         s.file.empty() ? "X=" + g(s.drop) : "`" + s.file + "`",
-        std::to_string(s.step) + " (" + fmt("%.1f", 100 * s.fraction_pruned) + " %)",
+        std::to_string(s.step) + " (" + report::formatted("%.1f", 100 * s.fraction_pruned) + " %)",
         p2(s.valid_drop),
         p2(s.valid_accuracy),
         p2(s.valid_asr),
@@ -473,7 +467,7 @@ report::Document build_document(const RunReport& r, const PlotResult& plots) {
   for (const auto& st : sw.steps) {
     std::vector<std::string> row = {
         std::to_string(st.step), st.channel < 0 ? "-" : std::to_string(st.channel),
-        fmt("%.4f", st.fraction_pruned), p2(st.valid_accuracy), p2(st.valid_asr)};
+        report::formatted("%.4f", st.fraction_pruned), p2(st.valid_accuracy), p2(st.valid_asr)};
     if (test) {
       row.push_back(p2(st.test_accuracy));
       row.push_back(p2(st.test_asr));

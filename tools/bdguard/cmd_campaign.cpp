@@ -262,8 +262,7 @@ int run_campaign(const RunCampaignOptions& o) {
   Manifest m = read_manifest(o.merge.dir);
   int jobs = o.jobs;
   if (jobs <= 0) {
-    const int threads = std::max(1, m.settings.value("threads", 1));
-    jobs = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / threads);
+    jobs = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / task_threads(m));
   }
   ExecutorOptions eo;
   eo.jobs = jobs;

@@ -150,10 +150,6 @@ class Reader {
   }
 
   void add_node(const onnx::NodeProto& n) {
-    // Every op bdguard runs has an output; one without any names nothing to read.
-    if (n.output_size() < 1 || n.output(0).empty()) {
-      fail<FormatError>(file_, node_object(n), "an output", "none");
-    }
     if (n.op_type() == "Constant") return add_constant(n);
     // Identity of an initializer (PyTorch's shared weights) is the initializer itself
     // to whoever reads it.

@@ -12,13 +12,13 @@
 #include "bdguard/campaign.h"
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
-#include "campaign/csv.h"
+#include "campaign/text.h"
+#include "io/csv.h"
 
 namespace bdguard {
 
 namespace fs = std::filesystem;
 using campaign::lower;
-using campaign::trim;
 
 namespace {
 
@@ -161,7 +161,7 @@ std::vector<GroundTruthRow> read_ground_truth(const std::string& csv) {
   const auto lines = text_lines(csv);
   size_t first = 0;
   while (first < lines.size() && trim(lines[first]).empty()) ++first;
-  const auto header = first < lines.size() ? campaign::parse_csv_line(lines[first]) : std::nullopt;
+  const auto header = first < lines.size() ? parse_csv_line(lines[first]) : std::nullopt;
   std::vector<std::string> names;
   for (const auto& h : header.value_or(std::vector<std::string>{})) names.push_back(lower(h));
   const bool has_target = names.size() == 3 && names[2] == "target";
@@ -175,7 +175,7 @@ std::vector<GroundTruthRow> read_ground_truth(const std::string& csv) {
   for (size_t i = first + 1; i < lines.size(); ++i) {
     if (trim(lines[i]).empty()) continue;
     const std::string where = "line " + std::to_string(i + 1);
-    const auto f = campaign::parse_csv_line(lines[i]);
+    const auto f = parse_csv_line(lines[i]);
     if (!f) fail(csv, where, "CSV fields", "a quoted field that does not end");
     if (f->size() != names.size() && !(has_target && f->size() == 2)) {
       fail(csv, where, std::to_string(names.size()) + " fields (" + lines[first] + ")",

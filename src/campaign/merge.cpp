@@ -6,7 +6,7 @@
 #include "bdguard/campaign.h"
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
-#include "campaign/csv.h"
+#include "io/csv.h"
 
 namespace bdguard {
 
@@ -78,7 +78,7 @@ std::string results_csv(const MergeResult& r) {
     const bool ok = row.status == "ok";
     std::string score;
     if (ok) score = std::isfinite(row.score) ? fmt("%.4f", row.score) : "inf";
-    out += std::to_string(row.model.index) + "," + campaign::csv_field(row.model.name) + "," +
+    out += std::to_string(row.model.index) + "," + csv_field(row.model.name) + "," +
            fmt("%.6f", ok ? row.trojan_probability : kMissingProbability) + "," +
            (row.backdoored ? (*row.backdoored ? "1" : "0") : "") + "," +
            (row.target ? std::to_string(*row.target) : "") + "," +

@@ -7,8 +7,8 @@
 
 #include "bdguard/campaign.h"
 #include "bdguard/error.h"
-#include "campaign/csv.h"
 #include "campaign/process.h"
+#include "io/csv.h"
 
 namespace bdguard {
 
@@ -116,9 +116,9 @@ std::string slurm_merge_script(const Manifest& m, const SlurmOptions& o,
 
 std::string sbatch_submit(const std::string& sbatch, const std::string& script) {
   const campaign::Captured c = campaign::run_capture({sbatch, "--parsable", script}, 120);
-  const std::string out = campaign::trim(c.out.substr(0, c.out.find('\n')));
+  const std::string out = trim(c.out.substr(0, c.out.find('\n')));
   if (c.timed_out || !WIFEXITED(c.status) || WEXITSTATUS(c.status) != 0) {
-    std::string why = campaign::trim(c.err.substr(0, c.err.find('\n')));
+    std::string why = trim(c.err.substr(0, c.err.find('\n')));
     if (why.empty()) why = c.timed_out ? "no answer within 120 s" : campaign::exit_text(c.status);
     fail<IoError>(script, sbatch, "a job sbatch accepts", why);
   }
@@ -147,7 +147,7 @@ std::vector<std::string> slurm_active_jobs(const std::string& squeue,
   std::vector<std::string> out;
   std::istringstream in(c.out);
   for (std::string line; std::getline(in, line);) {
-    if (!campaign::trim(line).empty()) out.push_back(campaign::trim(line));
+    if (!trim(line).empty()) out.push_back(trim(line));
   }
   return out;
 }

@@ -19,7 +19,7 @@
 #include "bdguard/campaign.h"
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
-#include "campaign/csv.h"
+#include "campaign/text.h"
 
 namespace bdguard {
 

@@ -4,18 +4,11 @@
 #include <cstdio>
 #include <sstream>
 
+#include "io/csv.h"
 #include "report/gnuplot.h"
 
 namespace bdguard::report {
 namespace {
-
-// A CSV field: quoted when it holds a comma, a quote or a line break.
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
-}
 
 const PlotFile* png(const PlotResult& plots, const std::string& name) {
   for (const auto& p : plots.files) {

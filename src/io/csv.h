@@ -1,11 +1,12 @@
-// CSV and text helpers of the campaign files (internal).
+// CSV fields, read and written the one way (internal): the campaign files and the
+// report's tables.
 #pragma once
 
 #include <optional>
 #include <string>
 #include <vector>
 
-namespace bdguard::campaign {
+namespace bdguard {
 
 // The fields of one CSV line (RFC 4180: a field may be double-quoted, "" inside quotes
 // is a quote). nullopt when a quoted field does not end.
@@ -14,9 +15,5 @@ std::optional<std::vector<std::string>> parse_csv_line(const std::string& line);
 std::string csv_field(const std::string& s);
 // Without leading and trailing spaces, tabs and carriage returns.
 std::string trim(const std::string& s);
-std::string lower(std::string s);
-// "2024-05-01T12:00:00Z" (UTC, now).
-std::string utc_now();
-std::string host_name();
 
-}  // namespace bdguard::campaign
+}  // namespace bdguard

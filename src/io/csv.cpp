@@ -1,12 +1,7 @@
-#include "campaign/csv.h"
+// CSV fields (see csv.h).
+#include "io/csv.h"
 
-#include <unistd.h>
-
-#include <algorithm>
-#include <cctype>
-#include <ctime>
-
-namespace bdguard::campaign {
+namespace bdguard {
 
 std::optional<std::vector<std::string>> parse_csv_line(const std::string& line) {
   std::vector<std::string> fields;
@@ -53,25 +48,4 @@ std::string trim(const std::string& s) {
   return s.substr(b, s.find_last_not_of(ws) - b + 1);
 }
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-std::string host_name() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "";
-  return buf;
-}
-
-}  // namespace bdguard::campaign
+}  // namespace bdguard

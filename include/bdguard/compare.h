@@ -9,6 +9,12 @@
 //   DER = (max(0, ASR_bd - ASR) - max(0, ACC_bd - ACC) + 1) / 2,
 // on fractions, reported in percent (50: no change; 100: the backdoor gone at no cost).
 // A method that fails on the model gets a row with the reason; the others still run.
+//
+// Where every poisoned test image carries one label (an all-to-one attack's target),
+// each row also has its natural rate: the percentage of the clean test images of the
+// other labels that the model puts in the target label with no trigger on them. It is
+// the floor under the ASR that no defense can remove by removing the backdoor: a
+// model's own confusion between the target and its neighbours (T-shirts and shirts).
 #pragma once
 
 #include <functional>
@@ -23,6 +29,13 @@ namespace bdguard {
 
 // DER in percent, from rates in percent.
 double defense_effectiveness(double acc_bd, double asr_bd, double acc, double asr);
+
+// The label all the given labels share; nullopt when there are none or several.
+std::optional<int64_t> single_label(const std::vector<int64_t>& labels);
+// Percentage of the images whose label is not `target` that are predicted `target`
+// (0 when every image is the target's).
+double natural_rate(const std::vector<int64_t>& predicted, const std::vector<int64_t>& labels,
+                    int64_t target);
 
 struct CompareData {
   TensorData valid;                                     // clean validation data
@@ -47,6 +60,7 @@ struct CompareRow {
   double clean_accuracy = 0, asr = 0;  // on the test files, percent
   double accuracy_drop = 0;            // the BadNet's accuracy minus this one's, points
   double der = 0;                      // percent
+  std::optional<double> natural_rate;  // percent (see the top); nullopt: no one target
   double seconds = 0;
   DefenseMetrics valid;       // on the held-out / poisoned validation data
   std::string model, sha256;  // the saved model, relative to out_dir
@@ -56,6 +70,8 @@ struct CompareRow {
 struct CompareResult {
   double baseline_accuracy = 0, baseline_asr = 0;  // the BadNet on the test files
   DefenseMetrics baseline_valid;
+  std::optional<int64_t> target;  // the label of every poisoned test image, if one
+  std::optional<double> baseline_natural_rate;
   int64_t n_test = 0, n_poisoned_test = 0, n_valid = 0, n_poisoned_valid = 0;
   std::vector<CompareRow> rows;
   int best = -1;  // the row with the highest DER (ties: fewer points lost), -1: none ran

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "bdguard/error.h"
+#include "bdguard/evaluate.h"
 #include "bdguard/fileio.h"
 #include "bdguard/model_io.h"
 
@@ -15,6 +16,29 @@ namespace bdguard {
 double defense_effectiveness(double acc_bd, double asr_bd, double acc, double asr) {
   const double d_asr = (asr_bd - asr) / 100, d_acc = (acc_bd - acc) / 100;
   return 100 * (std::max(0.0, d_asr) - std::max(0.0, d_acc) + 1) / 2;
+}
+
+std::optional<int64_t> single_label(const std::vector<int64_t>& labels) {
+  if (labels.empty()) return std::nullopt;
+  for (int64_t l : labels) {
+    if (l != labels.front()) return std::nullopt;
+  }
+  return labels.front();
+}
+
+double natural_rate(const std::vector<int64_t>& predicted, const std::vector<int64_t>& labels,
+                    int64_t target) {
+  if (predicted.size() != labels.size()) {
+    fail<InvalidArgument>("", "natural rate", std::to_string(labels.size()) + " predictions",
+                          std::to_string(predicted.size()));
+  }
+  int64_t others = 0, hits = 0;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (labels[i] == target) continue;
+    ++others;
+    hits += predicted[i] == target;
+  }
+  return percent(hits, others);
 }
 
 CompareResult compare_defenses(const Model& m, const CompareData& data, const CompareOptions& o) {
@@ -33,7 +57,15 @@ CompareResult compare_defenses(const Model& m, const CompareData& data, const Co
   r.n_valid = data.valid.size();
   r.n_poisoned_valid = data.poisoned_valid ? data.poisoned_valid->size() : 0;
   const int64_t batch = o.defense.eval_batch;
-  r.baseline_accuracy = accuracy(m, data.test, batch);
+  const std::vector<int64_t> test_labels = data.test.label_vector();
+  r.target = single_label(data.poisoned_test.label_vector());
+  // Clean accuracy and the natural rate from one pass over the clean test images.
+  auto on_test = [&](const Model& model, double& acc, std::optional<double>& natural) {
+    const std::vector<int64_t> pred = predict(model, data.test, batch);
+    acc = match_rate(pred, test_labels);
+    if (r.target) natural = natural_rate(pred, test_labels, *r.target);
+  };
+  on_test(m, r.baseline_accuracy, r.baseline_natural_rate);
   r.baseline_asr = accuracy(m, data.poisoned_test, batch);
 
   DefenseData dd{data.valid, data.poisoned_valid, data.neural_cleanse};
@@ -52,7 +84,7 @@ CompareResult compare_defenses(const Model& m, const CompareData& data, const Co
       r.baseline_valid = d.before;
       row.figures = std::move(d.figures);
       row.params = std::move(d.params);
-      row.clean_accuracy = accuracy(d.model, data.test, batch);
+      on_test(d.model, row.clean_accuracy, row.natural_rate);
       row.asr = accuracy(d.model, data.poisoned_test, batch);
       row.accuracy_drop = r.baseline_accuracy - row.clean_accuracy;
       row.der =
@@ -104,6 +136,7 @@ std::string compare_verdict(const CompareResult& r) {
 }
 
 nlohmann::json to_json(const CompareResult& r) {
+  auto opt = [](const auto& v) { return v ? nlohmann::json(*v) : nlohmann::json(); };
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& x : r.rows) {
     nlohmann::json j = {{"method", x.method}, {"ok", x.ok}};
@@ -112,6 +145,7 @@ nlohmann::json to_json(const CompareResult& r) {
                 {"asr", x.asr},
                 {"accuracy_drop", x.accuracy_drop},
                 {"der", x.der},
+                {"natural_rate", opt(x.natural_rate)},
                 {"seconds", x.seconds},
                 {"model", x.model.empty() ? nlohmann::json() : nlohmann::json(x.model)},
                 {"sha256", x.sha256.empty() ? nlohmann::json() : nlohmann::json(x.sha256)},
@@ -125,6 +159,7 @@ nlohmann::json to_json(const CompareResult& r) {
                 {"asr", nullptr},
                 {"accuracy_drop", nullptr},
                 {"der", nullptr},
+                {"natural_rate", nullptr},
                 {"model", nullptr},
                 {"sha256", nullptr}});
     }
@@ -133,7 +168,9 @@ nlohmann::json to_json(const CompareResult& r) {
   return {{"baseline",
            {{"clean_accuracy", r.baseline_accuracy},
             {"asr", r.baseline_asr},
+            {"natural_rate", opt(r.baseline_natural_rate)},
             {"valid", to_json(r.baseline_valid)}}},
+          {"target", opt(r.target)},
           {"rows", rows},
           {"best", r.best >= 0 ? nlohmann::json(r.rows[static_cast<size_t>(r.best)].method)
                                : nlohmann::json()},

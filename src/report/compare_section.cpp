@@ -21,14 +21,15 @@ const PlotFile* png(const PlotResult& plots, const std::string& name) {
 
 std::string compare_csv(const CompareResult& r) {
   std::ostringstream out;
-  out << "method,clean_accuracy,asr,accuracy_drop,der,seconds,model,error\n";
+  out << "method,clean_accuracy,asr,accuracy_drop,der,seconds,model,error,natural_rate\n";
   for (const auto& x : r.rows) {
     out << csv_field(x.method) << ',';
     if (x.ok) {
       out << num(x.clean_accuracy) << ',' << num(x.asr) << ',' << num(x.accuracy_drop) << ','
-          << num(x.der) << ',' << num(x.seconds) << ',' << csv_field(x.model) << ",\n";
+          << num(x.der) << ',' << num(x.seconds) << ',' << csv_field(x.model) << ",,"
+          << (x.natural_rate ? num(*x.natural_rate) : "") << '\n';
     } else {
-      out << ",,,," << num(x.seconds) << ",," << csv_field(x.error) << '\n';
+      out << ",,,," << num(x.seconds) << ",," << csv_field(x.error) << ",\n";
     }
   }
   return out.str();
@@ -76,20 +77,31 @@ void add_compare_section(Document& d, const CompareResult& r, const PlotResult& 
       "(max(0, ASR lost) - max(0, accuracy lost) + 1) / 2: 50 % is no change, 100 % the "
       "backdoor gone at no cost. The BadNet: clean accuracy " +
       fixed2(r.baseline_accuracy) + " %, ASR " + fixed2(r.baseline_asr) + " %.");
+  if (r.target && r.baseline_natural_rate) {
+    d.paragraph(
+        "Natural rate: the clean test images of the other labels that a model puts in "
+        "the target label " +
+        std::to_string(*r.target) +
+        " with no trigger on them (the BadNet: " + fixed2(*r.baseline_natural_rate) +
+        " %). It is the floor under a row's ASR that removing the backdoor cannot "
+        "lower: the model's own confusion between the target and its neighbours.");
+  }
   d.paragraph("Best by DER: " + compare_verdict(r) + ".");
   std::vector<std::vector<std::string>> rows;
   std::vector<std::string> failures;
   for (const auto& x : r.rows) {
     if (!x.ok) {
-      rows.push_back({x.method, "-", "-", "-", "-", fixed1(x.seconds), "failed"});
+      rows.push_back({x.method, "-", "-", "-", "-", "-", fixed1(x.seconds), "failed"});
       failures.push_back(x.method + ": " + x.error);
       continue;
     }
-    rows.push_back({x.method, fixed2(x.clean_accuracy), fixed2(x.asr), fixed2(x.accuracy_drop),
+    rows.push_back({x.method, fixed2(x.clean_accuracy), fixed2(x.asr),
+                    x.natural_rate ? fixed2(*x.natural_rate) : "-", fixed2(x.accuracy_drop),
                     fixed2(x.der), fixed1(x.seconds), x.model.empty() ? "" : "`" + x.model + "`"});
   }
-  d.table({"method", "clean accuracy (%)", "ASR (%)", "points lost", "DER (%)", "seconds", "model"},
-          rows, {false, true, true, true, true, true, false});
+  d.table({"method", "clean accuracy (%)", "ASR (%)", "natural rate (%)", "points lost", "DER (%)",
+           "seconds", "model"},
+          rows, {false, true, true, true, true, true, true, false});
   if (const PlotFile* p = png(plots, "compare")) d.image(p->title, p->file);
   if (!failures.empty()) {
     d.paragraph("Methods that could not run on this model:");

@@ -17,7 +17,8 @@ void add_compare_section(Document& d, const CompareResult& r, const PlotResult& 
 // marked) and the data block it reads.
 PlotSpec compare_plot(const CompareResult& r);
 std::string compare_data(const CompareResult& r);
-// compare.csv's text: method,clean_accuracy,asr,accuracy_drop,der,seconds,model,error.
+// compare.csv's text: method,clean_accuracy,asr,accuracy_drop,der,seconds,model,error,
+// natural_rate.
 std::string compare_csv(const CompareResult& r);
 
 }  // namespace bdguard::report

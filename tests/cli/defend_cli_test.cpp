@@ -115,14 +115,16 @@ TEST(CompareCli, WritesTheTableTheFilesAndTheModels) {
   EXPECT_NE(r.out.find("best: "), std::string::npos) << r.out;
   const std::string csv = test::read_text(out + "/compare.csv");
   EXPECT_EQ(csv.substr(0, csv.find('\n')),
-            "method,clean_accuracy,asr,accuracy_drop,der,seconds,model,error");
+            "method,clean_accuracy,asr,accuracy_drop,der,seconds,model,error,natural_rate");
   json doc = json::parse(test::read_text(out + "/compare.json"));
   EXPECT_TRUE(doc["baseline"].contains("clean_accuracy"));
   EXPECT_TRUE(doc["baseline"].contains("asr"));
+  EXPECT_EQ(doc["target"], 3);  // the tiny BadNet's, from the poisoned test labels
+  EXPECT_TRUE(doc["baseline"]["natural_rate"].is_number());
   ASSERT_EQ(doc["rows"].size(), 3u);
   for (const auto& row : doc["rows"]) {
     for (const char* key : {"method", "clean_accuracy", "asr", "accuracy_drop", "der", "seconds",
-                            "model", "sha256"}) {
+                            "model", "sha256", "natural_rate"}) {
       EXPECT_TRUE(row.contains(key)) << key;
     }
     const std::string file = out + "/" + row["model"].get<std::string>();

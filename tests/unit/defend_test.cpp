@@ -30,6 +30,19 @@ TEST(Der, HandNumbers) {
   EXPECT_DOUBLE_EQ(defense_effectiveness(80, 90, 70, 90), 45.0);
 }
 
+TEST(NaturalRate, CountsOtherLabelsPutInTheTarget) {
+  // Labels 0 0 1 1 2 2 with target 0: of the four others, 1 (index 3) is predicted 0.
+  EXPECT_DOUBLE_EQ(natural_rate({0, 1, 1, 0, 2, 1}, {0, 0, 1, 1, 2, 2}, 0), 25.0);
+  EXPECT_DOUBLE_EQ(natural_rate({0, 0}, {0, 0}, 0), 0.0);  // no other label
+  EXPECT_THROW(natural_rate({0}, {0, 1}, 0), InvalidArgument);
+}
+
+TEST(NaturalRate, TargetIsThePoisonedLabelsOnlyWhenTheyShareOne) {
+  EXPECT_EQ(single_label({3, 3, 3}), std::optional<int64_t>(3));
+  EXPECT_EQ(single_label({3, 1, 3}), std::nullopt);
+  EXPECT_EQ(single_label({}), std::nullopt);
+}
+
 // input 8x8x1 -> conv (16 filters 3x3, relu) -> flatten -> dense (3, softmax); filter 5
 // has a kernel 20 times larger than the others'.
 Model lipschitz_model() {

@@ -26,17 +26,19 @@ struct CompareCliOptions {
 };
 
 void print_table(const CompareResult& r) {
-  std::printf("%-14s %10s %8s %8s %8s %8s\n", "method", "accuracy", "ASR", "lost", "DER",
-              "seconds");
-  std::printf("%-14s %10s %8s %8s %8s %8s\n", "BadNet", pct(r.baseline_accuracy).c_str(),
-              pct(r.baseline_asr).c_str(), "", "", "");
+  auto natural = [](const std::optional<double>& v) { return v ? pct(*v) : std::string("-"); };
+  std::printf("%-14s %10s %8s %8s %8s %8s %8s\n", "method", "accuracy", "ASR", "natural", "lost",
+              "DER", "seconds");
+  std::printf("%-14s %10s %8s %8s %8s %8s %8s\n", "BadNet", pct(r.baseline_accuracy).c_str(),
+              pct(r.baseline_asr).c_str(), natural(r.baseline_natural_rate).c_str(), "", "", "");
   for (const auto& x : r.rows) {
     if (!x.ok) {
       std::printf("%-14s failed: %s\n", x.method.c_str(), x.error.c_str());
       continue;
     }
-    std::printf("%-14s %10s %8s %8.2f %8s %8.1f\n", x.method.c_str(), pct(x.clean_accuracy).c_str(),
-                pct(x.asr).c_str(), x.accuracy_drop, pct(x.der).c_str(), x.seconds);
+    std::printf("%-14s %10s %8s %8s %8.2f %8s %8.1f\n", x.method.c_str(),
+                pct(x.clean_accuracy).c_str(), pct(x.asr).c_str(), natural(x.natural_rate).c_str(),
+                x.accuracy_drop, pct(x.der).c_str(), x.seconds);
   }
 }
 

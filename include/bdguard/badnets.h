@@ -25,6 +25,10 @@ constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
 // uint8. Magic numbers, sizes and the file lengths are checked before use.
 TensorData read_idx(const std::string& images_path, const std::string& labels_path);
 
+// The path of IDX file `name` in `dir`, gzip-compressed (name.gz) or not; IoError
+// naming the package when neither exists.
+std::string idx_file(const std::string& dir, const std::string& name);
+
 struct TrainTestData {
   TensorData train, test;
 };

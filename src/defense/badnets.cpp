@@ -1,9 +1,9 @@
-// BadNets: IDX reading, triggers, poisoning, attack data files, default network.
+// BadNets: triggers, poisoning, the attack data files and the attack (its IDX reading is
+// src/data/idx.cpp, its default network src/formats/keras/architectures.cpp).
 #include "bdguard/badnets.h"
 
 #include <ATen/ATen.h>
 #include <stb/stb_image.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -19,78 +19,6 @@
 
 namespace bdguard {
 namespace {
-
-constexpr int64_t kMaxIdxItems = 10'000'000;
-constexpr int64_t kMaxIdxSide = 4096;
-constexpr int64_t kMaxIdxBytes = int64_t{2} << 30;
-
-// A gzip (or plain) file read through zlib; closed on destruction.
-class GzReader {
- public:
-  explicit GzReader(const std::string& path) : path_(path), f_(gzopen(path.c_str(), "rb")) {
-    if (!f_) fail<IoError>(path, "", "a readable file", std::strerror(errno));
-  }
-  ~GzReader() { gzclose(f_); }
-  GzReader(const GzReader&) = delete;
-  GzReader& operator=(const GzReader&) = delete;
-
-  void read(void* out, int64_t bytes, const std::string& object) {
-    auto* p = static_cast<char*>(out);
-    while (bytes > 0) {
-      unsigned chunk = static_cast<unsigned>(std::min<int64_t>(bytes, 1 << 30));
-      int got = gzread(f_, p, chunk);
-      if (got <= 0) {
-        int err = 0;
-        const char* msg = gzerror(f_, &err);
-        fail(path_, object, "the bytes the header announces",
-             err != Z_OK && err != Z_BUF_ERROR ? msg : "a truncated file");
-      }
-      p += got;
-      bytes -= got;
-    }
-  }
-  uint32_t be32(const std::string& object) {
-    unsigned char b[4];
-    read(b, 4, object);
-    return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3];
-  }
-  bool at_end() {
-    char c;
-    return gzread(f_, &c, 1) == 0;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-  gzFile f_;
-};
-
-void check_idx_magic(GzReader& in, uint32_t want, const char* what) {
-  uint32_t magic = in.be32("header");
-  if (magic != want) {
-    char buf[2][16];
-    std::snprintf(buf[0], sizeof buf[0], "0x%08x", want);
-    std::snprintf(buf[1], sizeof buf[1], "0x%08x", magic);
-    fail(in.path(), "magic number", std::string(buf[0]) + " (" + what + ")", buf[1]);
-  }
-}
-
-int64_t checked_dim(GzReader& in, const char* object, int64_t hi) {
-  int64_t d = in.be32(object);
-  if (d < 1 || d > hi) {
-    fail<LimitExceeded>(in.path(), object, "a value in [1, " + std::to_string(hi) + "]",
-                        std::to_string(d));
-  }
-  return d;
-}
-
-std::string existing(const std::string& dir, const std::string& name) {
-  for (const std::string& p : {dir + "/" + name + ".gz", dir + "/" + name}) {
-    if (std::filesystem::exists(p)) return p;
-  }
-  fail<IoError>(dir, name + "[.gz]", "a Fashion-MNIST IDX file (package dataset-fashion-mnist)",
-                "no such file");
-}
 
 std::pair<int64_t, int64_t> trigger_position(const TriggerOptions& o, int64_t H, int64_t W,
                                              int64_t h, int64_t w) {
@@ -116,115 +44,7 @@ std::pair<int64_t, int64_t> trigger_position(const TriggerOptions& o, int64_t H,
   return {r, c};
 }
 
-// Keras 2.x layer documents.
-nlohmann::json inbound(const std::vector<std::string>& from) {
-  nlohmann::json node = nlohmann::json::array();
-  for (const auto& f : from) node.push_back({f, 0, 0, nlohmann::json::object()});
-  return nlohmann::json::array({node});
-}
-
-nlohmann::json layer_doc(const std::string& cls, const std::string& name, nlohmann::json config,
-                         const std::vector<std::string>& from) {
-  config["name"] = name;
-  config["trainable"] = true;
-  config["dtype"] = "float32";
-  return {
-      {"class_name", cls}, {"name", name}, {"config", config}, {"inbound_nodes", inbound(from)}};
-}
-
-const nlohmann::json kGlorot = {{"class_name", "GlorotUniform"}, {"config", {{"seed", nullptr}}}};
-const nlohmann::json kZeros = {{"class_name", "Zeros"}, {"config", nlohmann::json::object()}};
-
-nlohmann::json conv_doc(const std::string& name, int64_t filters, int64_t k,
-                        const std::string& padding, const std::string& from) {
-  return layer_doc("Conv2D", name,
-                   {{"filters", filters},
-                    {"kernel_size", {k, k}},
-                    {"strides", {1, 1}},
-                    {"padding", padding},
-                    {"data_format", "channels_last"},
-                    {"dilation_rate", {1, 1}},
-                    {"groups", 1},
-                    {"activation", "relu"},
-                    {"use_bias", true},
-                    {"kernel_initializer", kGlorot},
-                    {"bias_initializer", kZeros},
-                    {"kernel_regularizer", nullptr},
-                    {"bias_regularizer", nullptr},
-                    {"activity_regularizer", nullptr},
-                    {"kernel_constraint", nullptr},
-                    {"bias_constraint", nullptr}},
-                   {from});
-}
-
-nlohmann::json pool_doc(const std::string& name, const std::string& from) {
-  return layer_doc("MaxPooling2D", name,
-                   {{"pool_size", {2, 2}},
-                    {"padding", "valid"},
-                    {"strides", {2, 2}},
-                    {"data_format", "channels_last"}},
-                   {from});
-}
-
-nlohmann::json dense_doc(const std::string& name, int64_t units, const std::string& activation,
-                         const std::string& from) {
-  return layer_doc("Dense", name,
-                   {{"units", units},
-                    {"activation", activation},
-                    {"use_bias", true},
-                    {"kernel_initializer", kGlorot},
-                    {"bias_initializer", kZeros},
-                    {"kernel_regularizer", nullptr},
-                    {"bias_regularizer", nullptr},
-                    {"activity_regularizer", nullptr},
-                    {"kernel_constraint", nullptr},
-                    {"bias_constraint", nullptr}},
-                   {from});
-}
-
-nlohmann::json flatten_doc(const std::string& name, const std::string& from) {
-  return layer_doc("Flatten", name, {{"data_format", "channels_last"}}, {from});
-}
-
-// Widths of the small DeepID: a third of DeepID's parameters on 28x28 images.
-constexpr int64_t kConv1 = 12, kConv2 = 24, kConv3 = 48, kConv4 = 64, kFc = 128;
-
 }  // namespace
-
-TensorData read_idx(const std::string& images_path, const std::string& labels_path) {
-  GzReader img(images_path);
-  check_idx_magic(img, 0x00000803, "IDX uint8 images, 3 dimensions");
-  const int64_t n = checked_dim(img, "image count", kMaxIdxItems);
-  const int64_t rows = checked_dim(img, "rows", kMaxIdxSide);
-  const int64_t cols = checked_dim(img, "columns", kMaxIdxSide);
-  if (n * rows * cols > kMaxIdxBytes) {
-    fail<LimitExceeded>(images_path, "images", "at most 2 GiB of pixels",
-                        std::to_string(n * rows * cols) + " bytes");
-  }
-  GzReader lab(labels_path);
-  check_idx_magic(lab, 0x00000801, "IDX uint8 labels, 1 dimension");
-  const int64_t n_labels = checked_dim(lab, "label count", kMaxIdxItems);
-  if (n_labels != n) {
-    fail<ShapeMismatch>(labels_path, "label count", std::to_string(n) + " (as " + images_path + ")",
-                        std::to_string(n_labels));
-  }
-  at::Tensor images = at::empty({n, 1, rows, cols}, at::kByte);
-  img.read(images.data_ptr<uint8_t>(), n * rows * cols, "pixels");
-  if (!img.at_end()) fail(images_path, "", "no bytes after the last image", "trailing data");
-  at::Tensor raw = at::empty({n}, at::kByte);
-  lab.read(raw.data_ptr<uint8_t>(), n, "labels");
-  if (!lab.at_end()) fail(labels_path, "", "no bytes after the last label", "trailing data");
-  return {images, raw.to(at::kLong)};
-}
-
-TrainTestData read_fashion_mnist(const std::string& dir) {
-  TrainTestData d;
-  d.train =
-      read_idx(existing(dir, "train-images-idx3-ubyte"), existing(dir, "train-labels-idx1-ubyte"));
-  d.test =
-      read_idx(existing(dir, "t10k-images-idx3-ubyte"), existing(dir, "t10k-labels-idx1-ubyte"));
-  return d;
-}
 
 nlohmann::json Trigger::describe() const {
   return {
@@ -352,59 +172,6 @@ void write_attack_data(const AttackData& d, const std::string& dir) {
   write_lab_dataset(dir + "/test.h5", d.test.images, d.test.labels);
   write_lab_dataset(dir + "/bd_valid.h5", d.bd_valid.images, d.bd_valid.labels);
   write_lab_dataset(dir + "/bd_test.h5", d.bd_test.images, d.bd_test.labels);
-}
-
-nlohmann::json small_deepid_architecture(const Shape& input_shape, int64_t num_classes) {
-  if (input_shape.size() != 3 || input_shape[1] < 16 || input_shape[2] < 16) {
-    fail<ShapeMismatch>("", "--arch fmnist", "images of at least 16x16 pixels (C, H, W)",
-                        shape_str(input_shape));
-  }
-  if (num_classes < 2) {
-    fail<InvalidArgument>("", "training labels", "at least 2 classes", std::to_string(num_classes));
-  }
-  nlohmann::json layers = nlohmann::json::array();
-  layers.push_back(
-      {{"class_name", "InputLayer"},
-       {"name", "input"},
-       {"config",
-        {{"batch_input_shape", {nullptr, input_shape[1], input_shape[2], input_shape[0]}},
-         {"dtype", "float32"},
-         {"sparse", false},
-         {"ragged", false},
-         {"name", "input"}}},
-       {"inbound_nodes", nlohmann::json::array()}});
-  layers.push_back(
-      layer_doc("Rescaling", "rescaling", {{"scale", 1.0 / 255.0}, {"offset", 0.0}}, {"input"}));
-  layers.push_back(conv_doc("conv_1", kConv1, 3, "same", "rescaling"));
-  layers.push_back(pool_doc("pool_1", "conv_1"));
-  layers.push_back(conv_doc("conv_2", kConv2, 3, "same", "pool_1"));
-  layers.push_back(pool_doc("pool_2", "conv_2"));
-  layers.push_back(conv_doc("conv_3", kConv3, 3, "same", "pool_2"));
-  layers.push_back(pool_doc("pool_3", "conv_3"));
-  layers.push_back(flatten_doc("flatten_1", "pool_3"));
-  layers.push_back(dense_doc("fc_1", kFc, "linear", "flatten_1"));
-  layers.push_back(conv_doc("conv_4", kConv4, 2, "valid", "pool_3"));
-  layers.push_back(flatten_doc("flatten_2", "conv_4"));
-  layers.push_back(dense_doc("fc_2", kFc, "linear", "flatten_2"));
-  layers.push_back(layer_doc("Add", "add_1", nlohmann::json::object(), {"fc_1", "fc_2"}));
-  layers.push_back(layer_doc("Activation", "activation_1", {{"activation", "relu"}}, {"add_1"}));
-  layers.push_back(dense_doc("output", num_classes, "softmax", "activation_1"));
-  return {{"class_name", "Functional"},
-          {"config",
-           {{"name", "model_1"},
-            {"layers", layers},
-            {"input_layers", {{"input", 0, 0}}},
-            {"output_layers", {{"output", 0, 0}}}}},
-          {"keras_version", "2.10.0"},
-          {"backend", "tensorflow"}};
-}
-
-nlohmann::json deepid_architecture(int64_t num_classes) {
-  nlohmann::json doc = builtin_architecture("deepid");
-  for (auto& l : doc["config"]["layers"]) {
-    if (l["name"] == "output") l["config"]["units"] = num_classes;
-  }
-  return doc;
 }
 
 namespace {
@@ -571,8 +338,8 @@ AttackData attack_data_for(const AttackOptions& o) {
   TensorData held_out;
   Shape shape;
   if (std::filesystem::is_directory(o.data)) {
-    held_out = read_idx(existing(o.data, "t10k-images-idx3-ubyte"),
-                        existing(o.data, "t10k-labels-idx1-ubyte"));
+    held_out = read_idx(idx_file(o.data, "t10k-images-idx3-ubyte"),
+                        idx_file(o.data, "t10k-labels-idx1-ubyte"));
     shape = {1, held_out.images.size(2), held_out.images.size(3)};
   } else {
     AttackInput in = load_attack_input(o, seeds.split);

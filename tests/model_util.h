@@ -56,7 +56,8 @@ inline void set_keras_weights(Model& m, const std::string& layer,
       continue;
     }
     std::vector<int64_t> inv(n.file_order.size());
-    for (size_t a = 0; a < inv.size(); ++a) inv[static_cast<size_t>(n.file_order[a])] = static_cast<int64_t>(a);
+    for (size_t a = 0; a < inv.size(); ++a)
+      inv[static_cast<size_t>(n.file_order[a])] = static_cast<int64_t>(a);
     at::Tensor g = v.permute(inv).contiguous();
     if (g.sizes() != n.value.sizes()) throw std::logic_error(n.name + ": wrong shape");
     n.value = g;

@@ -131,11 +131,11 @@ struct SweepTimings {
 };
 
 struct SweepResult {
-  std::string layer;      // the pruned node
-  std::string target;     // describe_target()
-  std::string kind;       // "output" (a Conv's channels) or "input" (a Gemm's features)
+  std::string layer;                // the pruned node
+  std::string target;               // describe_target()
+  std::string kind;                 // "output" (a Conv's channels) or "input" (a Gemm's features)
   std::vector<std::string> zeroed;  // the parameters whose slices pruning zeroes
-  std::string cut_layer;  // where the mean activation is taken (DeepID: pool_3)
+  std::string cut_layer;            // where the mean activation is taken (DeepID: pool_3)
   int64_t channels = 0;
   std::vector<double> mean_activation;  // per channel, over clean validation data
   std::vector<int64_t> order;           // pruning order

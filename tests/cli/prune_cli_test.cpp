@@ -88,8 +88,7 @@ TEST(PruneCli, WholeSweepOnFixtureFacesWritesCurveAndModels) {
     // Weights-only in, weights-only out; only conv_3's kernel and bias changed.
     expect_only_datasets_changed(model, file, {"/conv_3/conv_3/kernel:0", "/conv_3/conv_3/bias:0"});
     Model m = load_model(file, {"deepid", ""});
-    EXPECT_EQ(test::zeros_of(m, "conv_3"),
-              sorted_prefix(order, s["step"].get<int>()));
+    EXPECT_EQ(test::zeros_of(m, "conv_3"), sorted_prefix(order, s["step"].get<int>()));
   }
   EXPECT_FALSE(doc["goodnet"].empty());
 }
@@ -175,8 +174,10 @@ TEST(PruneCli, DenseLayerPrunesItsInputFeatures) {
   Fixture d = make_data(20);
   const std::string model = test::csaw_dir() + "/lab3_bd_weights.h5";
   auto r = test::run_cli("prune --quiet --model " + model + " --arch deepid --clean " + d.valid +
-                         " --poisoned " + d.bd_valid + " --layer fc_1 --stop-drop 3 --drops 2 "
-                         "--out " + d.dir + "/out --json");
+                         " --poisoned " + d.bd_valid +
+                         " --layer fc_1 --stop-drop 3 --drops 2 "
+                         "--out " +
+                         d.dir + "/out --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto doc = nlohmann::json::parse(r.out);
   EXPECT_EQ(doc["channels"], 1200);

@@ -42,9 +42,7 @@ Model load_fixture(const std::string& file) {
 // Softmax preserves order, and far down the tail the float32 probabilities of the
 // trigger images underflow to 0 (the reference lists 1e-47 .. 1e-70), so the top-5
 // order is read from the logits.
-at::Tensor logits(const Model& m, const at::Tensor& x) {
-  return m.run(x, {m.logits_index()})[0];
-}
+at::Tensor logits(const Model& m, const at::Tensor& x) { return m.run(x, {m.logits_index()})[0]; }
 
 void check_model(const std::string& file) {
   const nlohmann::json doc = expected_doc();

@@ -7,7 +7,6 @@
 #include <set>
 
 #include "bdguard/error.h"
-#include "bdguard/prune.h"
 #include "bdguard/keras.h"
 #include "bdguard/prune.h"
 

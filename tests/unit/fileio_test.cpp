@@ -17,7 +17,6 @@
 #include "bdguard/keras.h"
 #include "io/read_watch.h"
 #include "test_util.h"
-#include "bdguard/keras.h"
 
 namespace bdguard {
 namespace {
@@ -212,8 +211,7 @@ TEST(SaveModel, NeverWritesTheSourceFile) {
   EXPECT_EQ(sha256_file(dir + "/source.h5"), before);
   Model back = load_model(dir + "/pruned.h5");
   EXPECT_FLOAT_EQ(
-      back.node(static_cast<size_t>(back.find("dense/kernel"))).value[0][0].item<float>(),
-      0.5f);
+      back.node(static_cast<size_t>(back.find("dense/kernel"))).value[0][0].item<float>(), 0.5f);
   EXPECT_EQ(entries(dir), 2u);  // no temporary file left
 }
 

@@ -7,10 +7,10 @@
 #include <cstring>
 
 #include "bdguard/dataset.h"
-#include "bdguard/prune.h"
-#include "test_util.h"
 #include "bdguard/keras.h"
+#include "bdguard/prune.h"
 #include "model_util.h"
+#include "test_util.h"
 
 namespace bdguard {
 namespace {

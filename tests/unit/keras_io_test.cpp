@@ -138,8 +138,8 @@ TEST(KerasIo, SequentialModelRoundTrips) {
                        {"config",
                         {{"name", "d"}, {"units", 2}, {"batch_input_shape", {nullptr, 3}}}}}})}}}};
   Model m = keras_model_from_config(cfg, "seq");
-  test::set_keras_weights(m, "d", {at::arange(6, at::kFloat).reshape({3, 2}),
-                                   at::tensor({0.5f, -0.5f})});
+  test::set_keras_weights(m, "d",
+                          {at::arange(6, at::kFloat).reshape({3, 2}), at::tensor({0.5f, -0.5f})});
   const std::string path = test::temp_dir() + "/seq.h5";
   save_model(m, path);
   Model back = load_model(path);

@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "bdguard/error.h"
-#include "bdguard/model.h"
 #include "bdguard/keras.h"
+#include "bdguard/model.h"
 #include "keras_json.h"
 #include "model_util.h"
 
@@ -30,8 +30,8 @@ using test::set_keras_weights;
 
 // input -> one layer "l" of class `cls`.
 Model single(const Shape& input, const std::string& cls, const json& config) {
-  return keras_model_from_config(
-      functional(input, {layer_json(cls, "l", config, {"input"})}, "l"), "test");
+  return keras_model_from_config(functional(input, {layer_json(cls, "l", config, {"input"})}, "l"),
+                                 "test");
 }
 
 at::Tensor t(const std::vector<float>& v, at::IntArrayRef shape) {

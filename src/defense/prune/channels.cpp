@@ -24,10 +24,10 @@ int own_param(const Model& m, int i, size_t slot, bool required) {
   }
   const Node& w = at_node(m, p);
   if (w.kind != NodeKind::kParam || !at::isFloatingType(w.info.dtype)) {
-    fail<InvalidArgument>("", "layer " + label(n),
-                          "weights stored in the model (a parameter at input " +
-                              std::to_string(slot) + ")",
-                          "a value computed at run time");
+    fail<InvalidArgument>(
+        "", "layer " + label(n),
+        "weights stored in the model (a parameter at input " + std::to_string(slot) + ")",
+        "a value computed at run time");
   }
   if (m.consumers(p).size() != 1) {
     fail<InvalidArgument>("", "layer " + label(n), "its own weight tensor",
@@ -44,7 +44,8 @@ int64_t size_at(const Model& m, int param, int64_t axis) {
 
 ChannelUnit conv_unit(const Model& m, int conv) {
   const Node& n = at_node(m, conv);
-  if (!n.is_op("Conv")) fail<InvalidArgument>("", "layer " + label(n), "a Conv layer", "another op");
+  if (!n.is_op("Conv"))
+    fail<InvalidArgument>("", "layer " + label(n), "a Conv layer", "another op");
   ChannelUnit u;
   u.node = conv;
   u.kind = ChannelKind::kOutput;
@@ -97,7 +98,8 @@ ChannelUnit linear_input_unit(const Model& m, int node) {
 
 ChannelUnit linear_output_unit(const Model& m, int node) {
   const Node& n = at_node(m, node);
-  if (!n.is_op("Gemm")) fail<InvalidArgument>("", "layer " + label(n), "a Gemm layer", "another op");
+  if (!n.is_op("Gemm"))
+    fail<InvalidArgument>("", "layer " + label(n), "a Gemm layer", "another op");
   const auto& a = dynamic_cast<const GemmOp&>(*n.op).attrs();
   ChannelUnit u;
   u.node = node;
@@ -109,8 +111,7 @@ ChannelUnit linear_output_unit(const Model& m, int node) {
   if (const int b = own_param(m, node, 2, false); b >= 0) {
     const Dims& d = at_node(m, b).info.dims;
     if (d.empty() || d.back() != u.channels || per_item_elements(d) * d[0] != u.channels) {
-      fail<InvalidArgument>("", "layer " + label(n), "a bias of one value per output",
-                            dims_str(d));
+      fail<InvalidArgument>("", "layer " + label(n), "a bias of one value per output", dims_str(d));
     }
     u.slices.push_back({b, static_cast<int64_t>(d.size()) - 1, true});
   }
@@ -124,7 +125,8 @@ void zero_channel(Model& m, const ChannelUnit& u, int64_t c) {
                           std::to_string(c));
   }
   at::NoGradGuard no_grad;
-  for (const auto& s : u.slices) m.node(static_cast<size_t>(s.param)).value.select(s.axis, c).zero_();
+  for (const auto& s : u.slices)
+    m.node(static_cast<size_t>(s.param)).value.select(s.axis, c).zero_();
 }
 
 std::vector<int64_t> zero_channels(const Model& m, const ChannelUnit& u) {
@@ -172,8 +174,8 @@ std::vector<PrunedChannels> pruned_channels(const Model& m) {
   for (const auto& u : all_units(m)) {
     auto zero = zero_channels(m, u);
     if (zero.empty()) continue;
-    out.push_back({at_node(m, u.node).name,
-                   u.kind == ChannelKind::kOutput ? "output" : "input", std::move(zero)});
+    out.push_back({at_node(m, u.node).name, u.kind == ChannelKind::kOutput ? "output" : "input",
+                   std::move(zero)});
   }
   return out;
 }

@@ -15,7 +15,8 @@ namespace {
 const Node& at_node(const Model& m, int i) { return m.node(static_cast<size_t>(i)); }
 
 bool fixed(const Model& m, int i) {
-  return i >= 0 && (at_node(m, i).kind == NodeKind::kParam || at_node(m, i).kind == NodeKind::kConst);
+  return i >= 0 &&
+         (at_node(m, i).kind == NodeKind::kParam || at_node(m, i).kind == NodeKind::kConst);
 }
 
 // Every input after the first is a parameter or constant (or absent).
@@ -153,9 +154,10 @@ bool add_linear(const Model& m, Plan& p, int node, const std::vector<int>& path)
     if (!w.defined()) return false;
     const int64_t in = p.channels * p.h * p.w;
     if (w.size(0) != in) return false;
-    at::Tensor index = at::arange(in, at::kDouble).view(at_node(m, p.cut).info.dims.size() == 4
-                                                             ? std::vector<int64_t>{1, p.channels, p.h, p.w}
-                                                             : std::vector<int64_t>{1, p.channels});
+    at::Tensor index = at::arange(in, at::kDouble)
+                           .view(at_node(m, p.cut).info.dims.size() == 4
+                                     ? std::vector<int64_t>{1, p.channels, p.h, p.w}
+                                     : std::vector<int64_t>{1, p.channels});
     lin.feature_row = inverse_through(m, path, index, in);
     if (lin.feature_row.empty()) return false;
     lin.weight64 = w.detach().to(at::kDouble).contiguous();
@@ -164,7 +166,8 @@ bool add_linear(const Model& m, Plan& p, int node, const std::vector<int>& path)
   const int relu = relu_after(m, node);
   lin.relu = relu >= 0;
   lin.given = lin.relu ? relu : node;
-  if (node == m.logits_index() && !lin.conv && !lin.relu) p.direct = static_cast<int>(p.linear.size());
+  if (node == m.logits_index() && !lin.conv && !lin.relu)
+    p.direct = static_cast<int>(p.linear.size());
   p.linear.push_back(std::move(lin));
   return true;
 }
@@ -232,8 +235,7 @@ Plan make_plan(const Model& m, const ChannelUnit& target) {
   }
   const Dims& cd = at_node(m, p.cut).info.dims;
   if ((cd.size() != 4 && cd.size() != 2) || cd[1] != target.channels) {
-    fail<InvalidArgument>("", who, "channels along axis 1 of (N, C, H, W) or (N, C)",
-                          dims_str(cd));
+    fail<InvalidArgument>("", who, "channels along axis 1 of (N, C, H, W) or (N, C)", dims_str(cd));
   }
   p.channels = cd[1];
   if (cd.size() == 4) p.h = cd[2], p.w = cd[3];
@@ -249,12 +251,14 @@ Plan make_plan(const Model& m, const ChannelUnit& target) {
       if (!s.primary) given[s.param] = at::zeros_like(at_node(m, s.param).value);
     }
     at::Tensor v = m.run({}, {p.cut}, given)[0].reshape({1, p.channels, -1}).contiguous();
-    for (int64_t c = 0; c < p.channels; ++c) p.v0[static_cast<size_t>(c)] = v[0][c][0].item<float>();
+    for (int64_t c = 0; c < p.channels; ++c)
+      p.v0[static_cast<size_t>(c)] = v[0][c][0].item<float>();
   }
 
   if (target.kind == ChannelKind::kInput) {
     if (!add_linear(m, p, target.node, {})) {
-      fail<InvalidArgument>("", who, "a Gemm (transA = 0, alpha = 1) or 2-D MatMul with constant weights",
+      fail<InvalidArgument>("", who,
+                            "a Gemm (transA = 0, alpha = 1) or 2-D MatMul with constant weights",
                             "another layer");
     }
   } else {
@@ -309,9 +313,8 @@ Plan make_plan(const Model& m, const ChannelUnit& target) {
       if (p.score_kernel.isfinite().all().item<bool>()) {
         p.spread = class_spread(p.score_kernel);
         p.sparse_scores = p.score_kernel.scalar_type() == at::kFloat &&
-                          (!p.score_bias.defined() ||
-                           (p.score_bias.scalar_type() == at::kFloat &&
-                            p.score_bias.isfinite().all().item<bool>()));
+                          (!p.score_bias.defined() || (p.score_bias.scalar_type() == at::kFloat &&
+                                                       p.score_bias.isfinite().all().item<bool>()));
       }
     }
   }

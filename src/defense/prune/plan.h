@@ -17,14 +17,14 @@ struct Linear {
   int node = -1;   // the Conv / Gemm / MatMul
   int given = -1;  // what the upper part reads of it: the Relu after it, or the node itself
   bool relu = false;
-  bool conv = false;     // z per image: the Conv's output channels-last (oh, ow, f); else (units)
-  int64_t dim = 0;       // z's length per image
-  Dims out_dims;         // the node's output dims
-  at::Tensor weight64;   // Conv: its kernel (F, C, kh, kw) in float64; else the weight as the
-                         // layer sees it (in, units) in float64
+  bool conv = false;    // z per image: the Conv's output channels-last (oh, ow, f); else (units)
+  int64_t dim = 0;      // z's length per image
+  Dims out_dims;        // the node's output dims
+  at::Tensor weight64;  // Conv: its kernel (F, C, kh, kw) in float64; else the weight as the
+                        // layer sees it (in, units) in float64
   // Gemm / MatMul: for each flat index c * h * w + s of the cut, the weight row it meets.
   std::vector<int64_t> feature_row;
-  int second = -1;       // index into Plan::second, or -1
+  int second = -1;  // index into Plan::second, or -1
 };
 
 // A Gemm / MatMul whose only input is a linear layer's activated output (through

@@ -170,7 +170,8 @@ at::Tensor output_scores(const Model& m, const Plan& p, const at::Tensor& h,
     const Node& g = m.node(static_cast<size_t>(p.score_gemm));
     std::vector<at::Tensor> inputs{x};
     for (size_t k = 1; k < g.inputs.size(); ++k) {
-      inputs.push_back(g.inputs[k] < 0 ? at::Tensor() : m.node(static_cast<size_t>(g.inputs[k])).value);
+      inputs.push_back(g.inputs[k] < 0 ? at::Tensor()
+                                       : m.node(static_cast<size_t>(g.inputs[k])).value);
     }
     return g.op->forward(inputs);
   };

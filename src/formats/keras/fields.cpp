@@ -33,7 +33,9 @@ const nlohmann::json* field_of(const LayerDoc& l, const std::string& field) {
 
 }  // namespace
 
-bool has_field(const LayerDoc& l, const std::string& field) { return field_of(l, field) != nullptr; }
+bool has_field(const LayerDoc& l, const std::string& field) {
+  return field_of(l, field) != nullptr;
+}
 
 int64_t get_int(const LayerDoc& l, const std::string& field, int64_t fallback, int64_t lo,
                 int64_t hi) {

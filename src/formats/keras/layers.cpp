@@ -57,8 +57,8 @@ int op(Model& m, const LayerDoc& l, const std::string& role, std::unique_ptr<Op>
 // reader allocate before the file's datasets are checked against the size limits.
 int weight(Model& m, const LayerDoc& l, const std::string& suffix, const Dims& graph_dims,
            std::vector<int64_t> file_order = {}, bool trainable = true) {
-  const int i = m.add_param(l.name + "/" + suffix, at::zeros({}, at::kFloat).expand(graph_dims),
-                            trainable);
+  const int i =
+      m.add_param(l.name + "/" + suffix, at::zeros({}, at::kFloat).expand(graph_dims), trainable);
   Node& n = m.node(static_cast<size_t>(i));
   n.layer = l.name;
   n.layer_class = l.class_name;
@@ -140,8 +140,8 @@ int build_dense(Model& m, const LayerDoc& l, const std::vector<int>& in) {
   const std::string act = get_string(l, "activation", "linear");
   const bool use_bias = get_bool(l, "use_bias", true);
   if (x.size() != 2 && x.size() != 4) {
-    throw ShapeMismatch(describe(l.origin, l.label(), "an input of rank 1 or 3 (batch excluded)",
-                                 keras_shape(x)));
+    throw ShapeMismatch(
+        describe(l.origin, l.label(), "an input of rank 1 or 3 (batch excluded)", keras_shape(x)));
   }
   const bool image = x.size() == 4;
   const int64_t features = image ? x[1] : x[1];
@@ -225,10 +225,9 @@ int build_concatenate(Model& m, const LayerDoc& l, const std::vector<int>& in) {
       ok = static_cast<int64_t>(k) == internal || d[k] == info(m, in[0]).dims[k];
     }
     if (!ok) {
-      throw ShapeMismatch(describe(l.origin, "model_config: layer '" + l.name + "' (Concatenate)",
-                                   "shapes matching " + keras_shape(info(m, in[0]).dims) +
-                                       " off the axis",
-                                   keras_shape(d)));
+      throw ShapeMismatch(describe(
+          l.origin, "model_config: layer '" + l.name + "' (Concatenate)",
+          "shapes matching " + keras_shape(info(m, in[0]).dims) + " off the axis", keras_shape(d)));
     }
   }
   return op(m, l, "", make_concat(internal), in);
@@ -287,7 +286,8 @@ int build_batch_normalization(Model& m, const LayerDoc& l, const std::vector<int
 
 int build_zero_padding(Model& m, const LayerDoc& l, const std::vector<int>& in) {
   require_inputs(m, l, in, 1, 3);
-  const auto* v = l.config.is_object() && l.config.contains("padding") ? &l.config["padding"] : nullptr;
+  const auto* v =
+      l.config.is_object() && l.config.contains("padding") ? &l.config["padding"] : nullptr;
   int64_t t = 1, b = 1, le = 1, r = 1;
   auto num = [&](const nlohmann::json& x) {
     if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() > 65536) {

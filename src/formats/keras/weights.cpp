@@ -109,10 +109,10 @@ void load_weights(Model& m, const h5::File& f, const std::string& root, const Lo
       }
       const Shape want = file_shape(n);
       if (info.dims != want) {
-        fail<ShapeMismatch>(f.path(), path,
-                            shape_str(want) + " for " + n.layer_class + " '" + n.layer + "' " +
-                                suffix,
-                            shape_str(info.dims));
+        fail<ShapeMismatch>(
+            f.path(), path,
+            shape_str(want) + " for " + n.layer_class + " '" + n.layer + "' " + suffix,
+            shape_str(info.dims));
       }
       // read_floats refuses tensors over the limit before allocating.
       std::vector<float> values = h5::read_floats(f, path, opt.max_tensor_bytes);

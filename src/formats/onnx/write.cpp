@@ -45,9 +45,9 @@ onnx::NodeProto* node_with_output(onnx::GraphProto& g, const std::string& output
 void save_onnx_model(const Model& m, const std::string& path) {
   const onnx::ModelProto* source = onnx_io::source_proto(m);
   if (m.format != ModelFormat::kOnnx || source == nullptr) {
-    fail<InvalidArgument>(path, "", "a model read from an ONNX file",
-                          std::string("a ") + format_name(m.format) +
-                              " model (bdguard writes those as Keras .h5)");
+    fail<InvalidArgument>(
+        path, "", "a model read from an ONNX file",
+        std::string("a ") + format_name(m.format) + " model (bdguard writes those as Keras .h5)");
   }
   onnx::ModelProto out = *source;
   onnx::GraphProto& g = *out.mutable_graph();
@@ -64,13 +64,13 @@ void save_onnx_model(const Model& m, const std::string& path) {
            "none in the source");
     }
     const onnx::TensorProto& original = source->graph().initializer(it->second);
-    const at::Tensor now = n.value.detach().to(original.data_type() == onnx::TensorProto::FLOAT
-                                                   ? at::kFloat
-                                                   : n.value.scalar_type())
-                               .contiguous();
-    const at::Tensor was =
-        onnx_io::to_tensor(original, m.source_path, "initializer " + onnx_io::quote(n.source),
-                           int64_t{1} << 62);
+    const at::Tensor now =
+        n.value.detach()
+            .to(original.data_type() == onnx::TensorProto::FLOAT ? at::kFloat
+                                                                 : n.value.scalar_type())
+            .contiguous();
+    const at::Tensor was = onnx_io::to_tensor(
+        original, m.source_path, "initializer " + onnx_io::quote(n.source), int64_t{1} << 62);
     if (was.sizes() == now.sizes() && at::equal(was, now)) continue;
     auto r = readers.find(n.source);
     if (r != readers.end() && r->second == 1) {

@@ -15,14 +15,17 @@ ValueInfo GemmOp::infer(const std::vector<const ValueInfo*>& in) {
   if (b.dtype != a.dtype) op_fail("input B", type_name(a.dtype), type_name(b.dtype));
   const int64_t m = a.dims[a_.trans_a ? 1 : 0], k = a.dims[a_.trans_a ? 0 : 1];
   const int64_t kb = b.dims[a_.trans_b ? 1 : 0], n = b.dims[a_.trans_b ? 0 : 1];
-  if (k < 0 || kb < 0 || n < 0) op_fail("inputs", "inner dimensions known before the model runs", dims_str(a.dims) + " and " + dims_str(b.dims));
+  if (k < 0 || kb < 0 || n < 0)
+    op_fail("inputs", "inner dimensions known before the model runs",
+            dims_str(a.dims) + " and " + dims_str(b.dims));
   if (k != kb) {
     op_fail("input B", std::to_string(k) + " rows" + (a_.trans_b ? " (transposed)" : ""),
             dims_str(b.dims));
   }
   if (const ValueInfo* c = maybe(in, 2)) {
     Dims out = broadcast({m, n}, c->dims, "input C");
-    if (out != Dims{m, n}) op_fail("input C", "a shape that broadcasts to (M, N)", dims_str(c->dims));
+    if (out != Dims{m, n})
+      op_fail("input C", "a shape that broadcasts to (M, N)", dims_str(c->dims));
   }
   return {{m, n}, a.dtype, std::nullopt};
 }
@@ -52,7 +55,8 @@ class MatMulOp : public Op {
     arity(in, 2, 2);
     Dims a = need(in, 0).dims, b = need(in, 1).dims;
     require_float(*in[0], "input A");
-    if (in[1]->dtype != in[0]->dtype) op_fail("input B", type_name(in[0]->dtype), type_name(in[1]->dtype));
+    if (in[1]->dtype != in[0]->dtype)
+      op_fail("input B", type_name(in[0]->dtype), type_name(in[1]->dtype));
     if (a.empty() || b.empty()) op_fail("inputs", "tensors of rank >= 1", "a scalar");
     const bool va = a.size() == 1, vb = b.size() == 1;
     if (va) a.insert(a.begin(), 1);

@@ -3,7 +3,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build ccache pkg-config
+  build-essential cmake ninja-build ccache pkg-config clang-format
   libtorch-dev libopenblas0-pthread
   libhdf5-dev hdf5-tools
   nlohmann-json3-dev libcli11-dev libstb-dev libssl-dev zlib1g-dev

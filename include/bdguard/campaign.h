@@ -41,6 +41,10 @@ constexpr const char* kResultsJson = "results.json";
 // 2 (bad usage) and a signal (a crash).
 constexpr int kTaskFailedExit = 4;
 
+// Now, in UTC, as every campaign file stamps its times ("2024-05-01T12:00:00Z"): the
+// manifest's created, a result's started and finished, a Slurm job's submitted.
+std::string campaign_timestamp();
+
 // ---- The manifest ----------------------------------------------------------------
 
 struct GroundTruth {

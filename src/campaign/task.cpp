@@ -229,7 +229,7 @@ TaskRun run_task(const Manifest& m, int64_t index, const TaskMethod& method,
   r.methods = m.settings.value("methods", "detect");
   r.key = task_key(model.sha256, m.settings);
   r.attempt = attempt;
-  r.started = campaign::utc_now();
+  r.started = campaign_timestamp();
   r.host = campaign::host_name();
   r.slurm_job = slurm_job();
   try {
@@ -272,7 +272,7 @@ TaskRun run_task(const Manifest& m, int64_t index, const TaskMethod& method,
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   r.peak_rss_mib = peak_rss_mib();
-  r.finished = campaign::utc_now();
+  r.finished = campaign_timestamp();
   write_task_result(m.dir, r);
   return {r, false};
 }
@@ -296,7 +296,7 @@ void record_task_failure(const Manifest& m, int64_t index, const std::string& er
   r.error = first_line(error);
   r.seconds = seconds;
   r.attempt = attempt;
-  r.finished = campaign::utc_now();
+  r.finished = campaign_timestamp();
   r.host = campaign::host_name();
   r.slurm_job = slurm_job();
   write_task_result(m.dir, r);

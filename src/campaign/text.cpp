@@ -1,3 +1,4 @@
+// Text helpers of the campaign files (text.h) and their time stamps (campaign.h).
 #include "campaign/text.h"
 
 #include <unistd.h>
@@ -5,6 +6,8 @@
 #include <algorithm>
 #include <cctype>
 #include <ctime>
+
+#include "bdguard/campaign.h"
 
 namespace bdguard::campaign {
 
@@ -14,7 +17,17 @@ std::string lower(std::string s) {
   return s;
 }
 
-std::string utc_now() {
+std::string host_name() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "";
+  return buf;
+}
+
+}  // namespace bdguard::campaign
+
+namespace bdguard {
+
+std::string campaign_timestamp() {
   const std::time_t t = std::time(nullptr);
   std::tm tm{};
   gmtime_r(&t, &tm);
@@ -23,10 +36,4 @@ std::string utc_now() {
   return buf;
 }
 
-std::string host_name() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "";
-  return buf;
-}
-
-}  // namespace bdguard::campaign
+}  // namespace bdguard

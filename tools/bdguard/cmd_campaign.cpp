@@ -4,7 +4,6 @@
 
 #include <cmath>
 #include <cstdio>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -18,15 +17,6 @@ namespace bdguard::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 std::string abs_dir(const std::string& p) {
   fs::path a = fs::absolute(p).lexically_normal();
@@ -92,7 +82,7 @@ int run_init(const InitOptions& o) {
   Manifest m;
   m.dir = abs_dir(o.out);
   m.tool = kToolVersion;
-  m.created = utc_now();
+  m.created = campaign_timestamp();
   m.models_source = abs_dir(o.models);
   m.models = find_models(o.models);
   if (!o.ground_truth.empty()) {

@@ -1,7 +1,6 @@
 // bdguard campaign submit C --slurm: the tasks as one Slurm array job, the merge as a job
 // that depends on it; --failed resubmits only the tasks not done; --dry-run prints.
 #include <cstdio>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -49,15 +48,6 @@ nlohmann::json read_jobs(const std::string& path) {
 std::string squeue_of(const std::string& sbatch) {
   const fs::path p(sbatch);
   return p.has_parent_path() ? (p.parent_path() / "squeue").string() : "squeue";
-}
-
-std::string now_text() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 int run_submit(const SubmitOptions& o) {
@@ -146,7 +136,7 @@ int run_submit(const SubmitOptions& o) {
                                  {"array", spec},
                                  {"indices", indices},
                                  {"failed_only", o.failed},
-                                 {"submitted", now_text()}});
+                                 {"submitted", campaign_timestamp()}});
   write_file_atomic(jobs_file, jobs.dump(2) + "\n");
   if (o.json) {
     print_json({{"array_job", array_job},

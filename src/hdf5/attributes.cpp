@@ -66,54 +66,59 @@ std::string attr_as_string(hid_t attr, hid_t type, hid_t space, const std::strin
   return values[0];
 }
 
+// An attribute opened with its type and dataspace; `what` names what the caller wants
+// when there is no such attribute.
+struct Attr {
+  std::string obj;  // "where@name"
+  Id attr, type, space;
+};
+
+Attr open_attr(const File& f, const std::string& where, const std::string& name, const char* what) {
+  Attr a;
+  a.obj = where_name(where, name);
+  if (!has_attr(f, where, name)) fail(f.path(), a.obj, what, "no such attribute");
+  a.attr = Id(H5Aopen_by_name(f.id(), where.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
+  a.type = Id(H5Aget_type(a.attr.get()));
+  a.space = Id(H5Aget_space(a.attr.get()));
+  if (!a.attr.valid() || !a.type.valid() || !a.space.valid()) {
+    fail(f.path(), a.obj, "a readable attribute", "a damaged one");
+  }
+  return a;
+}
+
 }  // namespace
 
 std::string read_string_attr(const File& f, const std::string& where, const std::string& name,
                              size_t max_bytes) {
   detail::ReadScope watch(f.path());
-  std::string obj = where_name(where, name);
-  if (!has_attr(f, where, name)) fail(f.path(), obj, "a string attribute", "no such attribute");
-  Id attr(H5Aopen_by_name(f.id(), where.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
-  Id type(H5Aget_type(attr.get()));
-  Id space(H5Aget_space(attr.get()));
-  if (!attr.valid() || !type.valid() || !space.valid()) {
-    fail(f.path(), obj, "a readable attribute", "a damaged one");
-  }
-  if (H5Tget_class(type.get()) != H5T_STRING) {
-    fail(f.path(), obj, "a string attribute", "a non-string attribute");
+  const Attr a = open_attr(f, where, name, "a string attribute");
+  if (H5Tget_class(a.type.get()) != H5T_STRING) {
+    fail(f.path(), a.obj, "a string attribute", "a non-string attribute");
   }
   auto read = [&] {
-    return std::vector<std::string>{
-        attr_as_string(attr.get(), type.get(), space.get(), f.path(), obj, max_bytes, nullptr, 1)};
+    return std::vector<std::string>{attr_as_string(a.attr.get(), a.type.get(), a.space.get(),
+                                                   f.path(), a.obj, max_bytes, nullptr, 1)};
   };
-  if (H5Tis_variable_str(type.get()) <= 0) return read()[0];
-  return read_strings_in_child(f.path(), obj, read, max_bytes + 64)[0];
+  if (H5Tis_variable_str(a.type.get()) <= 0) return read()[0];
+  return read_strings_in_child(f.path(), a.obj, read, max_bytes + 64)[0];
 }
 
 std::vector<std::string> read_string_list_attr(const File& f, const std::string& where,
                                                const std::string& name, size_t max_items) {
   detail::ReadScope watch(f.path());
-  std::string obj = where_name(where, name);
-  if (!has_attr(f, where, name))
-    fail(f.path(), obj, "a string-list attribute", "no such attribute");
-  Id attr(H5Aopen_by_name(f.id(), where.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
-  Id type(H5Aget_type(attr.get()));
-  Id space(H5Aget_space(attr.get()));
-  if (!attr.valid() || !type.valid() || !space.valid()) {
-    fail(f.path(), obj, "a readable attribute", "a damaged one");
-  }
-  if (H5Tget_class(type.get()) != H5T_STRING) {
-    if (element_count(dims_of(space.get(), f.path(), obj)) == 0) return {};
-    fail(f.path(), obj, "a list of strings", "a non-string attribute");
+  const Attr a = open_attr(f, where, name, "a string-list attribute");
+  if (H5Tget_class(a.type.get()) != H5T_STRING) {
+    if (element_count(dims_of(a.space.get(), f.path(), a.obj)) == 0) return {};
+    fail(f.path(), a.obj, "a list of strings", "a non-string attribute");
   }
   auto read = [&] {
     std::vector<std::string> out;
-    attr_as_string(attr.get(), type.get(), space.get(), f.path(), obj, kMaxListItemBytes, &out,
-                   max_items);
+    attr_as_string(a.attr.get(), a.type.get(), a.space.get(), f.path(), a.obj, kMaxListItemBytes,
+                   &out, max_items);
     return out;
   };
-  if (H5Tis_variable_str(type.get()) <= 0) return read();
-  return read_strings_in_child(f.path(), obj, read, max_items * (kMaxListItemBytes + 8) + 64);
+  if (H5Tis_variable_str(a.type.get()) <= 0) return read();
+  return read_strings_in_child(f.path(), a.obj, read, max_items * (kMaxListItemBytes + 8) + 64);
 }
 
 void write_string_attr(File& f, const std::string& where, const std::string& name,

@@ -85,25 +85,31 @@ nlohmann::json layer_doc(const std::string& cls, const std::string& name, nlohma
 const nlohmann::json kGlorot = {{"class_name", "GlorotUniform"}, {"config", {{"seed", nullptr}}}};
 const nlohmann::json kZeros = {{"class_name", "Zeros"}, {"config", nlohmann::json::object()}};
 
+// A Conv2D or Dense config with the weight settings Keras 2.x writes for both: a bias,
+// Glorot-uniform kernels, zero biases, no regularizers or constraints.
+nlohmann::json with_weights(nlohmann::json config) {
+  config.update({{"use_bias", true},
+                 {"kernel_initializer", kGlorot},
+                 {"bias_initializer", kZeros},
+                 {"kernel_regularizer", nullptr},
+                 {"bias_regularizer", nullptr},
+                 {"activity_regularizer", nullptr},
+                 {"kernel_constraint", nullptr},
+                 {"bias_constraint", nullptr}});
+  return config;
+}
+
 nlohmann::json conv_doc(const std::string& name, int64_t filters, int64_t k,
                         const std::string& padding, const std::string& from) {
   return layer_doc("Conv2D", name,
-                   {{"filters", filters},
-                    {"kernel_size", {k, k}},
-                    {"strides", {1, 1}},
-                    {"padding", padding},
-                    {"data_format", "channels_last"},
-                    {"dilation_rate", {1, 1}},
-                    {"groups", 1},
-                    {"activation", "relu"},
-                    {"use_bias", true},
-                    {"kernel_initializer", kGlorot},
-                    {"bias_initializer", kZeros},
-                    {"kernel_regularizer", nullptr},
-                    {"bias_regularizer", nullptr},
-                    {"activity_regularizer", nullptr},
-                    {"kernel_constraint", nullptr},
-                    {"bias_constraint", nullptr}},
+                   with_weights({{"filters", filters},
+                                 {"kernel_size", {k, k}},
+                                 {"strides", {1, 1}},
+                                 {"padding", padding},
+                                 {"data_format", "channels_last"},
+                                 {"dilation_rate", {1, 1}},
+                                 {"groups", 1},
+                                 {"activation", "relu"}}),
                    {from});
 }
 
@@ -118,17 +124,7 @@ nlohmann::json pool_doc(const std::string& name, const std::string& from) {
 
 nlohmann::json dense_doc(const std::string& name, int64_t units, const std::string& activation,
                          const std::string& from) {
-  return layer_doc("Dense", name,
-                   {{"units", units},
-                    {"activation", activation},
-                    {"use_bias", true},
-                    {"kernel_initializer", kGlorot},
-                    {"bias_initializer", kZeros},
-                    {"kernel_regularizer", nullptr},
-                    {"bias_regularizer", nullptr},
-                    {"activity_regularizer", nullptr},
-                    {"kernel_constraint", nullptr},
-                    {"bias_constraint", nullptr}},
+  return layer_doc("Dense", name, with_weights({{"units", units}, {"activation", activation}}),
                    {from});
 }
 

@@ -116,7 +116,7 @@ TEST(DefendIbau, LowersTheAsrOnTheTestFile) {
   EXPECT_EQ(r.figures["rounds_run"], 2);
   EXPECT_EQ(r.figures["kept_round"], 2);
   EXPECT_EQ(r.figures["pixel_range"], json::parse("[0, 255]"));
-  EXPECT_EQ(r.figures["clamped"], false);             // the original's unclamped images
+  EXPECT_EQ(r.params["clamp"], false);                // the original's unclamped images
   EXPECT_EQ(r.figures["outer_steps_per_round"], 12);  // 1,200 images in batches of 100
 }
 
@@ -125,7 +125,7 @@ TEST(DefendIbau, ClampOptionChangesTheUnlearning) {
   const Model m = badnet();
   DefenseResult plain = defend("i-bau", m, data_of(m), options({{"rounds", 1}}));
   DefenseResult clamped = defend("i-bau", m, data_of(m), options({{"rounds", 1}, {"clamp", true}}));
-  EXPECT_EQ(clamped.figures["clamped"], true);
+  EXPECT_EQ(clamped.params["clamp"], true);
   // Clamped, the perturbation cannot leave the pixel range: a far smaller one here.
   EXPECT_LT(clamped.figures["rounds"][0]["delta_l2"].get<double>(),
             plain.figures["rounds"][0]["delta_l2"].get<double>());

@@ -232,7 +232,6 @@ void run_i_bau(const Context& c, DefenseResult& r) {
       {"kept_round", best_round},
       {"diverged_round", diverged_round ? nlohmann::json(diverged_round) : nlohmann::json()},
       {"pixel_range", {s.range.lo, s.range.hi}},
-      {"clamped", s.range.clamp},
       {"outer_steps_per_round", batches.size()},
       {"rounds", per_round},
       {"pruned_channels_kept", pruned.channels()}};

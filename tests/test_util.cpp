@@ -25,11 +25,12 @@ std::string tiny_dir(const std::string& which) {
 namespace {
 
 // Removes the folders temp_dir() made once the process's tests are done, unless a
-// test failed (its files are then kept to look at).
+// test failed or BDGUARD_TEST_KEEP is set (the files are then kept to look at: the
+// plots the plot tests draw, say).
 class TempCleanup : public ::testing::Environment {
  public:
   void TearDown() override {
-    if (::testing::UnitTest::GetInstance()->Failed()) return;
+    if (::testing::UnitTest::GetInstance()->Failed() || std::getenv("BDGUARD_TEST_KEEP")) return;
     std::error_code ec;
     for (const auto& d : dirs) std::filesystem::remove_all(d, ec);
   }

@@ -9,6 +9,7 @@
 // are left out with a warning and everything else is still written.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -122,6 +123,9 @@ struct PlotFile {
   std::string file;           // relative to the output folder, e.g. "plots/sweep_valid.png"
   std::string format;         // "png" or "svg"
   int width = 0, height = 0;  // pixels for PNG; the SVG's nominal size
+  // The axis ranges gnuplot drew (its GPVAL_X_MIN ... after the plot); NaN where gnuplot
+  // did not say. Tests check that every data point lies inside them.
+  double x_min = NAN, x_max = NAN, y_min = NAN, y_max = NAN;
 };
 
 struct PlotResult {

@@ -1,6 +1,7 @@
 // The comparison section, plot and CSV (compare_section.h).
 #include "report/compare_section.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
@@ -48,13 +49,20 @@ std::string compare_data(const CompareResult& r) {
 }
 
 PlotSpec compare_plot(const CompareResult& r) {
-  (void)r;
+  // The x range spans the rows' and the BadNet's accuracies with room for the labels.
+  double lo = r.baseline_accuracy, hi = r.baseline_accuracy;
+  for (const auto& x : r.rows) {
+    if (!x.ok) continue;
+    lo = std::min(lo, x.clean_accuracy);
+    hi = std::max(hi, x.clean_accuracy);
+  }
+  const double pad = std::max(1.0, (hi - lo) * 0.12);
   std::ostringstream gp;
-  gp << "set datafile separator ','\nset datafile columnheaders\n";
   gp << "set title 'Defenses on the test files: clean accuracy against attack success rate'\n";
   gp << "set xlabel 'clean accuracy (%)'\nset ylabel 'attack success rate (%)'\n";
-  gp << "set grid\nset key bottom left\nset yrange [-5:105]\nset offsets graph 0.08, graph 0.08, "
-        "0, 0\n";
+  gp << "set grid\nset key bottom left box opaque\n";
+  gp << "set xrange [" << num(std::max(0.0, lo - pad)) << ":" << num(std::min(100.0, hi + pad))
+     << "]\nset yrange [-5:105]\n";
   gp << "plot $compare using (column('clean_accuracy')):(column('asr')) with points pt 7 ps 1.6 "
         "lc rgb '#1f77b4' title 'defended model', \\\n"
      << "     $compare using (column('clean_accuracy')):(column('asr')):(stringcolumn('method')) "

@@ -79,8 +79,13 @@ std::string mask_norm_data(const NeuralCleanseResult& r) {
 PlotSpec mask_norm_plot(const NeuralCleanseResult& r) {
   std::ostringstream gp;
   const double threshold = r.median - 2 * r.mad;
-  gp << "set datafile separator ','\nset datafile columnheaders\n";
+  int64_t first = 0, last = 0;
+  for (size_t i = 0; i < r.labels.size(); ++i) {
+    first = i ? std::min(first, r.labels[i].label) : r.labels[i].label;
+    last = i ? std::max(last, r.labels[i].label) : r.labels[i].label;
+  }
   gp << "set title 'Neural Cleanse: L1 norm of the reversed mask of each label'\n";
+  gp << "set xrange [" << first - 1 << ":" << last + 1 << "]\n";
   gp << "set xlabel 'label'\nset ylabel 'mask L1 norm (pixels)'\nset key top right\n";
   gp << "set grid ytics\nset yrange [0:*]\nset style fill solid 0.6 border -1\n";
   gp << "set boxwidth 0.8\n";

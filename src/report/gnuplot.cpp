@@ -24,6 +24,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The tag of the lines in which the script reports each plot's drawn axis ranges.
+constexpr const char* kRangeTag = "bdguard-plot-range";
+
 void write_terminal(std::ostringstream& gp, const std::string& format, const ReportOptions& o,
                     const std::string& name) {
   if (format == "png") {
@@ -109,6 +112,32 @@ std::string first_lines(const std::string& text, int n) {
   return out;
 }
 
+struct DrawnRange {
+  std::string format, name;
+  double x_min, x_max, y_min, y_max;
+};
+
+// Splits gnuplot's output into the range lines the script prints after each plot and
+// everything else (warnings, errors).
+std::vector<DrawnRange> take_ranges(std::string& output) {
+  std::vector<DrawnRange> ranges;
+  std::istringstream in(output);
+  std::string line, rest;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string tag;
+    DrawnRange r;
+    if (fields >> tag && tag == kRangeTag &&
+        fields >> r.format >> r.name >> r.x_min >> r.x_max >> r.y_min >> r.y_max) {
+      ranges.push_back(r);
+    } else {
+      rest += line + "\n";
+    }
+  }
+  output = rest;
+  return ranges;
+}
+
 }  // namespace
 
 // A gnuplot single-quoted string: no escapes inside except '' for a quote; control
@@ -139,15 +168,21 @@ std::string script_text(const std::string& script, const std::string& preamble,
   gp << "# Draws the plots of a bdguard report. Run in the plots/ folder: gnuplot " << script
      << "\n";
   gp << "# bdguard writes to <name>.part files and renames them; by hand the names are final.\n"
+     << "# After each plot it prints the axis ranges drawn (" << kRangeTag
+     << " lines), which bdguard checks.\n"
      << "if (!exists(\"suffix\")) suffix = ''\n";
   gp << preamble;
   for (const std::string format : {"png", "svg"}) {
     for (const PlotSpec& spec : specs) {
+      // Every plot starts from a clean state (reset keeps the data blocks, functions and
+      // variables, and drops every axis range, style, arrow and label of the plot before):
+      // its ranges come from its own data.
+      gp << "reset\n";
       write_terminal(gp, format, o, spec.name);
-      // Every plot starts from the same settings: CSV with a header line, no arrows or
-      // labels left over from the plot before.
-      gp << "set datafile separator ','\nset datafile columnheaders\nunset arrow\nunset label\n"
-         << spec.body << "unset output\n";
+      gp << "set encoding utf8\nset datafile separator ','\nset datafile columnheaders\n"
+         << spec.body << "unset output\n"
+         << "print sprintf('" << kRangeTag << " " << format << " %s %.17g %.17g %.17g %.17g', "
+         << gp_string(spec.name) << ", GPVAL_X_MIN, GPVAL_X_MAX, GPVAL_Y_MIN, GPVAL_Y_MAX)\n";
     }
   }
   return gp.str();
@@ -178,6 +213,7 @@ PlotResult draw_plots(const std::string& out_dir, const std::string& script,
         ": plots not drawn (install gnuplot-nox); everything else is written");
     return result;
   }
+  const std::vector<DrawnRange> ranges = take_ranges(output);
   if (rc != 0) {
     result.warnings.push_back("gnuplot failed (exit " + std::to_string(rc) +
                               "): " + first_lines(output, 3));
@@ -197,7 +233,16 @@ PlotResult draw_plots(const std::string& out_dir, const std::string& script,
       }
       TempFileGuard guard(part.string());
       guard.commit(full.string());
-      result.files.push_back({spec.name, spec.title, rel, format, o.png_width, o.png_height});
+      PlotFile file{spec.name, spec.title, rel, format, o.png_width, o.png_height};
+      for (const DrawnRange& d : ranges) {
+        if (d.format == format && d.name == spec.name) {
+          file.x_min = d.x_min;
+          file.x_max = d.x_max;
+          file.y_min = d.y_min;
+          file.y_max = d.y_max;
+        }
+      }
+      result.files.push_back(file);
     }
   }
   return result;

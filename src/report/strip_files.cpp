@@ -31,11 +31,14 @@ PlotSpec strip_plot(const StripReport& r) {
   gp << "set title 'STRIP: entropy of the superimposed inputs (test data)'\n";
   gp << "set xlabel 'mean entropy of the model output over the overlays (bits)'\n";
   gp << "set ylabel 'fraction of inputs'\nset key top right\nset grid ytics\n";
-  gp << "set style fill transparent solid 0.5 noborder\nbin(x) = " << report::num(width)
-     << " * floor(x / " << report::num(width) << ") + " << report::num(width / 2) << "\n";
+  // Both distributions on the same bins, each box as wide as its bin, filled half
+  // transparent with an outline of its own colour: where they overlap, both stay visible.
+  gp << "set style fill transparent solid 0.35 border\nset boxwidth " << report::num(width)
+     << " absolute\nbin(x) = " << report::num(width) << " * floor(x / " << report::num(width)
+     << ") + " << report::num(width / 2) << "\n";
   gp << "set xrange [0:" << report::num(hi * 1.05 + width) << "]\nset yrange [0:*]\n";
   gp << "set arrow 1 from " << report::num(r.threshold) << ", graph 0 to "
-     << report::num(r.threshold) << ", graph 1 nohead dt 2 lw 2 lc rgb '#000000'\n";
+     << report::num(r.threshold) << ", graph 1 nohead dt 2 lw 2 lc rgb '#000000' front\n";
   const double nc = std::max<double>(1, static_cast<double>(r.test_scores.size()));
   const double np = std::max<double>(1, static_cast<double>(r.poisoned_scores.size()));
   gp << "plot $strip_clean using (bin($1)):(1.0 / " << report::num(nc)
@@ -43,8 +46,8 @@ PlotSpec strip_plot(const StripReport& r) {
      << "     $strip_poisoned using (bin($1)):(1.0 / " << report::num(np)
      << ") smooth frequency with boxes lc rgb '#d62728' title 'poisoned test inputs', \\\n"
      << "     NaN with lines dt 2 lw 2 lc rgb '#000000' title 'threshold "
-     << report::num(r.threshold) << " (validation FRR " << report::num(r.valid_frr) << " %)'\n";
-  gp << "unset arrow 1\n";
+     << report::num(r.threshold) << " bits (validation FRR " << report::num(r.valid_frr)
+     << " %)'\n";
   return {"strip_entropy", "STRIP: entropy of clean and poisoned test inputs, and the threshold",
           gp.str()};
 }

@@ -8,7 +8,7 @@ packages=(
   libhdf5-dev hdf5-tools
   nlohmann-json3-dev libcli11-dev libstb-dev libssl-dev zlib1g-dev
   libgtest-dev googletest libbenchmark-dev
-  gnuplot-nox dataset-fashion-mnist
+  gnuplot-nox dataset-fashion-mnist chromium
   libtomlplusplus-dev
   libonnx-dev libprotobuf-dev libonnx-testdata
   slurmctld slurmd slurm-client munge

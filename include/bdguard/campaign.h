@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -50,6 +51,10 @@ std::string campaign_timestamp();
 struct GroundTruth {
   bool backdoored = false;
   std::optional<int64_t> target;  // the attack's target label, when known
+  bool all_to_all = false;        // target `all`: every label has its own target
+  // The file's other columns, by lower-case name ("kind", "arch", "poison_rate", ...):
+  // `kind` groups the metrics of `campaign merge`.
+  std::map<std::string, std::string> extra;
 };
 
 struct CampaignModel {
@@ -78,10 +83,13 @@ struct Manifest {
 // a regular file, a file listed twice).
 std::vector<CampaignModel> find_models(const std::string& dir_or_list);
 
-// One row of a ground-truth CSV: a header `model,backdoored[,target]`, then one row per
-// model (backdoored: 1/0, true/false or yes/no; target: empty or a label >= 0, only on a
-// backdoored row). Fields may be double-quoted. Throws FormatError naming the file, the
-// line, what was expected and what was found.
+// One row of a ground-truth CSV: a header naming the columns `model` and `backdoored`,
+// optionally `target`, and any others (TrojAI's METADATA.csv, a zoo's `kind`, `arch`:
+// kept in GroundTruth::extra), then one row per model with as many fields (the old form
+// `model,backdoored,target` also takes rows without the target). backdoored: 1/0,
+// true/false or yes/no; target: empty, a label >= 0 or `all` (an all-to-all attack),
+// only on a backdoored row. Fields may be double-quoted. Throws FormatError naming the
+// file, the line, what was expected and what was found.
 struct GroundTruthRow {
   std::string model;
   GroundTruth truth;
@@ -249,7 +257,10 @@ struct MergeResult {
 // Reads every task's result against the manifest and its models' ground truth. A
 // result is stale when it is for another model file or other settings.
 MergeResult merge_campaign(const Manifest& m);
-// The metrics of the rows that have ground truth (null when none has).
+// The metrics of the rows that have ground truth (null when none has): ROC AUC,
+// cross-entropy, Brier score, the confusion at the verdict, TPR, FPR, the target's
+// accuracy; with a `kind` column in the ground truth, the same for each kind under
+// `by_kind` (its backdoored models against all the clean ones).
 nlohmann::json campaign_metrics(const std::vector<MergeRow>& rows, std::vector<RocPoint>* roc,
                                 std::vector<std::string>* warnings);
 

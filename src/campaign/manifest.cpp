@@ -163,13 +163,24 @@ std::vector<GroundTruthRow> read_ground_truth(const std::string& csv) {
   while (first < lines.size() && trim(lines[first]).empty()) ++first;
   const auto header = first < lines.size() ? parse_csv_line(lines[first]) : std::nullopt;
   std::vector<std::string> names;
-  for (const auto& h : header.value_or(std::vector<std::string>{})) names.push_back(lower(h));
-  const bool has_target = names.size() == 3 && names[2] == "target";
-  if (names.size() < 2 || names.size() > 3 || names[0] != "model" || names[1] != "backdoored" ||
-      (names.size() == 3 && !has_target)) {
-    fail(csv, "line " + std::to_string(first + 1), "a header model,backdoored[,target]",
+  for (const auto& h : header.value_or(std::vector<std::string>{})) names.push_back(lower(trim(h)));
+  auto column = [&](const std::string& name) -> int {
+    const auto it = std::find(names.begin(), names.end(), name);
+    if (it == names.end()) return -1;
+    if (std::find(it + 1, names.end(), name) != names.end()) {
+      fail(csv, "line " + std::to_string(first + 1), "one column '" + name + "'", "two");
+    }
+    return static_cast<int>(it - names.begin());
+  };
+  const int model_col = column("model"), bd_col = column("backdoored"),
+            target_col = column("target");
+  if (model_col < 0 || bd_col < 0) {
+    fail(csv, "line " + std::to_string(first + 1),
+         "a header with the columns model and backdoored (and optionally target and others)",
          first < lines.size() ? "'" + lines[first] + "'" : "an empty file");
   }
+  // The old three-column form allowed rows without the target.
+  const bool short_rows_ok = names.size() == 3 && target_col == 2;
   std::vector<GroundTruthRow> rows;
   std::map<std::string, int> seen;
   for (size_t i = first + 1; i < lines.size(); ++i) {
@@ -177,30 +188,41 @@ std::vector<GroundTruthRow> read_ground_truth(const std::string& csv) {
     const std::string where = "line " + std::to_string(i + 1);
     const auto f = parse_csv_line(lines[i]);
     if (!f) fail(csv, where, "CSV fields", "a quoted field that does not end");
-    if (f->size() != names.size() && !(has_target && f->size() == 2)) {
+    if (f->size() != names.size() && !(short_rows_ok && f->size() == 2)) {
       fail(csv, where, std::to_string(names.size()) + " fields (" + lines[first] + ")",
            std::to_string(f->size()) + " in '" + lines[i] + "'");
     }
     GroundTruthRow row;
     row.line = static_cast<int>(i + 1);
-    row.model = (*f)[0];
+    row.model = (*f)[static_cast<size_t>(model_col)];
     if (row.model.empty()) fail(csv, where, "a model name", "an empty field");
-    if (!parse_bool((*f)[1], row.truth.backdoored)) {
-      fail(csv, where + ": backdoored", "1/0, true/false or yes/no", "'" + (*f)[1] + "'");
+    const std::string& bd = (*f)[static_cast<size_t>(bd_col)];
+    if (!parse_bool(bd, row.truth.backdoored)) {
+      fail(csv, where + ": backdoored", "1/0, true/false or yes/no", "'" + bd + "'");
     }
-    const std::string target = f->size() > 2 ? (*f)[2] : "";
+    const std::string target = target_col >= 0 && static_cast<size_t>(target_col) < f->size()
+                                   ? trim((*f)[static_cast<size_t>(target_col)])
+                                   : "";
     if (!target.empty()) {
-      char* end = nullptr;
-      errno = 0;
-      const long long t = std::strtoll(target.c_str(), &end, 10);
-      if (end != target.c_str() + target.size() || errno != 0 || t < 0) {
-        fail(csv, where + ": target", "empty or a label >= 0", "'" + target + "'");
-      }
       if (!row.truth.backdoored) {
         fail(csv, where + ": target", "no target on a clean model (backdoored 0)",
              "'" + target + "'");
       }
-      row.truth.target = t;
+      if (lower(target) == "all") {
+        row.truth.all_to_all = true;
+      } else {
+        char* end = nullptr;
+        errno = 0;
+        const long long t = std::strtoll(target.c_str(), &end, 10);
+        if (end != target.c_str() + target.size() || errno != 0 || t < 0) {
+          fail(csv, where + ": target", "empty, a label >= 0 or all", "'" + target + "'");
+        }
+        row.truth.target = t;
+      }
+    }
+    for (size_t c = 0; c < f->size(); ++c) {
+      const int ci = static_cast<int>(c);
+      if (ci != model_col && ci != bd_col && ci != target_col) row.truth.extra[names[c]] = (*f)[c];
     }
     if (auto [it, fresh] = seen.emplace(row.model, row.line); !fresh) {
       fail(csv, where, "one row per model",
@@ -247,9 +269,11 @@ nlohmann::json to_json(const Manifest& m) {
     nlohmann::json j = {
         {"index", e.index}, {"path", e.path}, {"name", e.name}, {"sha256", e.sha256}};
     if (e.truth) {
-      j["ground_truth"] = {
-          {"backdoored", e.truth->backdoored},
-          {"target", e.truth->target ? nlohmann::json(*e.truth->target) : nlohmann::json(nullptr)}};
+      j["ground_truth"] = {{"backdoored", e.truth->backdoored},
+                           {"target", e.truth->all_to_all ? nlohmann::json("all")
+                                      : e.truth->target   ? nlohmann::json(*e.truth->target)
+                                                          : nlohmann::json(nullptr)}};
+      if (!e.truth->extra.empty()) j["ground_truth"]["extra"] = e.truth->extra;
     }
     models.push_back(j);
   }
@@ -300,8 +324,13 @@ Manifest manifest_from_json(const nlohmann::json& doc, const std::string& dir) {
       const auto& g = models[i]["ground_truth"];
       GroundTruth t;
       t.backdoored = field<bool>(g, "backdoored", where + ": ground_truth");
-      if (g.contains("target") && !g["target"].is_null()) {
+      if (g.contains("target") && g["target"].is_string() && g["target"] == "all") {
+        t.all_to_all = true;
+      } else if (g.contains("target") && !g["target"].is_null()) {
         t.target = field<int64_t>(g, "target", where + ": ground_truth");
+      }
+      if (g.contains("extra")) {
+        t.extra = field<std::map<std::string, std::string>>(g, "extra", where + ": ground_truth");
       }
       e.truth = t;
     }

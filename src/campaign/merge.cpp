@@ -109,10 +109,16 @@ nlohmann::json results_json(const Manifest& m, const MergeResult& r, const PlotR
         {"seconds", row.seconds ? nlohmann::json(*row.seconds) : nlohmann::json(nullptr)},
         {"peak_rss_mib",
          row.peak_rss_mib ? nlohmann::json(*row.peak_rss_mib) : nlohmann::json(nullptr)},
-        {"ground_truth", row.model.truth
-                             ? nlohmann::json({{"backdoored", row.model.truth->backdoored},
-                                               {"target", opt_json(row.model.truth->target)}})
-                             : nlohmann::json(nullptr)}};
+        {"ground_truth",
+         row.model.truth
+             ? nlohmann::json(
+                   {{"backdoored", row.model.truth->backdoored},
+                    {"target", row.model.truth->all_to_all ? nlohmann::json("all")
+                                                           : opt_json(row.model.truth->target)},
+                    {"kind", row.model.truth->extra.count("kind")
+                                 ? nlohmann::json(row.model.truth->extra.at("kind"))
+                                 : nlohmann::json(nullptr)}})
+             : nlohmann::json(nullptr)}};
     models.push_back(j);
     if (!ok) {
       failed.push_back({{"index", row.model.index},

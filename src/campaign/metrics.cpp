@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <numeric>
 
 #include "bdguard/campaign.h"
@@ -89,8 +90,11 @@ Confusion confusion(const std::vector<int>& verdict, const std::vector<int>& tru
   return c;
 }
 
-nlohmann::json campaign_metrics(const std::vector<MergeRow>& rows, std::vector<RocPoint>* roc,
-                                std::vector<std::string>* warnings) {
+namespace {
+
+// The metrics of `rows` (campaign_metrics without the per-kind breakdown).
+nlohmann::json metrics_of(const std::vector<MergeRow>& rows, std::vector<RocPoint>* roc,
+                          std::vector<std::string>* warnings) {
   std::vector<double> p;
   std::vector<int> y, verdict;
   int64_t without = 0, target_n = 0, target_correct = 0, target_detected = 0;
@@ -123,24 +127,56 @@ nlohmann::json campaign_metrics(const std::vector<MergeRow>& rows, std::vector<R
   auto ratio = [](double a, double b) {
     return b > 0 ? nlohmann::json(a / b) : nlohmann::json(nullptr);
   };
-  return {{"n", p.size()},
-          {"n_backdoored", n_bd},
-          {"n_clean", static_cast<int64_t>(p.size()) - n_bd},
-          {"n_without_ground_truth", without},
-          {"roc_auc", number_or_null(auc)},
-          {"cross_entropy", number_or_null(cross_entropy(p, y))},
-          {"confusion",
-           {{"tp", c.tp}, {"fp", c.fp}, {"tn", c.tn}, {"fn", c.fn}, {"no_verdict", c.no_verdict}}},
-          {"accuracy", ratio(static_cast<double>(c.tp + c.tn), static_cast<double>(p.size()))},
-          {"tpr", ratio(static_cast<double>(c.tp), static_cast<double>(c.tp + c.fn))},
-          {"fpr", ratio(static_cast<double>(c.fp), static_cast<double>(c.fp + c.tn))},
-          {"target",
-           {{"n", target_n},
-            {"correct", target_correct},
-            {"accuracy", ratio(static_cast<double>(target_correct), static_cast<double>(target_n))},
-            {"n_detected", target_detected},
-            {"accuracy_detected",
-             ratio(static_cast<double>(target_correct), static_cast<double>(target_detected))}}}};
+  double brier = 0;
+  for (size_t i = 0; i < p.size(); ++i) brier += (p[i] - y[i]) * (p[i] - y[i]);
+  nlohmann::json doc = {
+      {"n", p.size()},
+      {"n_backdoored", n_bd},
+      {"n_clean", static_cast<int64_t>(p.size()) - n_bd},
+      {"n_without_ground_truth", without},
+      {"roc_auc", number_or_null(auc)},
+      {"cross_entropy", number_or_null(cross_entropy(p, y))},
+      {"confusion",
+       {{"tp", c.tp}, {"fp", c.fp}, {"tn", c.tn}, {"fn", c.fn}, {"no_verdict", c.no_verdict}}},
+      {"accuracy", ratio(static_cast<double>(c.tp + c.tn), static_cast<double>(p.size()))},
+      {"tpr", ratio(static_cast<double>(c.tp), static_cast<double>(c.tp + c.fn))},
+      {"fpr", ratio(static_cast<double>(c.fp), static_cast<double>(c.fp + c.tn))},
+      {"target",
+       {{"n", target_n},
+        {"correct", target_correct},
+        {"accuracy", ratio(static_cast<double>(target_correct), static_cast<double>(target_n))},
+        {"n_detected", target_detected},
+        {"accuracy_detected",
+         ratio(static_cast<double>(target_correct), static_cast<double>(target_detected))}}}};
+  doc["brier"] = brier / static_cast<double>(p.size());
+  return doc;
+}
+
+}  // namespace
+
+nlohmann::json campaign_metrics(const std::vector<MergeRow>& rows, std::vector<RocPoint>* roc,
+                                std::vector<std::string>* warnings) {
+  nlohmann::json doc = metrics_of(rows, roc, warnings);
+  if (doc.is_null()) return doc;
+  // Per attack kind (the ground truth's `kind` column): the clean models with the
+  // backdoored ones of that kind.
+  std::map<std::string, std::vector<MergeRow>> kinds;
+  for (const auto& r : rows) {
+    if (!r.model.truth || !r.model.truth->backdoored) continue;
+    const auto it = r.model.truth->extra.find("kind");
+    if (it != r.model.truth->extra.end() && !it->second.empty()) kinds[it->second].push_back(r);
+  }
+  if (!kinds.empty()) {
+    nlohmann::json by_kind = nlohmann::json::object();
+    for (auto& [kind, subset] : kinds) {
+      for (const auto& r : rows) {
+        if (r.model.truth && !r.model.truth->backdoored) subset.push_back(r);
+      }
+      by_kind[kind] = metrics_of(subset, nullptr, nullptr);
+    }
+    doc["by_kind"] = by_kind;
+  }
+  return doc;
 }
 
 }  // namespace bdguard

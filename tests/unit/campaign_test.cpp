@@ -58,6 +58,31 @@ TEST(CampaignMetrics, ConfusionCountsNoVerdictApart) {
   EXPECT_EQ(c.no_verdict, 1);
 }
 
+TEST(CampaignMetrics, BrierAndEachKindAgainstTheCleanModels) {
+  // Two clean models (p 0.1, 0.3), a badnets one (0.9) and a wanet one (0.2).
+  std::vector<MergeRow> rows;
+  const double p[] = {0.1, 0.3, 0.9, 0.2};
+  const char* kind[] = {"clean", "clean", "badnets", "wanet"};
+  for (int i = 0; i < 4; ++i) {
+    MergeRow r;
+    r.model.index = i;
+    r.model.truth = GroundTruth{i >= 2, std::nullopt, false, {{"kind", kind[i]}}};
+    r.status = "ok";
+    r.trojan_probability = p[i];
+    r.backdoored = p[i] >= 0.5;
+    rows.push_back(r);
+  }
+  std::vector<RocPoint> roc;
+  const nlohmann::json m = campaign_metrics(rows, &roc, nullptr);
+  // Brier: (0.01 + 0.09 + 0.01 + 0.64) / 4.
+  EXPECT_NEAR(m["brier"].get<double>(), 0.1875, 1e-12);
+  ASSERT_TRUE(m.contains("by_kind"));
+  EXPECT_EQ(m["by_kind"]["badnets"]["n"], 3);
+  EXPECT_DOUBLE_EQ(m["by_kind"]["badnets"]["roc_auc"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(m["by_kind"]["wanet"]["roc_auc"].get<double>(), 0.5);  // 0.2: above 0.1 only
+  EXPECT_DOUBLE_EQ(m["by_kind"]["wanet"]["tpr"].get<double>(), 0.0);
+}
+
 TEST(CampaignSbatch, ArraySpecCompressesRunsAndAddsTheLimit) {
   EXPECT_EQ(slurm_array_spec({0, 1, 2, 3}, 2), "0-3%2");
   EXPECT_EQ(slurm_array_spec({3, 7, 9, 10, 11}, 0), "3,7,9-11");
@@ -113,6 +138,26 @@ TEST(CampaignGroundTruth, ReadsRowsWithOptionalTargetAndNamesTheBadLine) {
   } catch (const FormatError& e) {
     EXPECT_NE(std::string(e.what()).find("line 2: backdoored"), std::string::npos) << e.what();
   }
+}
+
+TEST(CampaignGroundTruth, KeepsExtraColumnsAndReadsTargetAll) {
+  // A zoo's ground truth: the columns in another order, `all` for all-to-all, and more.
+  const std::string dir = test::temp_dir();
+  std::ofstream(dir + "/t.csv")
+      << "kind,model,backdoored,target,arch,poison_rate\n"
+      << "badnets,m0,1,3,fmnist,0.05\nall-to-all,m1,1,all,vgg,0.1\nclean,m2,0,,resbn,0\n";
+  const auto rows = read_ground_truth(dir + "/t.csv");
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].model, "m0");
+  EXPECT_EQ(rows[0].truth.target, 3);
+  EXPECT_EQ(rows[0].truth.extra.at("kind"), "badnets");
+  EXPECT_EQ(rows[0].truth.extra.at("poison_rate"), "0.05");
+  EXPECT_TRUE(rows[1].truth.all_to_all);
+  EXPECT_FALSE(rows[1].truth.target.has_value());
+  EXPECT_FALSE(rows[2].truth.backdoored);
+  EXPECT_EQ(rows[2].truth.extra.at("arch"), "resbn");
+  std::ofstream(dir + "/bad.csv") << "name,backdoored\nm0,1\n";
+  EXPECT_THROW(read_ground_truth(dir + "/bad.csv"), FormatError);
 }
 
 TEST(CampaignTaskResult, RoundTripsThroughJsonWithAnInfiniteScore) {

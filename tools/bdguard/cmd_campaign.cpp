@@ -119,7 +119,9 @@ void setup_campaign_init(CLI::App& campaign) {
   sub->add_option("--clean", o->clean, "clean validation data (lab HDF5), for every model")
       ->required()
       ->check(CLI::ExistingFile);
-  sub->add_option("--ground-truth", o->ground_truth, "CSV: model,backdoored[,target]")
+  sub->add_option(
+         "--ground-truth", o->ground_truth,
+         "CSV naming the columns model, backdoored, optionally target (a label or all) and others")
       ->check(CLI::ExistingFile);
   sub->add_option("--methods", o->methods, "what each task runs")
       ->check(CLI::IsMember({"detect", "compare"}))

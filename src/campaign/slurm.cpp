@@ -8,13 +8,12 @@
 #include "bdguard/campaign.h"
 #include "bdguard/error.h"
 #include "campaign/process.h"
+#include "campaign/slurm_text.h"
 #include "io/csv.h"
 
 namespace bdguard {
 
 namespace fs = std::filesystem;
-
-namespace {
 
 // Paths go into #SBATCH lines and Slurm's file-name patterns unquoted: no white space,
 // quotes, shell or pattern characters.
@@ -36,6 +35,8 @@ std::string shell_quote(const std::string& s) {
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return out + "'";
 }
+
+namespace {
 
 std::string job_name(const Manifest& m) {
   std::string name = fs::path(m.dir).filename().string();

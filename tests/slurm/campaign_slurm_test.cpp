@@ -189,5 +189,24 @@ TEST_F(CampaignSlurm, FailedTaskCancelsTheAfterokMergeAndFailedResubmitsOnlyIt) 
   EXPECT_EQ(read_json(c + "/results/1.json")["slurm_job"], array2 + "_1");
 }
 
+TEST_F(CampaignSlurm, ZooMakeTrainsOnSlurmAndFinishes) {
+  // Two tiny models: the clean array, the other array after it, then zoo finish.
+  const std::string zoo = work_dir() + "/zoo";
+  auto r = run_cli("zoo make --out " + zoo +
+                   " --models 2 --seed 4 --kinds clean,badnets --archs fmnist --clean-fraction 0.5"
+                   " --max-train 300 --epochs 1 --min-asr 0 --max-drop 100 --slurm --cpus 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  const auto jobs = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(jobs.contains("finish_job")) << r.out;
+  ASSERT_EQ(wait_job(jobs["finish_job"]), std::vector<std::string>{"COMPLETED"})
+      << shell("scontrol show job " + jobs["finish_job"].get<std::string>());
+  const auto doc = read_json(zoo + "/zoo.json");
+  ASSERT_EQ(doc["models"].size(), 2u);
+  for (const auto& m : doc["models"]) {
+    EXPECT_TRUE(fs::exists(zoo + "/" + m["file"].get<std::string>())) << m.dump();
+  }
+  EXPECT_EQ(test::read_text(zoo + "/ground_truth.csv").find("model,backdoored,target,kind"), 0u);
+}
+
 }  // namespace
 }  // namespace bdguard

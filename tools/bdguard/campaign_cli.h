@@ -43,6 +43,10 @@ std::string self_exe();
 std::vector<std::string> task_worker_command(const std::string& dir, int64_t index,
                                              const std::string& attempt, bool quiet);
 
+// A task's index: --index when given, else $SLURM_ARRAY_TASK_ID (a Slurm array task);
+// a usage error when neither is there, InvalidArgument when the variable is no index.
+int64_t array_task_index(const CLI::App& sub, int64_t index);
+
 void setup_campaign_task(CLI::App& campaign);
 
 }  // namespace bdguard::cli

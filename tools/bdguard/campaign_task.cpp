@@ -225,20 +225,7 @@ struct TaskOptions {
 };
 
 int64_t resolve_index(const CLI::App& sub, const TaskOptions& o) {
-  if (sub.count("--index")) return o.index;
-  const char* env = std::getenv("SLURM_ARRAY_TASK_ID");
-  if (!env) {
-    throw CLI::ValidationError("--index",
-                               "expected --index I or $SLURM_ARRAY_TASK_ID (a Slurm array task), "
-                               "found neither");
-  }
-  char* end = nullptr;
-  const long long v = std::strtoll(env, &end, 10);
-  if (*env == '\0' || *end != '\0' || v < 0) {
-    fail<InvalidArgument>("$SLURM_ARRAY_TASK_ID", "", "a task index >= 0",
-                          std::string("'") + env + "'");
-  }
-  return v;
+  return array_task_index(sub, o.index);
 }
 
 int run_worker(const TaskOptions& o, int64_t index) {
@@ -265,6 +252,23 @@ int run_worker(const TaskOptions& o, int64_t index) {
 }
 
 }  // namespace
+
+int64_t array_task_index(const CLI::App& sub, int64_t index) {
+  if (sub.count("--index")) return index;
+  const char* env = std::getenv("SLURM_ARRAY_TASK_ID");
+  if (!env) {
+    throw CLI::ValidationError("--index",
+                               "expected --index I or $SLURM_ARRAY_TASK_ID (a Slurm array task), "
+                               "found neither");
+  }
+  char* end = nullptr;
+  const long long v = std::strtoll(env, &end, 10);
+  if (*env == '\0' || *end != '\0' || v < 0) {
+    fail<InvalidArgument>("$SLURM_ARRAY_TASK_ID", "", "a task index >= 0",
+                          std::string("'") + env + "'");
+  }
+  return v;
+}
 
 void setup_campaign_task(CLI::App& campaign) {
   auto o = std::make_shared<TaskOptions>();

@@ -88,15 +88,15 @@ for md in "${docs[@]}"; do
   done < <(extract "$md")
 done
 
-# (c) every subcommand of `bdguard --help` has its page. CLI11 lists them under a
-# "Subcommands:" (or "SUBCOMMANDS:") heading, one per line, indented.
+# (c) every subcommand of `bdguard --help` has its page. CLI11 lists them after the
+# option groups, under a "Subcommands:" heading (and under their own group's heading
+# when a subcommand sets one), one per line, indented: "  name[, alias]  description".
 if ! help="$("$bin" --help 2>&1)"; then
   problems+=("$bin --help failed")
 fi
 mapfile -t subcommands < <(printf '%s\n' "$help" | awk '
   tolower($0) ~ /^subcommands:/ { on = 1; next }
-  on && /^[^ \t]/ { on = 0 }
-  on && /^[ \t]+[a-z][a-z0-9_-]*/ { print $1 }')
+  on && /^[ \t]+[a-z][a-z0-9_-]*/ { name = $1; sub(/,$/, "", name); print name }')
 if [[ ${#subcommands[@]} -eq 0 ]]; then
   problems+=("$bin --help lists no subcommands (no Subcommands: section)")
 fi

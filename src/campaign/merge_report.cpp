@@ -65,8 +65,8 @@ std::string preamble(const MergeResult& r) {
 PlotSpec scores_plot(const MergeResult& r) {
   std::ostringstream gp;
   gp << "set title 'Trojan probability of each model (20 bins)'\n"
-     << "set xlabel 'trojan probability'\nset ylabel 'models'\nset key top center\n"
-     << "set xrange [0:1]\nset yrange [0:*]\nset grid ytics\n"
+     << "set xlabel 'trojan probability'\nset ylabel 'models'\nset key below horizontal\n"
+     << "set xrange [0:1]\nset yrange [0:*]\nset offsets 0, 0, graph 0.1, 0\nset grid ytics\n"
      << "set style fill transparent solid 0.5 border -1\nbw = 0.05\nset boxwidth bw * 0.9\n"
      << "bin(x) = x >= 1 ? 1 - bw / 2 : (floor(x / bw) + 0.5) * bw\n"
      << "set arrow from 0.5, graph 0 to 0.5, graph 1 nohead dt 2 lc rgb '#555555'\n"

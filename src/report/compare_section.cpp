@@ -60,7 +60,7 @@ PlotSpec compare_plot(const CompareResult& r) {
   std::ostringstream gp;
   gp << "set title 'Defenses on the test files: clean accuracy against attack success rate'\n";
   gp << "set xlabel 'clean accuracy (%)'\nset ylabel 'attack success rate (%)'\n";
-  gp << "set grid\nset key bottom left box opaque\n";
+  gp << "set grid\nset key below horizontal\n";
   gp << "set xrange [" << num(std::max(0.0, lo - pad)) << ":" << num(std::min(100.0, hi + pad))
      << "]\nset yrange [-5:105]\n";
   gp << "plot $compare using (column('clean_accuracy')):(column('asr')) with points pt 7 ps 1.6 "

@@ -86,8 +86,9 @@ PlotSpec mask_norm_plot(const NeuralCleanseResult& r) {
   }
   gp << "set title 'Neural Cleanse: L1 norm of the reversed mask of each label'\n";
   gp << "set xrange [" << first - 1 << ":" << last + 1 << "]\n";
-  gp << "set xlabel 'label'\nset ylabel 'mask L1 norm (pixels)'\nset key top right\n";
-  gp << "set grid ytics\nset yrange [0:*]\nset style fill solid 0.6 border -1\n";
+  gp << "set xlabel 'label'\nset ylabel 'mask L1 norm (pixels)'\nset key below horizontal\n";
+  gp << "set grid ytics\nset yrange [0:*]\nset offsets 0, 0, graph 0.08, 0\n"
+     << "set style fill solid 0.6 border -1\n";
   gp << "set boxwidth 0.8\n";
   if (r.labels.size() > 40) gp << "set xtics out\n";
   gp << "plot $norms using (column('label')):(column('flagged') > 0 ? NaN : column('mask_l1')) "

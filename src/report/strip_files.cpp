@@ -36,7 +36,8 @@ PlotSpec strip_plot(const StripReport& r) {
   gp << "set style fill transparent solid 0.35 border\nset boxwidth " << report::num(width)
      << " absolute\nbin(x) = " << report::num(width) << " * floor(x / " << report::num(width)
      << ") + " << report::num(width / 2) << "\n";
-  gp << "set xrange [0:" << report::num(hi * 1.05 + width) << "]\nset yrange [0:*]\n";
+  gp << "set xrange [0:" << report::num(hi * 1.05 + width) << "]\nset yrange [0:*]\n"
+     << "set offsets 0, 0, graph 0.08, 0\n";
   gp << "set arrow 1 from " << report::num(r.threshold) << ", graph 0 to "
      << report::num(r.threshold) << ", graph 1 nohead dt 2 lw 2 lc rgb '#000000' front\n";
   const double nc = std::max<double>(1, static_cast<double>(r.test_scores.size()));

@@ -250,7 +250,7 @@ void setup_attack(CLI::App& app) {
   wanet
       ->add_option("--cross-ratio", w->attack.cross_ratio,
                    "noise-mode images (labels kept) per poisoned image")
-      ->check(CLI::NonNegativeNumber)
+      ->check(CLI::Range(0.0, 1000.0))
       ->capture_default_str();
 }
 

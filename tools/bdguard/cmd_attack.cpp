@@ -1,5 +1,5 @@
-// bdguard attack badnets: poison Fashion-MNIST (or a lab data file), train a BadNet,
-// and write it with the lab-format data files the defense needs.
+// bdguard attack badnets|blended|sig|wanet: poison Fashion-MNIST (or a lab data file),
+// train a BadNet, and write it with the lab-format data files the defense needs.
 #include <ATen/Parallel.h>
 
 #include <cstdio>
@@ -19,27 +19,31 @@ struct AttackCliOptions {
   AttackOptions attack;
   std::string out;
   std::string optimizer = "adam";
+  std::string mapping = "all-to-one";
   int threads = 0;
   bool json = false, quiet = false, force = false;
 };
 
 std::string num(double v) { return nlohmann::json(v).dump(); }
 
-void run_attack(AttackCliOptions o) {
+void run_attack_cli(AttackCliOptions o) {
   prepare_output_dir(o.out, o.force);
   apply_threads(o.threads);
   o.attack.optimizer = parse_optimizer(o.optimizer);
-  AttackResult r = run_badnets(o.attack, train_progress_bar("train", o.quiet));
+  o.attack.mapping = parse_mapping(o.mapping);
+  AttackResult r = run_attack(o.attack, train_progress_bar("train", o.quiet));
   nlohmann::json doc = write_attack_outputs(r, o.attack, o.out);
   if (o.json) {
     print_json(doc);
     return;
   }
-  std::printf(
-      "BadNet: %s (%s images, %s poisoned with the trigger, target %lld; %d epochs, %.0f s)\n",
-      (o.out + "/bd_net.h5").c_str(), std::to_string(r.n_train).c_str(),
-      std::to_string(r.n_poisoned_train).c_str(), static_cast<long long>(o.attack.target),
-      static_cast<int>(r.history.size()), r.train_seconds);
+  const std::string target = o.attack.mapping == Mapping::kAllToAll
+                                 ? std::string("all-to-all: label y to y + 1 mod K")
+                                 : "target " + std::to_string(o.attack.target);
+  std::printf("BadNet: %s (%s images, %s poisoned with the trigger, %s; %d epochs, %.0f s)\n",
+              (o.out + "/bd_net.h5").c_str(), std::to_string(r.n_train).c_str(),
+              std::to_string(r.n_poisoned_train).c_str(), target.c_str(),
+              static_cast<int>(r.history.size()), r.train_seconds);
   std::printf("Clean test accuracy: %s %% (%lld images)\n", pct(r.clean_accuracy).c_str(),
               static_cast<long long>(r.data.test.size()));
   std::printf("Attack success rate: %s %% (%lld triggered images)\n",
@@ -51,15 +55,27 @@ void run_attack(AttackCliOptions o) {
 }  // namespace
 
 std::string attack_command(const AttackOptions& a, int threads, const std::string& out) {
-  std::string cmd = "bdguard attack badnets --data " + quote_arg(a.data);
+  const TriggerOptions& t = a.trigger;
+  std::string cmd = "bdguard attack " + t.method + " --data " + quote_arg(a.data);
   if (!a.test_data.empty()) cmd += " --test-data " + quote_arg(a.test_data);
-  cmd += " --out " + quote_arg(out) + " --arch " + a.arch + " --trigger " +
-         quote_arg(a.trigger.trigger) + " --trigger-size " + std::to_string(a.trigger.size) +
-         " --position " + quote_arg(a.trigger.position) + " --blend " + num(a.trigger.blend) +
-         " --poison-rate " + num(a.poison_rate) + " --target " + std::to_string(a.target) +
-         " --epochs " + std::to_string(a.epochs) + " --batch " + std::to_string(a.batch) +
-         " --lr " + num(a.lr) + " --optimizer " + optimizer_name(a.optimizer) + " --seed " +
-         std::to_string(a.seed) + " --threads " + std::to_string(threads);
+  cmd += " --out " + quote_arg(out) + " --arch " + a.arch;
+  if (t.method == "badnets") {
+    cmd += " --trigger " + quote_arg(t.trigger) + " --trigger-size " + std::to_string(t.size) +
+           " --position " + quote_arg(t.position) + " --blend " + num(t.blend);
+  } else if (t.method == "blended") {
+    cmd += " --pattern " + quote_arg(t.pattern) + " --alpha " + num(t.alpha);
+  } else if (t.method == "sig") {
+    cmd += " --delta " + num(t.delta) + " --frequency " + num(t.frequency);
+    if (a.clean_label) cmd += " --clean-label";
+  } else if (t.method == "wanet") {
+    cmd += " --k " + std::to_string(t.k) + " --s " + num(t.s) + " --grid-rescale " +
+           num(t.grid_rescale) + " --cross-ratio " + num(a.cross_ratio);
+  }
+  cmd += " --mapping " + std::string(mapping_name(a.mapping)) + " --poison-rate " +
+         num(a.poison_rate) + " --target " + std::to_string(a.target) + " --epochs " +
+         std::to_string(a.epochs) + " --batch " + std::to_string(a.batch) + " --lr " + num(a.lr) +
+         " --optimizer " + optimizer_name(a.optimizer) + " --seed " + std::to_string(a.seed) +
+         " --threads " + std::to_string(threads);
   if (a.max_train >= 0) cmd += " --max-train " + std::to_string(a.max_train);
   if (a.max_steps >= 0) cmd += " --max-steps " + std::to_string(a.max_steps);
   return cmd;
@@ -109,12 +125,15 @@ nlohmann::json write_attack_outputs(const AttackResult& r, const AttackOptions& 
   return doc;
 }
 
-void setup_attack(CLI::App& app) {
+namespace {
+
+// A subcommand `attack METHOD` with the options every method shares.
+std::pair<CLI::App*, std::shared_ptr<AttackCliOptions>> add_method(CLI::App& attack,
+                                                                   const std::string& method,
+                                                                   const std::string& help) {
   auto opt = std::make_shared<AttackCliOptions>();
-  auto* attack = app.add_subcommand("attack", "make a backdoored network (BadNets)");
-  attack->require_subcommand(1);
-  auto* sub = attack->add_subcommand(
-      "badnets", "poison training images with a trigger and train a BadNet (LibTorch)");
+  opt->attack.trigger.method = method;
+  auto* sub = attack.add_subcommand(method, help);
   AttackOptions& a = opt->attack;
   sub->add_option("--data", a.data,
                   "Fashion-MNIST folder (IDX files, .gz or not) or a lab-format HDF5 file")
@@ -128,22 +147,14 @@ void setup_attack(CLI::App& app) {
   sub->add_option("--arch", a.arch, "network: fmnist (small DeepID) or deepid (55x47x3)")
       ->check(CLI::IsMember({"fmnist", "deepid"}))
       ->capture_default_str();
-  sub->add_option("--trigger", a.trigger.trigger, "square, checkerboard, or an image file")
-      ->capture_default_str();
-  sub->add_option("--trigger-size", a.trigger.size, "trigger side in pixels")
-      ->check(CLI::Range(1, 4096))
-      ->capture_default_str();
-  sub->add_option("--position", a.trigger.position,
-                  "bottom-right, bottom-left, top-right, top-left, center, or ROW,COL")
-      ->capture_default_str();
-  sub->add_option("--blend", a.trigger.blend,
-                  "trigger opacity: 1 stamps it, below 1 blends it into the image")
-      ->check(CLI::Range(0.0, 1.0))
+  sub->add_option("--mapping", opt->mapping,
+                  "all-to-one (to --target) or all-to-all (label y to y + 1 mod K)")
+      ->check(CLI::IsMember({"all-to-one", "all-to-all"}))
       ->capture_default_str();
   sub->add_option("--poison-rate", a.poison_rate, "fraction of the training images poisoned")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  sub->add_option("--target", a.target, "label the trigger switches to")
+  sub->add_option("--target", a.target, "label the trigger switches to (all-to-one)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   sub->add_option("--epochs", a.epochs, "training epochs")
@@ -156,7 +167,8 @@ void setup_attack(CLI::App& app) {
   sub->add_option("--optimizer", opt->optimizer, "adam or sgd (momentum 0.9)")
       ->check(CLI::IsMember({"adam", "sgd"}))
       ->capture_default_str();
-  sub->add_option("--seed", a.seed, "seed of initialization, shuffling, poisoning and the split")
+  sub->add_option("--seed", a.seed,
+                  "seed of initialization, shuffling, poisoning, the split and the trigger")
       ->capture_default_str();
   sub->add_option("--max-train", a.max_train, "use only the first N training images")
       ->check(CLI::NonNegativeNumber);
@@ -169,7 +181,77 @@ void setup_attack(CLI::App& app) {
   add_force_flag(*sub, opt->force);
   sub->add_flag("--json", opt->json, "print the attack record as JSON");
   sub->add_flag("--quiet,-q", opt->quiet, "no progress on stderr");
-  sub->callback([opt] { run_attack(*opt); });
+  sub->callback([opt] { run_attack_cli(*opt); });
+  return {sub, opt};
+}
+
+}  // namespace
+
+void setup_attack(CLI::App& app) {
+  auto* attack = app.add_subcommand(
+      "attack", "make a backdoored network (BadNets, Blended, SIG, WaNet; docs/attacks.md)");
+  attack->require_subcommand(1);
+
+  auto [badnets, b] = add_method(*attack, "badnets",
+                                 "poison training images with a patch trigger and train a BadNet");
+  TriggerOptions& bt = b->attack.trigger;
+  badnets
+      ->add_option("--trigger", bt.trigger,
+                   "square, checkerboard, random (0/255 pixels), random-grey, or an image file")
+      ->capture_default_str();
+  badnets->add_option("--trigger-size", bt.size, "trigger side in pixels")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  badnets
+      ->add_option("--position", bt.position,
+                   "bottom-right, bottom-left, top-right, top-left, center, random, or ROW,COL")
+      ->capture_default_str();
+  badnets
+      ->add_option("--blend", bt.blend,
+                   "trigger opacity: 1 stamps it, below 1 blends it into the image")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+
+  auto [blended, l] = add_method(*attack, "blended",
+                                 "mix a full-image pattern into the poisoned images (Chen 2017)");
+  TriggerOptions& lt = l->attack.trigger;
+  blended
+      ->add_option("--pattern", lt.pattern,
+                   "noise (seeded uniform 0..255) or an image file of the input's size")
+      ->check(CLI::IsMember({"noise"}) | CLI::ExistingFile)
+      ->capture_default_str();
+  blended->add_option("--alpha", lt.alpha, "pattern weight: (1 - alpha) image + alpha pattern")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+
+  auto [sig, g] =
+      add_method(*attack, "sig", "add a horizontal sinusoid to the poisoned images (Barni 2019)");
+  sig->add_option("--delta", g->attack.trigger.delta, "amplitude on 0..255 pixels")
+      ->check(CLI::Range(0.0, 255.0))
+      ->capture_default_str();
+  sig->add_option("--frequency", g->attack.trigger.frequency, "periods across the image width")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sig->add_flag("--clean-label", g->attack.clean_label,
+                "poison only target-class images, labels kept (the paper's mode)");
+
+  auto [wanet, w] = add_method(*attack, "wanet",
+                               "warp the poisoned images with a smooth field (Nguyen & Tran 2021)");
+  TriggerOptions& wt = w->attack.trigger;
+  wanet->add_option("--k", wt.k, "control grid size of the warping field")
+      ->check(CLI::Range(2, 4096))
+      ->capture_default_str();
+  wanet->add_option("--s", wt.s, "warping strength")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  wanet->add_option("--grid-rescale", wt.grid_rescale, "scale of the warped grid")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  wanet
+      ->add_option("--cross-ratio", w->attack.cross_ratio,
+                   "noise-mode images (labels kept) per poisoned image")
+      ->check(CLI::Range(0.0, 1000.0))
+      ->capture_default_str();
 }
 
 }  // namespace bdguard::cli

@@ -1,4 +1,4 @@
-// What `attack badnets`, `finetune` and `demo` share on the command-line side.
+// What `attack`, `finetune` and `demo` share on the command-line side.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -2,7 +2,8 @@
 # Builds the libFuzzer harnesses (clang, -fsanitize=fuzzer,address,undefined) into
 # ${BUILD_DIR:-build-fuzz} and runs each for SECONDS seconds (default 300) from its seed
 # corpus. Usage: scripts/fuzz.sh [SECONDS] [HARNESS...]
-#   harnesses: fuzz_model_config fuzz_keras_weights fuzz_data fuzz_onnx (default: all)
+#   harnesses: fuzz_model_config fuzz_keras_weights fuzz_data fuzz_onnx fuzz_npy fuzz_npz
+#   fuzz_image_folder (default: all)
 # Findings (crash, sanitizer report, leak, timeout, escaped exception) are written to
 # $BUILD_DIR/artifacts/ and fail the script; new inputs go to $BUILD_DIR/work/<harness>.
 set -euo pipefail
@@ -11,7 +12,8 @@ seconds=${1:-300}
 shift || true
 harnesses=("$@")
 if ((${#harnesses[@]} == 0)); then
-  harnesses=(fuzz_model_config fuzz_keras_weights fuzz_data fuzz_onnx)
+  harnesses=(fuzz_model_config fuzz_keras_weights fuzz_data fuzz_onnx fuzz_npy fuzz_npz
+    fuzz_image_folder)
 fi
 build_dir=${BUILD_DIR:-build-fuzz}
 

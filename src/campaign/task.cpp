@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "bdguard/campaign.h"
+#include "bdguard/data_formats.h"
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
 #include "campaign/text.h"
@@ -97,7 +98,7 @@ void check_input(const nlohmann::json& settings, const std::string& role) {
   const std::string key = role + "_sha256";
   if (path.empty() || !settings.contains(key)) return;
   const std::string expected = settings[key].get<std::string>();
-  const std::string actual = sha256_file(path);
+  const std::string actual = sha256_data(path);
   if (actual != expected) {
     fail<InvalidArgument>(path, "sha256 (" + role + ")", expected + " as in the manifest",
                           actual + ": the file changed since campaign init");

@@ -35,6 +35,7 @@
 #include "bdguard/dataset.h"
 #include "bdguard/error.h"
 #include "bdguard/keras.h"
+#include "data_writers.h"
 #include "hdf5/h5.h"
 #include "hostile/onnx_corpus.h"
 
@@ -659,6 +660,27 @@ void make_data_cases() {
   });
 }
 
+// npy, npz, image_folder: small valid files of each format (tests/data_writers.h).
+void make_data_format_seeds(const std::string& seeds) {
+  namespace t = bdguard::test;
+  for (const char* d : {"npy", "npz", "image_folder"}) fs::create_directories(seeds + "/" + d);
+  const at::Tensor x = at::arange(2 * 8 * 8 * 3, at::kByte).reshape({2, 8, 8, 3});
+  const at::Tensor y = at::tensor({int64_t{1}, int64_t{4}});
+  t::write_bytes(seeds + "/npy/nhwc_uint8.npy", t::npy_of(x));
+  t::write_bytes(seeds + "/npy/nchw_float32.npy",
+                 t::npy_of(x.permute({0, 3, 1, 2}).to(at::kFloat)));
+  t::write_npz(seeds + "/npz/xy_deflated.npz", x, y);
+  t::write_bytes(seeds + "/npz/data_label_stored.npz",
+                 t::zip_bytes({{"data.npy", t::npy_of(x)}, {"label.npy", t::npy_of(y)}}));
+  bdguard::write_png(seeds + "/image_folder/rgb.png", at::full({3, 8, 8}, 7.0));
+  std::string png = read_bytes(seeds + "/image_folder/rgb.png");
+  t::write_bytes(seeds + "/image_folder/class_image", std::string(1, '\0') + png);
+  t::write_bytes(seeds + "/image_folder/labels_csv",
+                 "\x01"
+                 "file,label\na.png,1\nb.png,0\n");
+  fs::remove(seeds + "/image_folder/rgb.png");
+}
+
 void make_seeds() {
   const std::string seeds = at_out("seeds");
   for (const char* d : {"model_config", "keras_weights", "data", "onnx"})
@@ -725,6 +747,7 @@ void make_seeds() {
   nhwc.data_dims = {4, 8, 8, 3};
   nhwc.label_type = H5T_STD_I64LE;
   write_data(seeds + "/data/nhwc_uint8.h5", nhwc);
+  make_data_format_seeds(seeds);
 }
 
 }  // namespace

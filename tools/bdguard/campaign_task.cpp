@@ -42,7 +42,7 @@ nlohmann::json campaign_settings(const ModelOptions& mo, const NcFlags& nc, int 
   const Preprocess p = preprocess_of(mo);  // also checks --mean and --std
   nlohmann::json s = {{"methods", methods},
                       {"clean", abs_file(clean)},
-                      {"clean_sha256", sha256_file(clean)},
+                      {"clean_sha256", sha256_data(clean)},
                       {"arch", mo.arch},
                       {"arch_from", abs_file(mo.arch_from)},
                       {"input_scale", mo.input_scale},
@@ -67,6 +67,11 @@ nlohmann::json campaign_settings(const ModelOptions& mo, const NcFlags& nc, int 
                       {"nc_eval_images", nc.eval_images},
                       {"pixel_range", nc.pixel_range}};
   if (!mo.arch_from.empty()) s["arch_from_sha256"] = sha256_file(mo.arch_from);
+  // The data options, only where they differ from the defaults (older manifests' task
+  // keys stay the same).
+  if (!mo.data_labels.empty()) s["data_labels"] = mo.data_labels;
+  if (mo.resize) s["resize"] = true;
+  if (mo.max_files != kDefaultMaxDataFiles) s["max_files"] = mo.max_files;
   if (methods == "compare") {
     s["defenses"] = cf.defenses;
     for (const auto& [key, path] :
@@ -74,7 +79,7 @@ nlohmann::json campaign_settings(const ModelOptions& mo, const NcFlags& nc, int 
           {"test", cf.test},
           {"poisoned_test", cf.poisoned_test}}) {
       s[key] = abs_file(path);
-      s[std::string(key) + "_sha256"] = sha256_file(path);
+      s[std::string(key) + "_sha256"] = sha256_data(path);
     }
   }
   return s;
@@ -90,6 +95,9 @@ ModelOptions model_options_of(const nlohmann::json& s) {
   mo.layout = setting<std::string>(s, "layout");
   mo.max_tensor_bytes = setting<int64_t>(s, "max_tensor_bytes");
   mo.max_model_bytes = setting<int64_t>(s, "max_model_bytes");
+  mo.data_labels = s.value("data_labels", std::vector<std::string>{});
+  mo.resize = s.value("resize", false);
+  mo.max_files = s.value("max_files", kDefaultMaxDataFiles);
   return mo;
 }
 

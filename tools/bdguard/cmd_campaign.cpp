@@ -116,9 +116,9 @@ void setup_campaign_init(CLI::App& campaign) {
                   "relative to the list)")
       ->required()
       ->check(CLI::ExistingPath);
-  sub->add_option("--clean", o->clean, "clean validation data (lab HDF5), for every model")
+  sub->add_option("--clean", o->clean, "clean validation data, for every model")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   sub->add_option(
          "--ground-truth", o->ground_truth,
          "CSV naming the columns model, backdoored, optionally target (a label or all) and others")
@@ -128,12 +128,12 @@ void setup_campaign_init(CLI::App& campaign) {
       ->capture_default_str();
   sub->add_option("--poisoned-valid", o->compare.poisoned_valid,
                   "compare: poisoned validation data (reported only)")
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   sub->add_option("--test", o->compare.test, "compare: clean test data (the table's accuracy)")
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   sub->add_option("--poisoned-test", o->compare.poisoned_test,
                   "compare: poisoned test data (the table's ASR)")
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   sub->add_option("--defenses", o->compare.defenses,
                   "compare: the defenses (bdguard compare --methods: all, or a list)")
       ->capture_default_str();

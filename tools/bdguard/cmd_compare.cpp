@@ -113,17 +113,17 @@ void setup_compare(CLI::App& app) {
   add_global_options(*sub, opt->global);
   sub->add_option("--valid", opt->valid, "clean validation data: every choice is made on it")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   sub->add_option("--poisoned-valid", opt->poisoned_valid,
                   "poisoned validation data: reported only")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   sub->add_option("--test", opt->test, "clean test data: the table's accuracy")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   sub->add_option("--poisoned-test", opt->poisoned_test, "poisoned test data: the table's ASR")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   sub->add_option("--out", opt->out, "output folder: compare.*, plots/, models/")->required();
   add_force_flag(*sub, opt->force);
   sub->add_option("--methods", opt->methods, "all, or a comma-separated list of methods");

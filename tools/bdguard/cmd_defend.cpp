@@ -118,10 +118,10 @@ void setup_defend(CLI::App& app) {
       ->check(CLI::ExistingFile);
   add_model_options(*sub, opt->model, "");
   add_global_options(*sub, opt->global);
-  sub->add_option("--clean", opt->clean, "clean validation data (lab HDF5; clp: for reporting)")
-      ->check(CLI::ExistingFile);
+  sub->add_option("--clean", opt->clean, "clean validation data (clp: for reporting)")
+      ->check(CLI::ExistingPath);
   sub->add_option("--poisoned", opt->poisoned, "poisoned validation data: ASR, reported only")
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   sub->add_option("--out", opt->out, "the defended model (.h5 for Keras, .onnx for ONNX)");
   sub->add_option("--seed", opt->seed, "seed of the split, shuffling and the method's draws");
   sub->add_option("--detect", opt->detect_dir,

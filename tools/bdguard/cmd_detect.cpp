@@ -38,9 +38,9 @@ void setup_detect(CLI::App& app) {
       "detect", "Neural Cleanse: is the model backdoored, which label, what trigger");
   add_model_options(*sub, opt->model);
   add_global_options(*sub, opt->global);
-  sub->add_option("--clean", opt->clean, "clean validation data (lab HDF5)")
+  sub->add_option("--clean", opt->clean, "clean validation data")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   sub->add_option("--out", opt->out, "output folder: detect.json, triggers/, plots/")->required();
   add_force_flag(*sub, opt->force);
   sub->add_flag("--exit-code", opt->exit_code, "exit with code 3 when the model is backdoored");

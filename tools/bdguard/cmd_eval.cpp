@@ -91,11 +91,8 @@ void setup_eval(CLI::App& app) {
   auto* sub = app.add_subcommand("eval", "clean accuracy and attack success rate on lab data");
   add_model_options(*sub, opt->model);
   add_global_options(*sub, opt->global);
-  sub->add_option("--clean", opt->clean, "clean data file (lab HDF5)")
-      ->required()
-      ->check(CLI::ExistingFile);
-  sub->add_option("--poisoned", opt->poisoned, "poisoned data file (lab HDF5)")
-      ->check(CLI::ExistingFile);
+  sub->add_option("--clean", opt->clean, "clean data file")->required()->check(CLI::ExistingPath);
+  sub->add_option("--poisoned", opt->poisoned, "poisoned data file")->check(CLI::ExistingPath);
   sub->callback([opt] { run_eval(*opt); });
 }
 

@@ -127,16 +127,16 @@ void setup_finetune(CLI::App& app) {
   auto* sub = app.add_subcommand(
       "finetune", "fine-pruning: train a pruned model on clean data, pruned channels kept at zero");
   add_model_options(*sub, opt->model);
-  sub->add_option("--clean", opt->clean, "clean validation data (lab HDF5): trained on")
+  sub->add_option("--clean", opt->clean, "clean validation data: trained on")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   sub->add_option("--poisoned", opt->poisoned, "poisoned validation data: ASR, reported only")
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   auto* test = sub->add_option("--test", opt->test, "clean test data, reported only")
-                   ->check(CLI::ExistingFile);
+                   ->check(CLI::ExistingPath);
   auto* ptest =
       sub->add_option("--poisoned-test", opt->poisoned_test, "poisoned test data, reported only")
-          ->check(CLI::ExistingFile);
+          ->check(CLI::ExistingPath);
   test->needs(ptest);
   ptest->needs(test);
   sub->add_option("--out", opt->out,

@@ -251,10 +251,10 @@ void setup_goodnet(CLI::App& app) {
   auto eval = std::make_shared<GoodNetOptions>();
   auto* e = group->add_subcommand("eval", "GoodNet accuracy, ASR, detection and false alarms");
   add_pair_options(*e, *eval, true);
-  e->add_option("--clean", eval->clean, "clean test data")->required()->check(CLI::ExistingFile);
+  e->add_option("--clean", eval->clean, "clean test data")->required()->check(CLI::ExistingPath);
   e->add_option("--poisoned", eval->poisoned, "poisoned test data")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   e->callback([eval] { run_goodnet_eval(*eval); });
 
   auto pred = std::make_shared<GoodNetOptions>();

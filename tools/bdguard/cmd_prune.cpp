@@ -157,17 +157,17 @@ void setup_prune(CLI::App& app) {
   auto* sub = app.add_subcommand("prune", "the pruning defense: sweep, curve, pruned models");
   add_model_options(*sub, opt->model);
   add_global_options(*sub, opt->global);
-  sub->add_option("--clean", opt->clean, "clean validation data (lab HDF5)")
+  sub->add_option("--clean", opt->clean, "clean validation data")
       ->required()
-      ->check(CLI::ExistingFile);
-  sub->add_option("--poisoned", opt->poisoned, "poisoned validation data (lab HDF5)")
+      ->check(CLI::ExistingPath);
+  sub->add_option("--poisoned", opt->poisoned, "poisoned validation data")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   auto* test = sub->add_option("--test", opt->test, "clean test data (reported only)")
-                   ->check(CLI::ExistingFile);
+                   ->check(CLI::ExistingPath);
   auto* ptest =
       sub->add_option("--poisoned-test", opt->poisoned_test, "poisoned test data (reported only)")
-          ->check(CLI::ExistingFile);
+          ->check(CLI::ExistingPath);
   test->needs(ptest);
   ptest->needs(test);
   sub->add_option("--layer", opt->layer,

@@ -181,7 +181,7 @@ void run_run(const RunOptions& o) {
   for (const auto& f : files) n_files += !f.second.empty();
   for (const auto& [role, path] : files) {
     if (path.empty()) continue;
-    r.inputs.push_back({role, path, sha256_file(path), static_cast<int64_t>(fs::file_size(path))});
+    r.inputs.push_back({role, path, sha256_data(path), data_bytes(path)});
     if (hash_progress) hash_progress(++done_files, n_files);
   }
   stages.end(std::to_string(n_files) + " files");
@@ -343,15 +343,12 @@ void add_run_options(CLI::App& sub, RunOptions& o) {
       ->check(CLI::ExistingFile);
   add_model_options(sub, o.model, /*model_flag=*/"");
   add_global_options(sub, o.global);
-  sub.add_option("--valid", o.valid, "clean validation data, lab HDF5 (required)")
-      ->check(CLI::ExistingFile);
-  sub.add_option("--poisoned-valid", o.poisoned_valid,
-                 "poisoned validation data, lab HDF5 (required)")
-      ->check(CLI::ExistingFile);
-  sub.add_option("--test", o.test, "clean test data, lab HDF5 (required)")
-      ->check(CLI::ExistingFile);
-  sub.add_option("--poisoned-test", o.poisoned_test, "poisoned test data, lab HDF5 (required)")
-      ->check(CLI::ExistingFile);
+  sub.add_option("--valid", o.valid, "clean validation data (required)")->check(CLI::ExistingPath);
+  sub.add_option("--poisoned-valid", o.poisoned_valid, "poisoned validation data (required)")
+      ->check(CLI::ExistingPath);
+  sub.add_option("--test", o.test, "clean test data (required)")->check(CLI::ExistingPath);
+  sub.add_option("--poisoned-test", o.poisoned_test, "poisoned test data (required)")
+      ->check(CLI::ExistingPath);
   sub.add_option("--out", o.out, "output folder, created if missing (required)");
   add_force_flag(sub, o.force);
   sub.add_flag("--no-finetune", o.no_finetune, "skip fine-pruning of the saved models");

@@ -117,12 +117,10 @@ void setup_strip(CLI::App& app) {
   add_model_options(*eval, e->model);
   add_global_options(*eval, e->global);
   add_strip_options(*eval, e->strip);
-  eval->add_option("--test", e->test, "clean test data (lab HDF5)")
+  eval->add_option("--test", e->test, "clean test data")->required()->check(CLI::ExistingPath);
+  eval->add_option("--poisoned-test", e->poisoned_test, "poisoned test data")
       ->required()
-      ->check(CLI::ExistingFile);
-  eval->add_option("--poisoned-test", e->poisoned_test, "poisoned test data (lab HDF5)")
-      ->required()
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   eval->add_option("--out", e->out, "folder for strip.json and plots/strip_entropy.{png,svg}");
   add_force_flag(*eval, e->force);
   eval->callback([e] { run_strip_eval(*e); });

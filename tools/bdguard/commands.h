@@ -21,5 +21,6 @@ void setup_defend(CLI::App& app);
 void setup_compare(CLI::App& app);
 void setup_campaign(CLI::App& app);
 void setup_zoo(CLI::App& app);
+void setup_data(CLI::App& app);
 
 }  // namespace bdguard::cli

@@ -34,7 +34,8 @@ void add_model_options(CLI::App& app, ModelOptions& o, const std::string& model_
   app.add_option("--std", o.std,
                  "then divide by: one value or one per channel (s,s,s); the model sees "
                  "(pixel * scale - mean) / std");
-  app.add_option("--layout", o.layout, "layout of lab data files")
+  add_data_options(app, o);
+  app.add_option("--layout", o.layout, "layout of data files and arrays (auto: from the model)")
       ->check(CLI::IsMember({"auto", "nchw", "nhwc"}))
       ->capture_default_str();
   app.add_option("--max-tensor-bytes", o.max_tensor_bytes,
@@ -43,6 +44,16 @@ void add_model_options(CLI::App& app, ModelOptions& o, const std::string& model_
       ->capture_default_str();
   app.add_option("--max-model-bytes", o.max_model_bytes,
                  "refuse a model file larger than this (before reading it)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+}
+
+void add_data_options(CLI::App& app, ModelOptions& o) {
+  app.add_option("--data-labels", o.data_labels,
+                 "labels of .npy or IDX images: LABELS, or IMAGES=LABELS per input (repeatable)");
+  app.add_flag("--resize", o.resize,
+               "resize folder images of another size to the model's input (else refused)");
+  app.add_option("--max-files", o.max_files, "refuse an image folder with more images")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
 }
@@ -136,6 +147,9 @@ DataOptions data_options(const ModelOptions& o, const Model& m) {
   d.layout = parse_layout(o.layout);
   d.num_classes = m.num_classes();
   d.max_tensor_bytes = o.max_tensor_bytes;
+  d.labels = o.data_labels;
+  d.resize = o.resize;
+  d.max_files = o.max_files;
   return d;
 }
 

@@ -5,7 +5,9 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
+#include "bdguard/data_formats.h"
 #include "bdguard/dataset.h"
 #include "bdguard/evaluate.h"
 #include "bdguard/fileio.h"
@@ -25,6 +27,11 @@ struct ModelOptions {
   std::string layout = "auto";
   int64_t max_tensor_bytes = int64_t{2} << 30;
   int64_t max_model_bytes = int64_t{2} << 30;
+  // Data inputs other than lab HDF5 (docs/data.md): the labels of .npy or IDX images
+  // ("LABELS" or "IMAGES=LABELS"), resizing folder images, the folder file limit.
+  std::vector<std::string> data_labels;
+  bool resize = false;
+  int64_t max_files = kDefaultMaxDataFiles;
 };
 
 struct GlobalOptions {
@@ -35,7 +42,8 @@ struct GlobalOptions {
 };
 
 // Binds --model (when `model_flag` is non-empty), --arch, --arch-from, --input-scale,
-// --mean, --std, --layout, --max-tensor-bytes, --max-model-bytes.
+// --mean, --std, --layout, --max-tensor-bytes, --max-model-bytes, and the data options
+// --data-labels, --resize, --max-files.
 void add_model_options(CLI::App& app, ModelOptions& o, const std::string& model_flag = "--model");
 void add_global_options(CLI::App& app, GlobalOptions& g);
 
@@ -53,6 +61,8 @@ nlohmann::json model_settings(const ModelOptions& o);
 Model load(const ModelOptions& o, const std::string& path);
 DataOptions data_options(const ModelOptions& o, const Model& m);
 
+// Binds the data options alone (for commands without a model: data inspect).
+void add_data_options(CLI::App& app, ModelOptions& o);
 // A progress bar on stderr when it is a terminal (and not --quiet); nothing otherwise.
 ProgressFn progress_bar(const std::string& label, bool quiet);
 

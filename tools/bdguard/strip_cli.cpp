@@ -9,9 +9,9 @@ namespace bdguard::cli {
 void add_strip_options(CLI::App& app, StripFlags& f, const std::string& clean_flag,
                        const std::string& seed_flag, bool required) {
   if (!clean_flag.empty()) {
-    auto* c = app.add_option(clean_flag, f.clean,
-                             "clean validation data (lab HDF5): STRIP's overlays and threshold")
-                  ->check(CLI::ExistingFile);
+    auto* c =
+        app.add_option(clean_flag, f.clean, "clean validation data: STRIP's overlays and threshold")
+            ->check(CLI::ExistingPath);
     if (required) c->required();
   }
   app.add_option("--frr", f.options.frr,

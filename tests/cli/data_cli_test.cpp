@@ -1,0 +1,106 @@
+// Data as users hold it, through the binary: `bdguard data inspect`, and the tiny
+// BadNet's lab HDF5 data converted to .npz and to image folders giving exactly the same
+// `bdguard eval` output as the HDF5 files.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "bdguard/dataset.h"
+#include "data_writers.h"
+#include "test_util.h"
+
+namespace bdguard {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string q(const std::string& s) { return "'" + s + "'"; }
+
+TEST(DataCli, InspectJsonDescribesAnNpz) {
+  const std::string dir = test::temp_dir();
+  at::Tensor x = at::arange(24, at::kByte).reshape({2, 2, 2, 3});
+  test::write_npz(dir + "/d.npz", x, at::tensor({int64_t{4}, int64_t{4}}));
+  auto r = test::run_cli("data inspect --json " + q(dir + "/d.npz"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json doc = json::parse(r.out);
+  EXPECT_EQ(doc["format"], "npz");
+  EXPECT_EQ(doc["images"], 2);
+  EXPECT_EQ(doc["shape"], json::array({2, 2, 2, 3}));
+  EXPECT_EQ(doc["layout"], "NHWC");
+  EXPECT_EQ(doc["dtype"], "uint8");
+  EXPECT_EQ(doc["max"], 23.0);
+  EXPECT_EQ(doc["labels"], json({{"4", 2}}));
+}
+
+TEST(DataCli, InspectRefusesAPickledNpyWithOneErrorLine) {
+  const std::string dir = test::temp_dir();
+  test::write_bytes(dir + "/x.npy", test::npy_with_header(
+                                        "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }",
+                                        std::string(8, '\0')));
+  auto r =
+      test::run_cli("data inspect " + q(dir + "/x.npy") + " --data-labels " + q(dir + "/x.npy"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("pickled"), std::string::npos) << r.err;
+}
+
+// The first `n` rows of a lab file as uint8 (the tiny data are whole pixel values).
+std::pair<at::Tensor, at::Tensor> first_rows(const std::string& path, const Shape& shape,
+                                             int64_t n) {
+  LabDataset d(path, shape);
+  Batch b = d.read(0, std::min(n, d.size()));
+  EXPECT_TRUE(b.images.equal(b.images.round().clamp(0, 255))) << path << ": not uint8 pixels";
+  return {b.images.contiguous(), b.labels};
+}
+
+// DIR/<label>/<row>.png, rows zero-padded so that the folder's order is the file's.
+void write_class_folders(const std::string& dir, const at::Tensor& x, const at::Tensor& y) {
+  for (int64_t i = 0; i < x.size(0); ++i) {
+    const std::string cls = dir + "/" + std::to_string(y[i].item<int64_t>());
+    fs::create_directories(cls);
+    char name[16];
+    std::snprintf(name, sizeof name, "%05lld.png", static_cast<long long>(i));
+    write_png(cls + "/" + name, x[i]);
+  }
+}
+
+TEST(DataCli, EvalIsTheSameOnHdf5NpzAndImageFolders) {
+  BDGUARD_REQUIRE_TINY();
+  const std::string tiny = test::tiny_dir("badnet");
+  const std::string dir = test::temp_dir();
+  const std::string model = tiny + "/bd_net.h5";
+  const Shape shape{1, 28, 28};
+  std::string h5_args, npz_args, folder_args;
+  for (const auto& [flag, file] :
+       {std::pair{"--clean", "test"}, std::pair{"--poisoned", "bd_test"}}) {
+    auto [x, y] = first_rows(tiny + "/data/" + file + ".h5", shape, 400);
+    const std::string base = dir + "/" + file;
+    write_lab_dataset(base + ".h5", x, y);
+    // As NumPy users hold it: uint8, channels last, int64 labels.
+    test::write_npz(base + ".npz", x.permute({0, 2, 3, 1}).contiguous().to(at::kByte), y);
+    write_class_folders(base, x, y);
+    h5_args += std::string(" ") + flag + " " + q(base + ".h5");
+    npz_args += std::string(" ") + flag + " " + q(base + ".npz");
+    folder_args += std::string(" ") + flag + " " + q(base);
+  }
+  const std::string eval = "eval --json --threads 1 --model " + q(model);
+  auto h5 = test::run_cli(eval + h5_args);
+  ASSERT_EQ(h5.exit_code, 0) << h5.err;
+  auto npz = test::run_cli(eval + npz_args);
+  ASSERT_EQ(npz.exit_code, 0) << npz.err;
+  auto folder = test::run_cli(eval + folder_args);
+  ASSERT_EQ(folder.exit_code, 0) << folder.err;
+  EXPECT_EQ(npz.out, h5.out);
+  EXPECT_EQ(folder.out, h5.out);
+  json doc = json::parse(h5.out);
+  EXPECT_EQ(doc["n_clean"], 400);
+  EXPECT_GT(doc["attack_success_rate"].get<double>(), 50.0);  // the tiny BadNet's backdoor
+}
+
+}  // namespace
+}  // namespace bdguard

@@ -1,0 +1,79 @@
+// bdguard data inspect: what bdguard sees in a data path (format, images, layout, dtype,
+// value range, labels).
+#include <cstdio>
+#include <string>
+
+#include "commands.h"
+#include "common.h"
+
+namespace bdguard::cli {
+namespace {
+
+struct DataInspectOptions {
+  ModelOptions data;  // --layout, --max-tensor-bytes and the data options only
+  GlobalOptions global;
+  std::string path;
+};
+
+void run_data_inspect(const DataInspectOptions& o) {
+  apply_threads(o.global.threads);
+  DataOptions d;
+  d.layout = parse_layout(o.data.layout);
+  d.max_tensor_bytes = o.data.max_tensor_bytes;
+  d.labels = o.data.data_labels;
+  d.resize = o.data.resize;
+  d.max_files = o.data.max_files;
+  const DataSummary s = inspect_data(o.path, d);
+  nlohmann::json hist = nlohmann::json::object();
+  for (const auto& [label, count] : s.histogram) hist[std::to_string(label)] = count;
+  if (o.global.json) {
+    print_json({{"path", o.path},
+                {"format", data_format_name(s.format)},
+                {"images", s.size},
+                {"shape", s.shape},
+                {"layout", s.layout},
+                {"dtype", s.dtype},
+                {"min", s.min},
+                {"max", s.max},
+                {"classes", s.histogram.size()},
+                {"labels", hist}});
+    return;
+  }
+  std::printf("path:    %s\n", o.path.c_str());
+  std::printf("format:  %s\n", data_format_name(s.format).c_str());
+  std::printf("images:  %lld\n", static_cast<long long>(s.size));
+  std::printf("shape:   %s\n", shape_str(s.shape).c_str());
+  std::printf("layout:  %s\n", s.layout.c_str());
+  std::printf("dtype:   %s\n", s.dtype.c_str());
+  std::printf("range:   %g .. %g\n", s.min, s.max);
+  std::printf("labels:  %zu classes\n", s.histogram.size());
+  for (const auto& [label, count] : s.histogram) {
+    std::printf("  %6lld  %lld\n", static_cast<long long>(label), static_cast<long long>(count));
+  }
+}
+
+}  // namespace
+
+void setup_data(CLI::App& app) {
+  auto* group = app.add_subcommand("data", "inspect data sets (docs/data.md)");
+  group->require_subcommand(1);
+  auto opt = std::make_shared<DataInspectOptions>();
+  auto* sub =
+      group->add_subcommand("inspect", "format, images, shape, layout, dtype, range, labels");
+  add_global_options(*sub, opt->global);
+  add_data_options(*sub, opt->data);
+  sub->add_option("--layout", opt->data.layout, "layout of the images (auto: guessed)")
+      ->check(CLI::IsMember({"auto", "nchw", "nhwc"}))
+      ->capture_default_str();
+  sub->add_option("--max-tensor-bytes", opt->data.max_tensor_bytes,
+                  "refuse any single tensor larger than this")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("data", opt->path,
+                  "lab HDF5, .npz, .npy (with --data-labels), IDX, or an image folder")
+      ->required()
+      ->check(CLI::ExistingPath);
+  sub->callback([opt] { run_data_inspect(*opt); });
+}
+
+}  // namespace bdguard::cli

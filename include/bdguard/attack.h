@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -155,6 +156,10 @@ struct AttackOptions {
   Mapping mapping = Mapping::kAllToOne;
   bool clean_label = false;  // sig only
   double cross_ratio = 2;    // wanet only
+  // The seed of the held-out images' valid/test split (and, for an HDF5 --data, of the
+  // held-out part) instead of `seed`'s: models of other seeds then share one split (a
+  // zoo's data/valid.h5 and test.h5).
+  std::optional<uint64_t> split_seed;
 };
 
 struct AttackResult {
@@ -173,6 +178,8 @@ struct AttackSeeds {
   uint64_t trigger;  // random patches, positions, patterns and fields
 };
 AttackSeeds attack_seeds(uint64_t seed);
+// The seeds of an attack: attack_seeds(seed), with the split's from split_seed if set.
+AttackSeeds attack_seeds(const AttackOptions& o);
 
 // Runs the attack that options.trigger.method names.
 AttackResult run_attack(const AttackOptions& options, const TrainProgressFn& progress = {});

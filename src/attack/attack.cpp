@@ -108,6 +108,12 @@ AttackSeeds attack_seeds(uint64_t seed) {
           mix(mix(seed) ^ 0x7472696767657273ULL)};
 }
 
+AttackSeeds attack_seeds(const AttackOptions& o) {
+  AttackSeeds s = attack_seeds(o.seed);
+  if (o.split_seed) s.split = attack_seeds(*o.split_seed).split;
+  return s;
+}
+
 AttackResult run_attack(const AttackOptions& o, const TrainProgressFn& progress) {
   if (o.clean_label && o.mapping == Mapping::kAllToAll) {
     fail<InvalidArgument>("--clean-label", "", "an all-to-one attack", "--mapping all-to-all");
@@ -115,7 +121,7 @@ AttackResult run_attack(const AttackOptions& o, const TrainProgressFn& progress)
   if (!(o.cross_ratio >= 0) || !std::isfinite(o.cross_ratio)) {
     fail<InvalidArgument>("--cross-ratio", "", "a number >= 0", std::to_string(o.cross_ratio));
   }
-  const AttackSeeds seeds = attack_seeds(o.seed);
+  const AttackSeeds seeds = attack_seeds(o);
   AttackInput in = load_attack_input(o, seeds.split);
   nlohmann::json arch = attack_architecture(o.arch, in.shape, in.classes);
   if (o.target < 0 || o.target >= in.classes) {
@@ -164,7 +170,7 @@ AttackResult run_badnets(const AttackOptions& o, const TrainProgressFn& progress
 }
 
 AttackData attack_data_for(const AttackOptions& o) {
-  const AttackSeeds seeds = attack_seeds(o.seed);
+  const AttackSeeds seeds = attack_seeds(o);
   AttackInput in;
   if (std::filesystem::is_directory(o.data)) {
     // Fashion-MNIST's test images hold every class: the training images are not needed.

@@ -21,6 +21,7 @@ nlohmann::json to_json(const AttackOptions& o) {
                         {"seed", o.seed},
                         {"max_train", o.max_train},
                         {"max_steps", o.max_steps}};
+  if (o.split_seed) doc["split_seed"] = *o.split_seed;
   const TriggerOptions& t = o.trigger;
   if (t.method == "badnets") {
     doc["trigger"] = t.trigger;
@@ -61,6 +62,7 @@ AttackOptions attack_options_from_json(const nlohmann::json& doc, const std::str
     o.seed = doc.at("seed").get<uint64_t>();
     o.max_train = doc.at("max_train").get<int64_t>();
     o.max_steps = doc.at("max_steps").get<int64_t>();
+    if (doc.contains("split_seed")) o.split_seed = doc.at("split_seed").get<uint64_t>();
     if (t.method == "badnets") {
       t.trigger = doc.at("trigger").get<std::string>();
       t.size = doc.at("trigger_size").get<int64_t>();

@@ -21,6 +21,7 @@ struct AttackCliOptions {
   std::string optimizer = "adam";
   std::string mapping = "all-to-one";
   int threads = 0;
+  int64_t split_seed = -1;  // -1: --seed's split
   bool json = false, quiet = false, force = false;
 };
 
@@ -31,6 +32,7 @@ void run_attack_cli(AttackCliOptions o) {
   apply_threads(o.threads);
   o.attack.optimizer = parse_optimizer(o.optimizer);
   o.attack.mapping = parse_mapping(o.mapping);
+  if (o.split_seed >= 0) o.attack.split_seed = static_cast<uint64_t>(o.split_seed);
   AttackResult r = run_attack(o.attack, train_progress_bar("train", o.quiet));
   nlohmann::json doc = write_attack_outputs(r, o.attack, o.out);
   if (o.json) {
@@ -76,6 +78,7 @@ std::string attack_command(const AttackOptions& a, int threads, const std::strin
          std::to_string(a.epochs) + " --batch " + std::to_string(a.batch) + " --lr " + num(a.lr) +
          " --optimizer " + optimizer_name(a.optimizer) + " --seed " + std::to_string(a.seed) +
          " --threads " + std::to_string(threads);
+  if (a.split_seed) cmd += " --split-seed " + std::to_string(*a.split_seed);
   if (a.max_train >= 0) cmd += " --max-train " + std::to_string(a.max_train);
   if (a.max_steps >= 0) cmd += " --max-steps " + std::to_string(a.max_steps);
   return cmd;
@@ -170,6 +173,10 @@ std::pair<CLI::App*, std::shared_ptr<AttackCliOptions>> add_method(CLI::App& att
   sub->add_option("--seed", a.seed,
                   "seed of initialization, shuffling, poisoning, the split and the trigger")
       ->capture_default_str();
+  sub->add_option("--split-seed", opt->split_seed,
+                  "seed of the valid/test split of the held-out images instead of --seed's "
+                  "(models of other seeds then share their clean data files)")
+      ->check(CLI::NonNegativeNumber);
   sub->add_option("--max-train", a.max_train, "use only the first N training images")
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--max-steps", a.max_steps, "stop after N training steps")

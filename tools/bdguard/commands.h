@@ -20,5 +20,6 @@ void setup_strip(CLI::App& app);
 void setup_defend(CLI::App& app);
 void setup_compare(CLI::App& app);
 void setup_campaign(CLI::App& app);
+void setup_scan(CLI::App& app);
 
 }  // namespace bdguard::cli

@@ -22,5 +22,6 @@ void setup_compare(CLI::App& app);
 void setup_campaign(CLI::App& app);
 void setup_zoo(CLI::App& app);
 void setup_data(CLI::App& app);
+void setup_scan(CLI::App& app);
 
 }  // namespace bdguard::cli

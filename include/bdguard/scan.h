@@ -1,0 +1,128 @@
+// bdguard scan: several backdoor detectors on one model, their scores combined into
+// one probability that the model is backdoored.
+//
+// Each detector (src/detect/, one file each) returns per-label statistics, a
+// model-level score (larger: more suspicious), a p-value where its statistic has one,
+// the label it suspects and its time. The combination is a calibration (a logistic
+// regression on the detectors' transformed scores, fitted on a labelled zoo and read
+// from a file), or without one the uncalibrated rule: the smallest p-value,
+// Bonferroni-corrected for the D detectors, p = min(1, D * min_d p_d), becomes the
+// probability alpha / (alpha + p) with alpha = 0.05, so that at the default threshold
+// 0.5 the model is called backdoored exactly when p <= 0.05 (docs/detectors.md).
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bdguard/detect.h"
+#include "bdguard/mm_bd.h"
+#include "bdguard/model.h"
+#include "bdguard/train.h"
+
+namespace bdguard {
+
+constexpr double kScanThreshold = 0.5;       // probability at or above which: backdoored
+constexpr double kUncalibratedAlpha = 0.05;  // the uncalibrated rule's level
+constexpr double kMaxScore = 300;            // -log10 of a p-value of 0
+
+// The detectors scan knows, and whether each needs clean data.
+const std::vector<std::string>& scan_detector_names();  // {"mm-bd", "nc"}
+bool detector_needs_data(const std::string& name);
+
+struct DetectorReport {
+  std::string name;
+  double score = 0;
+  std::optional<double> p_value;
+  int64_t target = -1;
+  nlohmann::json labels = nlohmann::json::array();  // per-label statistics
+  double seconds = 0;
+  nlohmann::json details = nlohmann::json::object();  // the detector's own fields
+};
+
+// MM-BD: score -log10(p) (at most kMaxScore), its p-value and target.
+DetectorReport mm_bd_report(const MmBdResult& r);
+// Neural Cleanse: score the largest anomaly index of a label whose mask norm is below
+// the median (0 if none); p-value 1 - Phi(score)^K for K labels, the normal tail of
+// the largest of K z-scores (an approximation: MAD-based indices of few labels have
+// heavier tails); target the first flagged label, else the smallest norm.
+DetectorReport nc_report(const NeuralCleanseResult& r);
+
+// A fitted combination, as a calibration file holds it (docs/commands/scan.md):
+// {"format": "bdguard-scan-calibration", "version": 1, "detectors": [...],
+//  "transform": "identity" | "log1p", "weights": [...], "intercept": b,
+//  "trained_on": ..., optional "metrics": {...}}.
+struct Calibration {
+  std::vector<std::string> detectors;
+  std::string transform = "identity";
+  std::vector<double> weights;
+  double intercept = 0;
+  nlohmann::json trained_on;
+  nlohmann::json metrics = nlohmann::json::object();
+};
+// Reads `doc` strictly (every key known, types and sizes right; FormatError naming
+// `file` otherwise).
+Calibration parse_calibration(const nlohmann::json& doc, const std::string& file);
+Calibration read_calibration(const std::string& path);
+nlohmann::json to_json(const Calibration& c);
+// The feature of one score under `transform` (log1p of a negative score is of 0).
+double calibration_feature(const std::string& transform, double score);
+
+// Logistic regression by Newton's method (IRLS): P(y = 1 | x) = sigmoid(b + w . x),
+// maximising the log-likelihood minus l2/2 |w|^2 (the intercept is not penalised).
+// Rows of `x` all have the same length; `y` holds 0 and 1. Throws InvalidArgument
+// when it does not converge (separable data with l2 = 0).
+struct LogisticFit {
+  std::vector<double> weights;
+  double intercept = 0;
+  int iterations = 0;
+};
+LogisticFit fit_logistic(const std::vector<std::vector<double>>& x, const std::vector<int>& y,
+                         double l2 = 0);
+double sigmoid(double z);
+
+struct ScanVerdict {
+  double probability = 0;
+  bool backdoored = false;
+  double threshold = kScanThreshold;
+  int64_t target = -1;  // -1: none
+  int64_t source = -1;  // -1: none (no label-specific finding)
+};
+// The calibrated verdict: `reports` must be exactly the calibration's detectors (in
+// any order; InvalidArgument otherwise). The target is that of the detector whose
+// term w_d * feature_d is largest.
+ScanVerdict combine(const Calibration& c, const std::vector<DetectorReport>& reports,
+                    double threshold);
+// The uncalibrated rule (above). The target is that of the smallest p-value.
+ScanVerdict combine_uncalibrated(const std::vector<DetectorReport>& reports, double threshold);
+
+struct ScanOptions {
+  std::vector<std::string> detectors;  // in scan_detector_names()
+  MmBdOptions mm_bd;
+  NeuralCleanseOptions nc;
+};
+struct ScanResult {
+  std::vector<DetectorReport> reports;  // in the order of ScanOptions::detectors
+  std::optional<MmBdResult> mm_bd;
+  std::optional<NeuralCleanseResult> nc;
+};
+// Runs the detectors on `m`; `clean` may be null when none of them needs data.
+ScanResult run_detectors(const Model& m, const TensorData* clean, const ScanOptions& o);
+
+}  // namespace bdguard
+
+namespace bdguard {
+
+// Fits a calibration to labelled scores (`scores[i][d]`: model i, detector d of
+// `detectors`) with `transform` and ridge `l2`, and records in its metrics the
+// `folds`-fold cross-validated ROC-AUC and cross-entropy (campaign.h's roc_auc and
+// cross_entropy, TrojAI's scores) (models dealt to folds in
+// order i % folds; folds 0: none). `trained_on` is stored as given.
+Calibration fit_calibration(const std::vector<std::vector<double>>& scores,
+                            const std::vector<int>& y, const std::vector<std::string>& detectors,
+                            const std::string& transform, double l2, int folds,
+                            const nlohmann::json& trained_on);
+
+}  // namespace bdguard

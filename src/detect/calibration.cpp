@@ -1,0 +1,246 @@
+// The combination of the detectors' scores: the calibration file, the logistic fit
+// that makes one, and the verdicts with and without one (bdguard/scan.h).
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "bdguard/error.h"
+#include "bdguard/scan.h"
+
+namespace bdguard {
+namespace {
+
+const char* kFormat = "bdguard-scan-calibration";
+constexpr int64_t kMaxCalibrationBytes = 1 << 20;
+
+std::string list_text(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ",") + x;
+  return s.empty() ? "none" : s;
+}
+
+// Solves a x = b (n small) by Gaussian elimination with partial pivoting.
+std::vector<double> solve(std::vector<std::vector<double>> a, std::vector<double> b) {
+  const size_t n = b.size();
+  for (size_t c = 0; c < n; ++c) {
+    size_t p = c;
+    for (size_t r = c + 1; r < n; ++r) {
+      if (std::abs(a[r][c]) > std::abs(a[p][c])) p = r;
+    }
+    std::swap(a[c], a[p]);
+    std::swap(b[c], b[p]);
+    if (std::abs(a[c][c]) < 1e-300) {
+      fail<InvalidArgument>("", "logistic fit", "features that are not collinear",
+                            "a singular Hessian");
+    }
+    for (size_t r = c + 1; r < n; ++r) {
+      const double f = a[r][c] / a[c][c];
+      for (size_t k = c; k < n; ++k) a[r][k] -= f * a[c][k];
+      b[r] -= f * b[c];
+    }
+  }
+  std::vector<double> x(n);
+  for (size_t i = n; i-- > 0;) {
+    double s = b[i];
+    for (size_t k = i + 1; k < n; ++k) s -= a[i][k] * x[k];
+    x[i] = s / a[i][i];
+  }
+  return x;
+}
+
+}  // namespace
+
+double sigmoid(double z) {
+  return z >= 0 ? 1 / (1 + std::exp(-z)) : std::exp(z) / (1 + std::exp(z));
+}
+
+double calibration_feature(const std::string& transform, double score) {
+  return transform == "log1p" ? std::log1p(std::max(0.0, score)) : score;
+}
+
+Calibration parse_calibration(const nlohmann::json& doc, const std::string& file) {
+  auto bad = [&file](const std::string& object, const std::string& expected,
+                     const std::string& found) { fail(file, object, expected, found); };
+  if (!doc.is_object()) bad("calibration", "a JSON object", doc.type_name());
+  const std::set<std::string> known{"format",  "version",   "detectors",  "transform",
+                                    "weights", "intercept", "trained_on", "metrics"};
+  for (const auto& [key, value] : doc.items()) {
+    if (!known.count(key))
+      bad("calibration", "only the keys of docs/commands/scan.md", "'" + key + "'");
+  }
+  if (!doc.contains("format") || doc["format"] != kFormat) {
+    bad("'format'", std::string("\"") + kFormat + "\"",
+        doc.contains("format") ? doc["format"].dump() : "nothing");
+  }
+  if (!doc.contains("version") || doc["version"] != 1) {
+    bad("'version'", "1", doc.contains("version") ? doc["version"].dump() : "nothing");
+  }
+  Calibration c;
+  const nlohmann::json& det = doc.value("detectors", nlohmann::json());
+  if (!det.is_array() || det.empty()) bad("'detectors'", "a non-empty array", det.dump());
+  const auto& names = scan_detector_names();
+  for (const auto& d : det) {
+    if (!d.is_string() ||
+        std::find(names.begin(), names.end(), d.get<std::string>()) == names.end()) {
+      bad("'detectors'", "names among " + list_text(names), d.dump());
+    }
+    const std::string name = d.get<std::string>();
+    if (std::find(c.detectors.begin(), c.detectors.end(), name) != c.detectors.end()) {
+      bad("'detectors'", "each detector once", name + " twice");
+    }
+    c.detectors.push_back(name);
+  }
+  const nlohmann::json& tr = doc.value("transform", nlohmann::json());
+  if (tr != "identity" && tr != "log1p") bad("'transform'", "\"identity\" or \"log1p\"", tr.dump());
+  c.transform = tr.get<std::string>();
+  const nlohmann::json& w = doc.value("weights", nlohmann::json());
+  if (!w.is_array() || w.size() != c.detectors.size()) {
+    bad("'weights'", std::to_string(c.detectors.size()) + " numbers (one per detector)", w.dump());
+  }
+  for (const auto& v : w) {
+    if (!v.is_number() || !std::isfinite(v.get<double>()))
+      bad("'weights'", "finite numbers", v.dump());
+    c.weights.push_back(v.get<double>());
+  }
+  const nlohmann::json& b = doc.value("intercept", nlohmann::json());
+  if (!b.is_number() || !std::isfinite(b.get<double>()))
+    bad("'intercept'", "a finite number", b.dump());
+  c.intercept = b.get<double>();
+  if (!doc.contains("trained_on") || doc["trained_on"].is_null()) {
+    bad("'trained_on'", "what the calibration was fitted on", "nothing");
+  }
+  c.trained_on = doc["trained_on"];
+  if (doc.contains("metrics")) {
+    if (!doc["metrics"].is_object()) bad("'metrics'", "an object", doc["metrics"].type_name());
+    c.metrics = doc["metrics"];
+  }
+  return c;
+}
+
+Calibration read_calibration(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail<IoError>(path, "", "a readable calibration file", "cannot open it");
+  std::string text(static_cast<size_t>(kMaxCalibrationBytes) + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (static_cast<int64_t>(text.size()) > kMaxCalibrationBytes) {
+    fail<LimitExceeded>(path, "calibration", "at most 1 MiB", "a larger file");
+  }
+  nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) fail(path, "calibration", "a JSON document", "text that is not JSON");
+  return parse_calibration(doc, path);
+}
+
+nlohmann::json to_json(const Calibration& c) {
+  return {{"format", kFormat},          {"version", 1},         {"detectors", c.detectors},
+          {"transform", c.transform},   {"weights", c.weights}, {"intercept", c.intercept},
+          {"trained_on", c.trained_on}, {"metrics", c.metrics}};
+}
+
+LogisticFit fit_logistic(const std::vector<std::vector<double>>& x, const std::vector<int>& y,
+                         double l2) {
+  if (x.empty() || x.size() != y.size()) {
+    fail<InvalidArgument>(
+        "", "logistic fit", "as many labels as rows, at least 1",
+        std::to_string(x.size()) + " rows, " + std::to_string(y.size()) + " labels");
+  }
+  const size_t d = x[0].size(), n = d + 1;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (x[i].size() != d || (y[i] != 0 && y[i] != 1)) {
+      fail<InvalidArgument>("", "logistic fit row " + std::to_string(i),
+                            std::to_string(d) + " features and a label 0 or 1", "another row");
+    }
+  }
+  std::vector<double> beta(n, 0);  // intercept first
+  LogisticFit fit;
+  for (int it = 1; it <= 200; ++it) {
+    std::vector<std::vector<double>> h(n, std::vector<double>(n, 0));
+    std::vector<double> g(n, 0);
+    for (size_t i = 0; i < x.size(); ++i) {
+      std::vector<double> row{1};
+      row.insert(row.end(), x[i].begin(), x[i].end());
+      double z = 0;
+      for (size_t k = 0; k < n; ++k) z += beta[k] * row[k];
+      const double p = sigmoid(z), wgt = p * (1 - p);
+      for (size_t a = 0; a < n; ++a) {
+        g[a] += (y[i] - p) * row[a];
+        for (size_t b = 0; b < n; ++b) h[a][b] += wgt * row[a] * row[b];
+      }
+    }
+    for (size_t k = 1; k < n; ++k) {
+      g[k] -= l2 * beta[k];
+      h[k][k] += l2;
+    }
+    const std::vector<double> step = solve(h, g);
+    double size = 0;
+    for (size_t k = 0; k < n; ++k) {
+      beta[k] += step[k];
+      size = std::max(size, std::abs(step[k]));
+    }
+    if (size < 1e-10) {
+      fit.intercept = beta[0];
+      fit.weights.assign(beta.begin() + 1, beta.end());
+      fit.iterations = it;
+      return fit;
+    }
+  }
+  fail<InvalidArgument>("", "logistic fit", "convergence in 200 Newton steps",
+                        "none (separable scores? fit with l2 > 0)");
+}
+
+ScanVerdict combine(const Calibration& c, const std::vector<DetectorReport>& reports,
+                    double threshold) {
+  std::vector<std::string> ran;
+  for (const auto& r : reports) ran.push_back(r.name);
+  std::vector<std::string> a = ran, b = c.detectors;
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  if (a != b) {
+    fail<InvalidArgument>("", "calibration",
+                          "one fitted for the detectors that ran (" + list_text(ran) + ")",
+                          "one fitted for " + list_text(c.detectors));
+  }
+  ScanVerdict v;
+  v.threshold = threshold;
+  double z = c.intercept, best = -INFINITY;
+  for (size_t i = 0; i < c.detectors.size(); ++i) {
+    const auto& r = *std::find_if(reports.begin(), reports.end(), [&](const DetectorReport& x) {
+      return x.name == c.detectors[i];
+    });
+    const double term = c.weights[i] * calibration_feature(c.transform, r.score);
+    z += term;
+    if (term > best && r.target >= 0) {
+      best = term;
+      v.target = r.target;
+    }
+  }
+  v.probability = sigmoid(z);
+  v.backdoored = v.probability >= threshold;
+  return v;
+}
+
+ScanVerdict combine_uncalibrated(const std::vector<DetectorReport>& reports, double threshold) {
+  ScanVerdict v;
+  v.threshold = threshold;
+  double p_min = 1;
+  int64_t with_p = 0;
+  for (const auto& r : reports) {
+    if (!r.p_value) continue;
+    ++with_p;
+    if (*r.p_value < p_min || v.target < 0) {
+      p_min = std::min(p_min, *r.p_value);
+      v.target = r.target;
+    }
+  }
+  if (with_p == 0) {
+    fail<InvalidArgument>("", "uncalibrated verdict", "a detector with a p-value", "none");
+  }
+  const double p = std::min(1.0, static_cast<double>(with_p) * p_min);
+  v.probability = kUncalibratedAlpha / (kUncalibratedAlpha + p);
+  v.backdoored = v.probability >= threshold;
+  return v;
+}
+
+}  // namespace bdguard

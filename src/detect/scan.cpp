@@ -1,0 +1,80 @@
+// The detectors as scan runs them, and what each reports (bdguard/scan.h).
+#include "bdguard/scan.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "bdguard/error.h"
+
+namespace bdguard {
+
+const std::vector<std::string>& scan_detector_names() {
+  static const std::vector<std::string> names{"mm-bd", "nc"};
+  return names;
+}
+
+bool detector_needs_data(const std::string& name) { return name == "nc"; }
+
+DetectorReport mm_bd_report(const MmBdResult& r) {
+  DetectorReport d;
+  d.name = "mm-bd";
+  d.p_value = r.p_value;
+  d.score = r.p_value > 0 ? std::min(kMaxScore, -std::log10(r.p_value)) : kMaxScore;
+  d.target = r.target;
+  nlohmann::json j = to_json(r);
+  d.labels = j["labels"];
+  d.seconds = r.seconds;
+  d.details = {{"null_fit", j["null_fit"]}, {"pixel_range", j["pixel_range"]}};
+  return d;
+}
+
+DetectorReport nc_report(const NeuralCleanseResult& r) {
+  DetectorReport d;
+  d.name = "nc";
+  double best = 0;
+  int64_t smallest = -1;
+  for (const LabelTrigger& t : r.labels) {
+    if (!t.refined) continue;
+    if (t.mask_l1 < r.median) best = std::max(best, t.anomaly_index);
+    if (smallest < 0 || t.mask_l1 < r.labels[static_cast<size_t>(smallest)].mask_l1) {
+      smallest = t.label;
+    }
+    d.labels.push_back({{"label", t.label},
+                        {"mask_l1", t.mask_l1},
+                        {"anomaly_index", t.anomaly_index},
+                        {"attack_success", t.attack_success}});
+  }
+  d.score = std::isfinite(best) ? best : kMaxScore;
+  const double sf = 0.5 * std::erfc(d.score / std::sqrt(2.0));
+  d.p_value = max_p_value(sf, static_cast<int64_t>(r.labels.size()));
+  d.target = r.flagged.empty() ? smallest : r.flagged.front();
+  d.seconds = r.seconds;
+  d.details = {{"median", r.median},
+               {"mad", r.mad},
+               {"flagged", r.flagged},
+               {"backdoored_by_anomaly_index", r.backdoored},
+               {"screened", r.screened}};
+  return d;
+}
+
+ScanResult run_detectors(const Model& m, const TensorData* clean, const ScanOptions& o) {
+  if (o.detectors.empty()) fail<InvalidArgument>("", "scan", "at least one detector", "none");
+  ScanResult out;
+  for (const std::string& name : o.detectors) {
+    if (detector_needs_data(name) && (clean == nullptr || clean->size() == 0)) {
+      fail<InvalidArgument>("", "detector " + name, "clean data (--clean)", "none");
+    }
+    if (name == "mm-bd") {
+      out.mm_bd = mm_bd(m, o.mm_bd);
+      out.reports.push_back(mm_bd_report(*out.mm_bd));
+    } else if (name == "nc") {
+      out.nc = neural_cleanse(m, *clean, o.nc);
+      out.reports.push_back(nc_report(*out.nc));
+    } else {
+      fail<InvalidArgument>("", "detector", "mm-bd or nc", "'" + name + "'");
+    }
+  }
+  return out;
+}
+
+}  // namespace bdguard

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 
 #include "report/gnuplot.h"
@@ -19,6 +20,17 @@ std::string strip_data(const StripReport& r) {
   }
   return gp.str();
 }
+
+namespace {
+
+// Three significant digits, for the key.
+std::string short_num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", v);
+  return buf;
+}
+
+}  // namespace
 
 PlotSpec strip_plot(const StripReport& r) {
   double hi = r.threshold;
@@ -46,9 +58,8 @@ PlotSpec strip_plot(const StripReport& r) {
      << ") smooth frequency with boxes lc rgb '#1f77b4' title 'clean test inputs', \\\n"
      << "     $strip_poisoned using (bin($1)):(1.0 / " << report::num(np)
      << ") smooth frequency with boxes lc rgb '#d62728' title 'poisoned test inputs', \\\n"
-     << "     NaN with lines dt 2 lw 2 lc rgb '#000000' title 'threshold "
-     << report::num(r.threshold) << " bits (validation FRR " << report::num(r.valid_frr)
-     << " %)'\n";
+     << "     NaN with lines dt 2 lw 2 lc rgb '#000000' title 'threshold " << short_num(r.threshold)
+     << " bits (validation FRR " << short_num(r.valid_frr) << " %)'\n";
   return {"strip_entropy", "STRIP: entropy of clean and poisoned test inputs, and the threshold",
           gp.str()};
 }

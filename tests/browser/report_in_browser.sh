@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Loads the demo's report.html and compare.html in headless Chromium, as a reader would,
+# Loads the demo's report.html, a compare.html and a campaign's report.html in headless
+# Chromium, as a reader would,
 # and fails unless every image loaded (a non-zero natural size), the page fetched nothing
 # but its own file and data: URIs (it is self-contained; every host name resolves to
 # nothing, so nothing can leave the machine), and the console stayed silent (no error,
-# no missing file). Writes a screenshot of each page beside it (report.png,
-# compare.png; docs/images/report.png is the report's).
+# no missing file). Writes a screenshot of each page beside it (report.png, ...;
+# docs/images/report.png is the demo report's).
 #
 #   report_in_browser.sh BDGUARD DIR
 #
 # DIR holds the demo's output; `bdguard demo` runs into it first unless DIR/report.html
-# is newer than BDGUARD (the comparison limited to two defenses to keep the test short).
+# is newer than BDGUARD (the comparison limited to two defenses to keep the test short),
+# then `bdguard compare` into DIR/compare and a campaign over the demo's defended models
+# into DIR/campaign (merged without running a task: it is the page that is tested).
 # Exit 77 (ctest: skipped) where Chromium is not installed.
 set -euo pipefail
 cli=$1 dir=$2
@@ -21,10 +24,20 @@ fi
 if [[ ! -f $dir/report.html || $cli -nt $dir/report.html ]]; then
   rm -rf "$dir"
   "$cli" demo --out "$dir" --quiet --compare-methods nc-unlearn,clp >/dev/null
+  # compare.html: bdguard compare on the demo's files (CLP alone: seconds).
+  "$cli" compare --model "$dir/bd_net.h5" --valid "$dir/data/valid.h5" \
+    --poisoned-valid "$dir/data/bd_valid.h5" --test "$dir/data/test.h5" \
+    --poisoned-test "$dir/data/bd_test.h5" --methods clp --out "$dir/compare" --quiet >/dev/null
+  # A campaign's report.html: the demo's defended models, merged before any task ran
+  # (every model missing, scored 0.5), against a ground truth.
+  printf 'model,backdoored\nclp,1\nnc-unlearn,0\n' >"$dir/truth.csv"
+  "$cli" campaign init --out "$dir/campaign" --models "$dir/models" --clean "$dir/data/valid.h5" \
+    --ground-truth "$dir/truth.csv" >/dev/null
+  "$cli" campaign merge "$dir/campaign" --quiet >/dev/null || true
 fi
 
 profile=$(mktemp -d)
-trap 'rm -rf "$profile" "$dir"/.browser-check-*.html' EXIT
+trap 'rm -rf "$profile" "$dir"/.browser-check.html "$dir"/*/.browser-check.html' EXIT
 chrome() {
   # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
   timeout 120 "$browser" --headless --no-sandbox --disable-gpu --no-first-run \
@@ -33,7 +46,7 @@ chrome() {
 }
 
 failures=0
-for page in report compare; do
+for page in report compare/compare campaign/report; do
   html=$dir/$page.html
   if [[ ! -s $html ]]; then
     echo "FAIL: $html is missing or empty"
@@ -43,7 +56,7 @@ for page in report compare; do
   # A copy beside the page (its relative links still resolve) with a script at the end
   # that records, once everything has loaded, each image's natural size and every
   # resource the page fetched.
-  check=$dir/.browser-check-$page.html
+  check=$(dirname "$html")/.browser-check.html
   sed 's|</body>|<script>\
 window.addEventListener("load", () => {\
   const imgs = Array.from(document.images);\
@@ -84,5 +97,5 @@ window.addEventListener("load", () => {\
     failures=$((failures + 1))
   fi
 done
-echo "report_in_browser: $failures failures"
+echo "report_in_browser: 3 pages, $failures failures"
 exit $((failures > 0))

@@ -161,15 +161,15 @@ RawData read_raw_data(const std::string& path, const ReadOptions& options) {
     }
     case DataFormat::kNpy: {
       if (options.labels.empty()) {
-        fail<InvalidArgument>(path, "", "its labels: --labels LABELS.npy", "no --labels");
+        fail<InvalidArgument>(path, "", "its labels: --data-labels LABELS.npy", "no --data-labels");
       }
       return from_npy(format, read_npy_file(path, options.limits),
                       read_npy_file(options.labels, options.limits));
     }
     case DataFormat::kIdx: {
       if (options.labels.empty()) {
-        fail<InvalidArgument>(path, "", "its labels: --labels LABELS-idx1-ubyte[.gz]",
-                              "no --labels");
+        fail<InvalidArgument>(path, "", "its labels: --data-labels LABELS-idx1-ubyte[.gz]",
+                              "no --data-labels");
       }
       TensorData d = read_idx(path, options.labels);
       RawData out;

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "bdguard/architectures.h"
 #include "bdguard/dataset.h"
 #include "bdguard/error.h"
 #include "bdguard/keras.h"
@@ -249,14 +250,7 @@ AttackSeeds attack_seeds(uint64_t seed) {
 AttackResult run_badnets(const AttackOptions& o, const TrainProgressFn& progress) {
   const AttackSeeds seeds = attack_seeds(o.seed);
   AttackInput in = load_attack_input(o, seeds.split);
-  nlohmann::json arch;
-  if (o.arch == "fmnist") {
-    arch = small_deepid_architecture(in.shape, in.classes);
-  } else if (o.arch == "deepid") {
-    arch = deepid_architecture(in.classes);
-  } else {
-    fail<InvalidArgument>("--arch", "", "fmnist or deepid", "'" + o.arch + "'");
-  }
+  const nlohmann::json arch = trainable_architecture(o.arch, in.shape, in.classes);
   if (o.target < 0 || o.target >= in.classes) {
     fail<InvalidArgument>("--target", "", "a class in [0, " + std::to_string(in.classes) + ")",
                           std::to_string(o.target));

@@ -39,7 +39,7 @@ TEST(CliArch, ResbnKerasModelIsReadByInspectAndEval) {
   const std::string dir = work_dir();
   auto r = tiny_attack(dir, "--arch resbn");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto inspect = test::run_cli("inspect " + dir + "/bd_net.h5");
+  auto inspect = test::run_cli("inspect --model " + dir + "/bd_net.h5");
   ASSERT_EQ(inspect.exit_code, 0) << inspect.err;
   EXPECT_NE(inspect.out.find("BatchNormalization"), std::string::npos);
   EXPECT_NE(inspect.out.find("GlobalAveragePooling2D"), std::string::npos);

@@ -29,9 +29,9 @@ BnGraph bn_graph(const Dims& dims, float mean, float var) {
   const int shift = g.m.add_param("B", at::full({1}, 3.0f));
   g.mean = g.m.add_param("mean", at::full({1}, mean), /*trainable=*/false);
   g.var = g.m.add_param("var", at::full({1}, var), /*trainable=*/false);
-  const int y =
+  g.bn =
       g.m.add_op("bn", std::make_unique<BatchNormOp>(0.0, 0.9), {x, scale, shift, g.mean, g.var});
-  g.m.set_outputs({y});
+  g.m.set_outputs({g.bn});
   return g;
 }
 

@@ -137,8 +137,21 @@ onnx::ModelProto graph_to_proto(const Model& m, const std::string& path) {
     n.set_name(node.name);
     n.set_op_type(type);
     for (int in : node.inputs) n.add_input(in < 0 ? "" : m.node(static_cast<size_t>(in)).name);
-    n.add_output(node.name);
     nlohmann::json attrs = node.op->attributes();
+    const bool squeezed_pool =
+        (type == "GlobalAveragePool" || type == "GlobalMaxPool") && node.info.dims.size() == 2;
+    if (squeezed_pool) {
+      // ONNX keeps the (1, 1) spatial dims that Keras' pooling drops: a Flatten after it.
+      n.add_output(node.name + "/keepdims");
+      onnx::NodeProto& flat = *g.add_node();
+      flat.set_name(node.name + "/flatten");
+      flat.set_op_type("Flatten");
+      flat.add_input(node.name + "/keepdims");
+      flat.add_output(node.name);
+      add_attribute(flat, "axis", 1);
+    } else {
+      n.add_output(node.name);
+    }
     if (type == "Pad") {
       // Opset 11 on: pads is an int64 input, mode stays an attribute.
       const std::string pads = node.name + "/pads";

@@ -73,22 +73,44 @@ class GemmOp : public Op {
 // ATen's kernel computes (x * a + b per channel, a and b as ATen derives them, with
 // the same rounding), in place when the input is dead, and with a Relu after it in
 // the same pass when the graph asks.
+// In training mode (set_training(true), which train_model sets for its duration),
+// forward() normalizes with the batch's mean and biased variance per channel, with
+// gradients through them, and updates mean and var (inputs 3 and 4, which must be
+// tensors of their own) in place, as Keras and ONNX define `momentum`:
+// running = running * momentum + batch * (1 - momentum). The variance that enters the
+// running one is unbiased (times n / (n - 1), n values per channel) for a 4-D input,
+// as TensorFlow's fused kernel (Keras' path for images) and PyTorch compute it, and
+// the biased one otherwise, as Keras' unfused path does. forward_inference (no
+// autograd: evaluation during training) always uses the running statistics.
 class BatchNormOp : public Op {
  public:
-  explicit BatchNormOp(double epsilon) : epsilon_(epsilon) {}
+  explicit BatchNormOp(double epsilon, double momentum = 0.9)
+      : epsilon_(epsilon), momentum_(momentum) {}
   const char* type() const override { return "BatchNormalization"; }
   ValueInfo infer(const std::vector<const ValueInfo*>& in) override;
   at::Tensor forward(const std::vector<at::Tensor>& in) const override;
   at::Tensor forward_inference(const std::vector<at::Tensor>& in,
                                const InferenceHints& hints) const override;
   bool fuses_relu_after() const override { return true; }
-  std::unique_ptr<Op> clone() const override { return std::make_unique<BatchNormOp>(*this); }
-  nlohmann::json attributes() const override { return {{"epsilon", epsilon_}}; }
+  // A copy in inference mode: a model cloned during training does not train.
+  std::unique_ptr<Op> clone() const override {
+    return std::make_unique<BatchNormOp>(epsilon_, momentum_);
+  }
+  nlohmann::json attributes() const override {
+    return {{"epsilon", epsilon_}, {"momentum", momentum_}};
+  }
   bool channelwise() const override { return true; }
   double epsilon() const { return epsilon_; }
+  double momentum() const { return momentum_; }
+  void set_training(bool on) { training_ = on; }
+  bool training() const { return training_; }
 
  private:
+  at::Tensor inference_form(const std::vector<at::Tensor>& in) const;
+  at::Tensor training_form(const std::vector<at::Tensor>& in) const;
   double epsilon_;
+  double momentum_;
+  bool training_ = false;
 };
 
 // Softmax and LogSoftmax over `axis`; before opset 13 (`coerce_2d`), over all axes from

@@ -1,6 +1,7 @@
 // The attack as a whole: its input images, seeds, network, poisoning, training and
 // measurement, for every method (the triggers are badnets.cpp, blended.cpp, sig.cpp,
 // wanet.cpp; the poisoning poison.cpp; the training loop src/defense/train.cpp).
+#include "bdguard/architectures.h"
 #include "bdguard/attack.h"
 
 #include <ATen/ATen.h>
@@ -77,12 +78,6 @@ AttackInput load_attack_input(const AttackOptions& o, uint64_t split_seed) {
 }
 
 // The Keras config of network `arch` for (C, H, W) inputs and `classes` outputs.
-nlohmann::json attack_architecture(const std::string& arch, const Shape& shape, int64_t classes) {
-  if (arch == "fmnist") return small_deepid_architecture(shape, classes);
-  if (arch == "deepid") return deepid_architecture(classes);
-  fail<InvalidArgument>("--arch", "", "fmnist or deepid", "'" + arch + "'");
-}
-
 }  // namespace
 
 Mapping parse_mapping(const std::string& name) {
@@ -123,7 +118,7 @@ AttackResult run_attack(const AttackOptions& o, const TrainProgressFn& progress)
   }
   const AttackSeeds seeds = attack_seeds(o);
   AttackInput in = load_attack_input(o, seeds.split);
-  nlohmann::json arch = attack_architecture(o.arch, in.shape, in.classes);
+  const nlohmann::json arch = trainable_architecture(o.arch, in.shape, in.classes);
   if (o.target < 0 || o.target >= in.classes) {
     fail<InvalidArgument>("--target", "", "a class in [0, " + std::to_string(in.classes) + ")",
                           std::to_string(o.target));

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "bdguard/error.h"
+#include "bdguard/ops.h"
 
 namespace bdguard {
 namespace {
@@ -35,12 +36,31 @@ std::pair<double, double> fans(const Shape& s) {
           static_cast<double>(s.back()) * receptive};
 }
 
-// Makes the trainable parameters autograd leaves for a scope, and plain tensors again
-// however training ends.
+// Makes the trainable parameters autograd leaves and puts every BatchNormalization in
+// training mode (batch statistics; its running mean and variance, made tensors of
+// their own, updated in place: BatchNormOp) for a scope, and undoes both however
+// training ends.
 class TrainableWeights {
  public:
-  explicit TrainableWeights(Model& m) : m_(m) { set(true); }
-  ~TrainableWeights() { set(false); }
+  explicit TrainableWeights(Model& m) : m_(m) {
+    for (size_t i = 0; i < m_.size(); ++i) {
+      Node& n = m_.node(i);
+      auto* bn = n.kind == NodeKind::kOp ? dynamic_cast<BatchNormOp*>(n.op.get()) : nullptr;
+      if (bn == nullptr) continue;
+      for (size_t k = 3; k < 5 && k < n.inputs.size(); ++k) {
+        if (n.inputs[k] < 0) continue;
+        at::Tensor& v = m_.node(static_cast<size_t>(n.inputs[k])).value;
+        v = v.detach().clone(at::MemoryFormat::Contiguous);
+      }
+      bn->set_training(true);
+      batch_norms_.push_back(bn);
+    }
+    set(true);
+  }
+  ~TrainableWeights() {
+    for (BatchNormOp* bn : batch_norms_) bn->set_training(false);
+    set(false);
+  }
   TrainableWeights(const TrainableWeights&) = delete;
   TrainableWeights& operator=(const TrainableWeights&) = delete;
 
@@ -52,6 +72,7 @@ class TrainableWeights {
     }
   }
   Model& m_;
+  std::vector<BatchNormOp*> batch_norms_;
 };
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Tensor>& params,

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "bdguard/architectures.h"
 #include "bdguard/badnets.h"
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
@@ -20,6 +21,7 @@ struct AttackCliOptions {
   std::string out;
   std::string optimizer = "adam";
   std::string mapping = "all-to-one";
+  std::string format = "keras";
   int threads = 0;
   int64_t split_seed = -1;  // -1: --seed's split
   bool json = false, quiet = false, force = false;
@@ -34,7 +36,7 @@ void run_attack_cli(AttackCliOptions o) {
   o.attack.mapping = parse_mapping(o.mapping);
   if (o.split_seed >= 0) o.attack.split_seed = static_cast<uint64_t>(o.split_seed);
   AttackResult r = run_attack(o.attack, train_progress_bar("train", o.quiet));
-  nlohmann::json doc = write_attack_outputs(r, o.attack, o.out);
+  nlohmann::json doc = write_attack_outputs(r, o.attack, o.out, o.format);
   if (o.json) {
     print_json(doc);
     return;
@@ -43,7 +45,7 @@ void run_attack_cli(AttackCliOptions o) {
                                  ? std::string("all-to-all: label y to y + 1 mod K")
                                  : "target " + std::to_string(o.attack.target);
   std::printf("BadNet: %s (%s images, %s poisoned with the trigger, %s; %d epochs, %.0f s)\n",
-              (o.out + "/bd_net.h5").c_str(), std::to_string(r.n_train).c_str(),
+              (o.out + "/" + doc["model"].get<std::string>()).c_str(), std::to_string(r.n_train).c_str(),
               std::to_string(r.n_poisoned_train).c_str(), target.c_str(),
               static_cast<int>(r.history.size()), r.train_seconds);
   std::printf("Clean test accuracy: %s %% (%lld images)\n", pct(r.clean_accuracy).c_str(),
@@ -56,7 +58,8 @@ void run_attack_cli(AttackCliOptions o) {
 
 }  // namespace
 
-std::string attack_command(const AttackOptions& a, int threads, const std::string& out) {
+std::string attack_command(const AttackOptions& a, int threads, const std::string& out,
+                           const std::string& format) {
   const TriggerOptions& t = a.trigger;
   std::string cmd = "bdguard attack " + t.method + " --data " + quote_arg(a.data);
   if (!a.test_data.empty()) cmd += " --test-data " + quote_arg(a.test_data);
@@ -81,6 +84,7 @@ std::string attack_command(const AttackOptions& a, int threads, const std::strin
   if (a.split_seed) cmd += " --split-seed " + std::to_string(*a.split_seed);
   if (a.max_train >= 0) cmd += " --max-train " + std::to_string(a.max_train);
   if (a.max_steps >= 0) cmd += " --max-steps " + std::to_string(a.max_steps);
+  if (format != "keras") cmd += " --format " + format;
   return cmd;
 }
 
@@ -93,11 +97,12 @@ nlohmann::json data_sha256(const std::string& dir) {
 }
 
 nlohmann::json write_attack_outputs(const AttackResult& r, const AttackOptions& a,
-                                    const std::string& out) {
+                                    const std::string& out, const std::string& format) {
   std::error_code ec;
   std::filesystem::create_directories(out, ec);
   if (ec) fail<IoError>(out, "", "a folder bdguard can create", ec.message());
-  const std::string model_path = out + "/bd_net.h5";
+  const std::string model_name = format == "onnx" ? "bd_net.onnx" : "bd_net.h5";
+  const std::string model_path = out + "/" + model_name;
   save_model(r.model, model_path);
   write_attack_data(r.data, out + "/data");
   if (r.data.bd_test.size() > 0) {
@@ -108,8 +113,10 @@ nlohmann::json write_attack_outputs(const AttackResult& r, const AttackOptions& 
     epochs.push_back({{"epoch", e.epoch}, {"loss", e.loss}, {"accuracy", e.accuracy}});
   }
   const int threads = at::get_num_threads();
-  nlohmann::json doc = {{"command", attack_command(a, threads, out)},
+  nlohmann::json doc = {{"command", attack_command(a, threads, out, format)},
                         {"options", to_json(a)},
+                        {"format", format},
+                        {"model", model_name},
                         {"threads", threads},
                         {"trigger", r.trigger.describe()},
                         {"n_train", r.n_train},
@@ -145,10 +152,15 @@ std::pair<CLI::App*, std::shared_ptr<AttackCliOptions>> add_method(CLI::App& att
   sub->add_option("--test-data", a.test_data,
                   "held-out lab HDF5 file (with an HDF5 --data; default: a seventh of it)")
       ->check(CLI::ExistingFile);
-  sub->add_option("--out", opt->out, "output folder: bd_net.h5, data/*.h5, attack.json")
+  sub->add_option("--out", opt->out, "output folder: bd_net.h5 (or .onnx), data/*.h5, attack.json")
       ->required();
-  sub->add_option("--arch", a.arch, "network: fmnist (small DeepID) or deepid (55x47x3)")
-      ->check(CLI::IsMember({"fmnist", "deepid"}))
+  sub->add_option("--format", opt->format, "model file: keras (bd_net.h5) or onnx (bd_net.onnx)")
+      ->check(CLI::IsMember({"keras", "onnx"}))
+      ->capture_default_str();
+  sub->add_option("--arch", a.arch,
+                  "network: fmnist (small DeepID), deepid (55x47x3), resbn, vgg, preact-resnet18 "
+                  "(docs/architectures.md)")
+      ->check(CLI::IsMember(trainable_architecture_names()))
       ->capture_default_str();
   sub->add_option("--mapping", opt->mapping,
                   "all-to-one (to --target) or all-to-all (label y to y + 1 mod K)")

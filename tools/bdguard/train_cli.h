@@ -13,12 +13,15 @@
 
 namespace bdguard::cli {
 
-// The full command that reproduces an attack, every option spelled out.
-std::string attack_command(const AttackOptions& a, int threads, const std::string& out);
-// Writes OUT/bd_net.h5, OUT/data/{valid,test,bd_valid,bd_test}.h5,
-// OUT/example_poisoned.png and OUT/attack.json; returns the attack.json document.
+// The full command that reproduces an attack, every option spelled out (`format`:
+// "keras" or "onnx", the model file's format).
+std::string attack_command(const AttackOptions& a, int threads, const std::string& out,
+                           const std::string& format = "keras");
+// Writes OUT/bd_net.h5 (or OUT/bd_net.onnx with format "onnx"),
+// OUT/data/{valid,test,bd_valid,bd_test}.h5, OUT/example_poisoned.png and
+// OUT/attack.json; returns the attack.json document (its "model" names the model file).
 nlohmann::json write_attack_outputs(const AttackResult& r, const AttackOptions& a,
-                                    const std::string& out);
+                                    const std::string& out, const std::string& format = "keras");
 
 // SHA-256 of DIR/{valid,test,bd_valid,bd_test}.h5, keyed by file name.
 nlohmann::json data_sha256(const std::string& dir);

@@ -1,7 +1,9 @@
 // Built-in architectures, as Keras model_config documents.
+#include "bdguard/architectures.h"
 #include "bdguard/badnets.h"
 #include "bdguard/error.h"
 #include "bdguard/keras.h"
+#include "formats/keras/arch_docs.h"
 
 namespace bdguard {
 namespace {
@@ -62,75 +64,11 @@ nlohmann::json builtin_architecture(const std::string& name) {
       describe("--arch", "'" + name + "'", "a built-in architecture (deepid)", "an unknown name"));
 }
 
-// ---- Trainable architectures (declared in badnets.h, the attack that trains them) ----
+// ---- Trainable architectures (architectures.h; the small DeepID also in badnets.h) ----
 
 namespace {
 
-// Keras 2.x layer documents.
-nlohmann::json inbound(const std::vector<std::string>& from) {
-  nlohmann::json node = nlohmann::json::array();
-  for (const auto& f : from) node.push_back({f, 0, 0, nlohmann::json::object()});
-  return nlohmann::json::array({node});
-}
-
-nlohmann::json layer_doc(const std::string& cls, const std::string& name, nlohmann::json config,
-                         const std::vector<std::string>& from) {
-  config["name"] = name;
-  config["trainable"] = true;
-  config["dtype"] = "float32";
-  return {
-      {"class_name", cls}, {"name", name}, {"config", config}, {"inbound_nodes", inbound(from)}};
-}
-
-const nlohmann::json kGlorot = {{"class_name", "GlorotUniform"}, {"config", {{"seed", nullptr}}}};
-const nlohmann::json kZeros = {{"class_name", "Zeros"}, {"config", nlohmann::json::object()}};
-
-// A Conv2D or Dense config with the weight settings Keras 2.x writes for both: a bias,
-// Glorot-uniform kernels, zero biases, no regularizers or constraints.
-nlohmann::json with_weights(nlohmann::json config) {
-  config.update({{"use_bias", true},
-                 {"kernel_initializer", kGlorot},
-                 {"bias_initializer", kZeros},
-                 {"kernel_regularizer", nullptr},
-                 {"bias_regularizer", nullptr},
-                 {"activity_regularizer", nullptr},
-                 {"kernel_constraint", nullptr},
-                 {"bias_constraint", nullptr}});
-  return config;
-}
-
-nlohmann::json conv_doc(const std::string& name, int64_t filters, int64_t k,
-                        const std::string& padding, const std::string& from) {
-  return layer_doc("Conv2D", name,
-                   with_weights({{"filters", filters},
-                                 {"kernel_size", {k, k}},
-                                 {"strides", {1, 1}},
-                                 {"padding", padding},
-                                 {"data_format", "channels_last"},
-                                 {"dilation_rate", {1, 1}},
-                                 {"groups", 1},
-                                 {"activation", "relu"}}),
-                   {from});
-}
-
-nlohmann::json pool_doc(const std::string& name, const std::string& from) {
-  return layer_doc("MaxPooling2D", name,
-                   {{"pool_size", {2, 2}},
-                    {"padding", "valid"},
-                    {"strides", {2, 2}},
-                    {"data_format", "channels_last"}},
-                   {from});
-}
-
-nlohmann::json dense_doc(const std::string& name, int64_t units, const std::string& activation,
-                         const std::string& from) {
-  return layer_doc("Dense", name, with_weights({{"units", units}, {"activation", activation}}),
-                   {from});
-}
-
-nlohmann::json flatten_doc(const std::string& name, const std::string& from) {
-  return layer_doc("Flatten", name, {{"data_format", "channels_last"}}, {from});
-}
+using keras_arch::ConvSpec;
 
 // Widths of the small DeepID: a third of DeepID's parameters on 28x28 images.
 constexpr int64_t kConv1 = 12, kConv2 = 24, kConv3 = 48, kConv4 = 64, kFc = 128;
@@ -138,6 +76,7 @@ constexpr int64_t kConv1 = 12, kConv2 = 24, kConv3 = 48, kConv4 = 64, kFc = 128;
 }  // namespace
 
 nlohmann::json small_deepid_architecture(const Shape& input_shape, int64_t num_classes) {
+  using namespace keras_arch;
   if (input_shape.size() != 3 || input_shape[1] < 16 || input_shape[2] < 16) {
     fail<ShapeMismatch>("", "--arch fmnist", "images of at least 16x16 pixels (C, H, W)",
                         shape_str(input_shape));
@@ -145,41 +84,22 @@ nlohmann::json small_deepid_architecture(const Shape& input_shape, int64_t num_c
   if (num_classes < 2) {
     fail<InvalidArgument>("", "training labels", "at least 2 classes", std::to_string(num_classes));
   }
-  nlohmann::json layers = nlohmann::json::array();
-  layers.push_back(
-      {{"class_name", "InputLayer"},
-       {"name", "input"},
-       {"config",
-        {{"batch_input_shape", {nullptr, input_shape[1], input_shape[2], input_shape[0]}},
-         {"dtype", "float32"},
-         {"sparse", false},
-         {"ragged", false},
-         {"name", "input"}}},
-       {"inbound_nodes", nlohmann::json::array()}});
-  layers.push_back(
-      layer_doc("Rescaling", "rescaling", {{"scale", 1.0 / 255.0}, {"offset", 0.0}}, {"input"}));
-  layers.push_back(conv_doc("conv_1", kConv1, 3, "same", "rescaling"));
-  layers.push_back(pool_doc("pool_1", "conv_1"));
-  layers.push_back(conv_doc("conv_2", kConv2, 3, "same", "pool_1"));
-  layers.push_back(pool_doc("pool_2", "conv_2"));
-  layers.push_back(conv_doc("conv_3", kConv3, 3, "same", "pool_2"));
-  layers.push_back(pool_doc("pool_3", "conv_3"));
+  nlohmann::json layers = nlohmann::json::array({input_doc(input_shape), rescaling_doc("input")});
+  layers.push_back(conv_doc("conv_1", ConvSpec{kConv1, 3, 1, "same"}, "rescaling"));
+  layers.push_back(max_pool_doc("pool_1", "conv_1"));
+  layers.push_back(conv_doc("conv_2", ConvSpec{kConv2, 3, 1, "same"}, "pool_1"));
+  layers.push_back(max_pool_doc("pool_2", "conv_2"));
+  layers.push_back(conv_doc("conv_3", ConvSpec{kConv3, 3, 1, "same"}, "pool_2"));
+  layers.push_back(max_pool_doc("pool_3", "conv_3"));
   layers.push_back(flatten_doc("flatten_1", "pool_3"));
   layers.push_back(dense_doc("fc_1", kFc, "linear", "flatten_1"));
-  layers.push_back(conv_doc("conv_4", kConv4, 2, "valid", "pool_3"));
+  layers.push_back(conv_doc("conv_4", ConvSpec{kConv4, 2, 1, "valid"}, "pool_3"));
   layers.push_back(flatten_doc("flatten_2", "conv_4"));
   layers.push_back(dense_doc("fc_2", kFc, "linear", "flatten_2"));
-  layers.push_back(layer_doc("Add", "add_1", nlohmann::json::object(), {"fc_1", "fc_2"}));
-  layers.push_back(layer_doc("Activation", "activation_1", {{"activation", "relu"}}, {"add_1"}));
+  layers.push_back(add_doc("add_1", {"fc_1", "fc_2"}));
+  layers.push_back(relu_doc("activation_1", "add_1"));
   layers.push_back(dense_doc("output", num_classes, "softmax", "activation_1"));
-  return {{"class_name", "Functional"},
-          {"config",
-           {{"name", "model_1"},
-            {"layers", layers},
-            {"input_layers", {{"input", 0, 0}}},
-            {"output_layers", {{"output", 0, 0}}}}},
-          {"keras_version", "2.10.0"},
-          {"backend", "tensorflow"}};
+  return functional_doc(std::move(layers), "output");
 }
 
 nlohmann::json deepid_architecture(int64_t num_classes) {
@@ -188,6 +108,27 @@ nlohmann::json deepid_architecture(int64_t num_classes) {
     if (l["name"] == "output") l["config"]["units"] = num_classes;
   }
   return doc;
+}
+
+std::vector<std::string> trainable_architecture_names() {
+  return {"fmnist", "deepid", "resbn", "vgg", "preact-resnet18"};
+}
+
+nlohmann::json trainable_architecture(const std::string& name, const Shape& input_shape,
+                                      int64_t num_classes) {
+  if (name == "fmnist") return small_deepid_architecture(input_shape, num_classes);
+  if (name == "resbn") return resbn_architecture(input_shape, num_classes);
+  if (name == "vgg") return vgg_architecture(input_shape, num_classes);
+  if (name == "preact-resnet18") return preact_resnet18_architecture(input_shape, num_classes);
+  if (name == "deepid") {
+    if (input_shape != Shape{3, 55, 47}) {
+      fail<ShapeMismatch>("", "--arch deepid", "3x55x47 images (C, H, W)", shape_str(input_shape));
+    }
+    return deepid_architecture(num_classes);
+  }
+  std::string known;
+  for (const auto& n : trainable_architecture_names()) known += (known.empty() ? "" : ", ") + n;
+  fail<InvalidArgument>("--arch", "", "one of " + known, "'" + name + "'");
 }
 
 }  // namespace bdguard

@@ -275,13 +275,18 @@ int build_batch_normalization(Model& m, const LayerDoc& l, const std::vector<int
   if (axis != rank - 1) config_error(l, "axis", "the last axis", std::to_string(axis));
   if (rank < 2) config_error(l, "input", "a tensor of rank >= 1", "a scalar");
   const double eps = get_double(l, "epsilon", 1e-3);
+  const double momentum = get_double(l, "momentum", 0.99);
+  if (!(momentum >= 0 && momentum <= 1)) {
+    config_error(l, "momentum", "a number in [0, 1]", std::to_string(momentum));
+  }
   const bool center = get_bool(l, "center", true), scale = get_bool(l, "scale", true);
   const int64_t c = x[1];  // the channel axis of the graph's NCHW (or (N, F)) value
   const int gamma = scale ? weight(m, l, "gamma", {c}) : constant(m, l, "gamma", at::ones({c}));
   const int beta = center ? weight(m, l, "beta", {c}) : constant(m, l, "beta", at::zeros({c}));
   const int mean = weight(m, l, "moving_mean", {c}, {}, /*trainable=*/false);
   const int var = weight(m, l, "moving_variance", {c}, {}, /*trainable=*/false);
-  return op(m, l, "", std::make_unique<BatchNormOp>(eps), {in[0], gamma, beta, mean, var});
+  return op(m, l, "", std::make_unique<BatchNormOp>(eps, momentum),
+            {in[0], gamma, beta, mean, var});
 }
 
 int build_zero_padding(Model& m, const LayerDoc& l, const std::vector<int>& in) {

@@ -134,7 +134,8 @@ BuiltOp batch_norm(const NodeContext& c) {
       }
     }
   }
-  return of(std::make_unique<BatchNormOp>(c.attrs.get_float("epsilon", 1e-5)));
+  return of(std::make_unique<BatchNormOp>(c.attrs.get_float("epsilon", 1e-5),
+                                          c.attrs.get_float("momentum", 0.9)));
 }
 
 BuiltOp softmax(const NodeContext& c, bool log) {

@@ -1,5 +1,5 @@
 // Writing an ONNX model back: the file it was read from, with only the changed
-// initializers' values replaced.
+// initializers' values replaced; a model built in memory as a new file (write_graph.cpp).
 #include <ATen/ATen.h>
 
 #include <map>
@@ -44,6 +44,12 @@ onnx::NodeProto* node_with_output(onnx::GraphProto& g, const std::string& output
 
 void save_onnx_model(const Model& m, const std::string& path) {
   const onnx::ModelProto* source = onnx_io::source_proto(m);
+  if (m.format == ModelFormat::kMemory && source == nullptr) {
+    onnx::ModelProto fresh = onnx_io::graph_to_proto(m, path);
+    onnx_io::validate_model(fresh, path);  // what bdguard's reader will ask of it
+    onnx_io::write_model(fresh, path);
+    return;
+  }
   if (m.format != ModelFormat::kOnnx || source == nullptr) {
     fail<InvalidArgument>(
         path, "", "a model read from an ONNX file",

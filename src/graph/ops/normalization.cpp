@@ -1,4 +1,4 @@
-// BatchNormalization in its inference form.
+// BatchNormalization: its inference form, and its training form (batch statistics).
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -30,12 +30,43 @@ ValueInfo BatchNormOp::infer(const std::vector<const ValueInfo*>& in) {
   }
   if (!(epsilon_ >= 0))
     op_fail<UnsupportedOp>("attribute epsilon", ">= 0", std::to_string(epsilon_));
+  if (!(momentum_ >= 0 && momentum_ <= 1))
+    op_fail<UnsupportedOp>("attribute momentum", "in [0, 1]", std::to_string(momentum_));
   return {x.dims, x.dtype, std::nullopt};
 }
 
 at::Tensor BatchNormOp::forward(const std::vector<at::Tensor>& in) const {
+  return training_ ? training_form(in) : inference_form(in);
+}
+
+at::Tensor BatchNormOp::inference_form(const std::vector<at::Tensor>& in) const {
   return at::batch_norm(in[0], in[1], in[2], in[3], in[4], /*training=*/false, /*momentum=*/0.0,
                         epsilon_, /*cudnn_enabled=*/false);
+}
+
+at::Tensor BatchNormOp::training_form(const std::vector<at::Tensor>& in) const {
+  const at::Tensor& x = in[0];
+  std::vector<int64_t> axes{0};
+  for (int64_t k = 2; k < x.dim(); ++k) axes.push_back(k);
+  const int64_t n = x.numel() / std::max<int64_t>(x.size(1), 1);
+  {
+    at::NoGradGuard no_grad;
+    const at::Tensor& mean = in[3];
+    const at::Tensor& var = in[4];
+    if (!mean.is_contiguous() || !var.is_contiguous() || mean.is_same(var)) {
+      op_fail("inputs mean, var", "tensors of their own (training updates them)",
+              "shared or expanded tensors");
+    }
+    auto [batch_var, batch_mean] = at::var_mean(x.detach(), axes, /*unbiased=*/false);
+    // Bessel's correction for images (TensorFlow's fused kernel, PyTorch), at least 1.
+    if (x.dim() == 4 && n > 1) batch_var.mul_(static_cast<double>(n) / static_cast<double>(n - 1));
+    mean.mul_(momentum_).add_(batch_mean.to(mean.scalar_type()), 1 - momentum_);
+    var.mul_(momentum_).add_(batch_var.to(var.scalar_type()), 1 - momentum_);
+  }
+  // The normalization itself, with gradients through the batch's statistics.
+  return at::batch_norm(x, in[1], in[2], /*running_mean=*/at::Tensor(),
+                        /*running_var=*/at::Tensor(), /*training=*/true, /*momentum=*/0.0, epsilon_,
+                        /*cudnn_enabled=*/false);
 }
 
 namespace {
@@ -93,7 +124,7 @@ at::Tensor BatchNormOp::forward_inference(const std::vector<at::Tensor>& in,
   for (size_t k = 1; k < 5 && ours; ++k) ours = plain_float(in[k], c);
   const Rounding r = ours ? aten_rounding() : Rounding{};
   if (!r.known) {
-    at::Tensor y = forward(in);
+    at::Tensor y = inference_form(in);
     return hints.relu_after ? y.relu_() : y;
   }
   // a and b per channel, as ATen derives them.

@@ -11,6 +11,7 @@ packages=(
   gnuplot-nox dataset-fashion-mnist
   libtomlplusplus-dev
   libonnx-dev libprotobuf-dev libonnx-testdata
+  pybind11-dev python3-dev python3-numpy python3-pytest python3-torch
   slurmctld slurmd slurm-client munge
 )
 

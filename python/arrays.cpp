@@ -3,6 +3,7 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <cstdio>
 #include <utility>
 
 #include "bdguard/error.h"
@@ -139,8 +140,10 @@ at::Tensor label_tensor(const py::handle& obj, int64_t n, int64_t num_classes,
     for (int64_t i = 0; i < n; ++i) {
       if (!std::isfinite(v[i]) || v[i] != std::floor(v[i]) || v[i] < 0 ||
           v[i] >= static_cast<double>(num_classes)) {
+        char text[32];
+        std::snprintf(text, sizeof text, "%.17g", v[i]);
         fail(name, "label[" + std::to_string(i) + "]",
-             "a class in [0, " + std::to_string(num_classes) + ")", py::str(py::float_(v[i])));
+             "a class in [0, " + std::to_string(num_classes) + ")", text);
       }
     }
     return y;

@@ -106,7 +106,7 @@ PyModel load(const py::object& source, const py::object& arch, const py::object&
       py::isinstance<py::memoryview>(source) || py::hasattr(source, "getvalue")) {
     // bytes, or a BytesIO (torch.onnx.export's target)
     py::object b = py::hasattr(source, "getvalue") ? source.attr("getvalue")() : source;
-    const std::string bytes = py::bytes(b);
+    const std::string bytes = py::bytes(py::module_::import("builtins").attr("bytes")(b));
     if (static_cast<int64_t>(bytes.size()) > max_model_bytes) {
       fail<LimitExceeded>("<bytes>", "", "at most " + std::to_string(max_model_bytes) + " bytes",
                           std::to_string(bytes.size()) + " bytes");

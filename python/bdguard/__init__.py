@@ -41,3 +41,9 @@ __all__ = [
     "defense_defaults", "defense_methods", "detect", "load", "prune", "read_data",
     "set_threads", "strip",
 ]
+
+# Shown as bdguard.Model, bdguard.FormatError, ... rather than bdguard._native.X.
+for _name in ("Model", "Error", "FormatError", "InvalidArgument", "IoError", "LimitExceeded",
+              "ShapeMismatch", "UnsupportedLayer"):
+    globals()[_name].__module__ = "bdguard"
+del _name

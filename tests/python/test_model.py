@@ -120,7 +120,7 @@ def test_labels_out_of_range_are_refused(bdguard_module, loaded):
     bad[7] = 10
     with pytest.raises(bdguard_module.FormatError) as e:
         model.evaluate(x, bad)
-    assert str(e.value) == "x: label[7]: expected a class in [0, 10), found 10.0"
+    assert str(e.value) == "x: label[7]: expected a class in [0, 10), found 10"
 
 
 def test_summary_equals_cli_inspect(bdguard_module, badnet):

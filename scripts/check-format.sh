@@ -10,7 +10,7 @@ fi
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   mapfile -t files < <(git ls-files '*.cpp' '*.h')
 else
-  mapfile -t files < <(find include src tools tests bench fuzz -name '*.cpp' -o -name '*.h')
+  mapfile -t files < <(find include src tools tests bench fuzz python -name '*.cpp' -o -name '*.h')
 fi
 if ! clang-format --dry-run --Werror "${files[@]}"; then
   echo "check-format: run: clang-format -i \$(git ls-files '*.cpp' '*.h')" >&2

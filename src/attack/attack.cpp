@@ -1,8 +1,8 @@
 // The attack as a whole: its input images, seeds, network, poisoning, training and
 // measurement, for every method (the triggers are badnets.cpp, blended.cpp, sig.cpp,
 // wanet.cpp; the poisoning poison.cpp; the training loop src/defense/train.cpp).
-#include "bdguard/architectures.h"
 #include "bdguard/attack.h"
+#include "bdguard/architectures.h"
 
 #include <ATen/ATen.h>
 
@@ -147,6 +147,7 @@ AttackResult run_attack(const AttackOptions& o, const TrainProgressFn& progress)
   t.seed = seeds.shuffle;
   t.max_steps = o.max_steps;
   t.cosine_decay = true;
+  t.batch_norm_training = true;  // a network trained from scratch
   t.progress = progress;
   auto start = std::chrono::steady_clock::now();
   r.history = train_model(r.model, train, t);

@@ -36,14 +36,14 @@ std::pair<double, double> fans(const Shape& s) {
           static_cast<double>(s.back()) * receptive};
 }
 
-// Makes the trainable parameters autograd leaves and puts every BatchNormalization in
-// training mode (batch statistics; its running mean and variance, made tensors of
-// their own, updated in place: BatchNormOp) for a scope, and undoes both however
-// training ends.
+// Makes the trainable parameters autograd leaves and, with `batch_norm_training`, puts
+// every BatchNormalization in training mode (batch statistics; its running mean and
+// variance, made tensors of their own, updated in place: BatchNormOp) for a scope, and
+// undoes both however training ends.
 class TrainableWeights {
  public:
-  explicit TrainableWeights(Model& m) : m_(m) {
-    for (size_t i = 0; i < m_.size(); ++i) {
+  TrainableWeights(Model& m, bool batch_norm_training) : m_(m) {
+    for (size_t i = 0; i < m_.size() && batch_norm_training; ++i) {
       Node& n = m_.node(i);
       auto* bn = n.kind == NodeKind::kOp ? dynamic_cast<BatchNormOp*>(n.op.get()) : nullptr;
       if (bn == nullptr) continue;
@@ -242,7 +242,7 @@ at::Tensor shifted(const at::Tensor& x, int s, Rng& rng) {
 
 std::vector<EpochStats> train_model(Model& m, const TensorData& data, const TrainOptions& o) {
   check_training_data(m, data, o);
-  TrainableWeights trainable(m);
+  TrainableWeights trainable(m, o.batch_norm_training);
   std::vector<at::Tensor> params = m.parameters();
   if (!o.zero_masks.empty() && o.zero_masks.size() != params.size()) {
     fail<InvalidArgument>("", "zero masks", std::to_string(params.size()) + " masks",

@@ -81,6 +81,7 @@ void train_save_reload(const std::string& arch, const Shape& shape, int64_t step
   o.batch = 4;
   o.epochs = 1;
   o.max_steps = steps;
+  o.batch_norm_training = true;
   train_model(m, d, o);
   const int mean = m.find(arch == "preact-resnet18" ? "layer1_0_bn1/moving_mean"
                           : arch == "vgg"           ? "block1_bn1/moving_mean"

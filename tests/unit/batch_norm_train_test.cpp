@@ -115,6 +115,7 @@ void train_one_step(Model& m) {
   TrainOptions o;
   o.batch = 2;
   o.lr = 1e-3;
+  o.batch_norm_training = true;
   train_model(m, d, o);
 }
 

@@ -24,6 +24,7 @@ Model trained(const std::string& arch, const Shape& shape) {
   TrainOptions o;
   o.batch = 4;
   o.max_steps = 2;
+  o.batch_norm_training = true;
   train_model(m, d, o);
   return m;
 }

@@ -63,7 +63,7 @@ void write_class_folders(const std::string& dir, const at::Tensor& x, const at::
   for (int64_t i = 0; i < x.size(0); ++i) {
     const std::string cls = dir + "/" + std::to_string(y[i].item<int64_t>());
     fs::create_directories(cls);
-    char name[16];
+    char name[32];
     std::snprintf(name, sizeof name, "%05lld.png", static_cast<long long>(i));
     write_png(cls + "/" + name, x[i]);
   }

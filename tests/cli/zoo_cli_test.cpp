@@ -41,8 +41,9 @@ TEST(CliZoo, MakesModelsDataAndGroundTruthThatCampaignTakes) {
   const std::string dir = work_dir(), zoo = dir + "/zoo";
   auto r = test::run_cli(tiny_zoo_flags(zoo));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(test::read_text(zoo + "/ground_truth.csv").substr(0, 48),
-            "model,backdoored,target,kind,arch,poison_rate\n");
+  EXPECT_EQ(test::read_text(zoo + "/ground_truth.csv")
+                .find("model,backdoored,target,kind,arch,poison_rate\n"),
+            0u);
   const auto doc = nlohmann::json::parse(test::read_text(zoo + "/zoo.json"));
   ASSERT_EQ(doc["models"].size(), 3u);
   int backdoored = 0;
@@ -53,7 +54,9 @@ TEST(CliZoo, MakesModelsDataAndGroundTruthThatCampaignTakes) {
       ++backdoored;
       EXPECT_TRUE(fs::exists(zoo + "/" + m["bd_test"].get<std::string>()));
     }
-    if (m["kind"] == "all-to-all") EXPECT_TRUE(m["target"].is_null());
+    if (m["kind"] == "all-to-all") {
+      EXPECT_TRUE(m["target"].is_null());
+    }
   }
   EXPECT_EQ(backdoored, 2);
   EXPECT_TRUE(fs::exists(zoo + "/data/valid.h5"));
@@ -76,9 +79,9 @@ TEST(CliZoo, ResumingTrainsNothingAgain) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(fs::last_write_time(zoo + "/records/model_001.json"), before);
   EXPECT_TRUE(fs::exists(zoo + "/zoo.json"));
-  auto other = test::run_cli(tiny_zoo_flags(zoo) + " --epochs 2");
+  auto other = test::run_cli(tiny_zoo_flags(zoo) + " --poison-rates 0.2");
   EXPECT_EQ(other.exit_code, 1);
-  EXPECT_NE(other.err.find("epochs"), std::string::npos) << other.err;
+  EXPECT_NE(other.err.find("poison_rates"), std::string::npos) << other.err;
 }
 
 TEST(CliZoo, UnknownKindIsOneErrorLine) {

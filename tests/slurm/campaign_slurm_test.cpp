@@ -192,9 +192,10 @@ TEST_F(CampaignSlurm, FailedTaskCancelsTheAfterokMergeAndFailedResubmitsOnlyIt) 
 TEST_F(CampaignSlurm, ZooMakeTrainsOnSlurmAndFinishes) {
   // Two tiny models: the clean array, the other array after it, then zoo finish.
   const std::string zoo = work_dir() + "/zoo";
-  auto r = run_cli("zoo make --out " + zoo +
-                   " --models 2 --seed 4 --kinds clean,badnets --archs fmnist --clean-fraction 0.5"
-                   " --max-train 300 --epochs 1 --min-asr 0 --max-drop 100 --slurm --cpus 1 --json");
+  auto r =
+      run_cli("zoo make --out " + zoo +
+              " --models 2 --seed 4 --kinds clean,badnets --archs fmnist --clean-fraction 0.5"
+              " --max-train 300 --epochs 1 --min-asr 0 --max-drop 100 --slurm --cpus 1 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
   const auto jobs = nlohmann::json::parse(r.out);
   ASSERT_TRUE(jobs.contains("finish_job")) << r.out;

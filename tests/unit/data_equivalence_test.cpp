@@ -22,7 +22,7 @@ namespace fs = std::filesystem;
 constexpr int64_t kRows = 200;
 
 std::string row_name(int64_t i) {
-  char name[16];
+  char name[32];
   std::snprintf(name, sizeof name, "%05lld.png", static_cast<long long>(i));
   return name;
 }

@@ -177,7 +177,9 @@ TEST(MergePlots, ScoresAndRocShowEveryModel) {
     MergeRow row;
     row.model.index = i;
     row.model.name = "m" + std::to_string(i);
-    row.model.truth = GroundTruth{i >= 3, std::nullopt};
+    GroundTruth truth;
+    truth.backdoored = i >= 3;
+    row.model.truth = truth;
     row.status = "ok";
     row.trojan_probability = p[i];
     r.rows.push_back(row);

@@ -29,6 +29,17 @@ std::string tiny_dir(const std::string& which);
 // A folder under the system's temporary area, unique per test: empty on the first
 // call of a test, the same folder on later calls.
 std::string temp_dir();
+// A second folder of the test's own, emptied on every call: temp_dir() + "-work"
+// (run_cli() empties temp_dir() on every call).
+std::string work_dir();
+
+// Skips a test when Debian's Fashion-MNIST (dataset-fashion-mnist) is not installed.
+bool fashion_mnist_installed();
+#define BDGUARD_REQUIRE_FASHION_MNIST()                                            \
+  do {                                                                             \
+    if (!::bdguard::test::fashion_mnist_installed())                               \
+      GTEST_SKIP() << "/usr/share/datasets/fashion-mnist is absent: test skipped"; \
+  } while (0)
 
 struct CliResult {
   int exit_code = -1;

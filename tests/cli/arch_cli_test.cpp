@@ -15,19 +15,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-#define REQUIRE_FASHION_MNIST()                                                    \
-  do {                                                                             \
-    if (!fs::exists(std::string(kFashionMnistDir) + "/t10k-images-idx3-ubyte.gz")) \
-      GTEST_SKIP() << kFashionMnistDir << " is absent";                            \
-  } while (0)
-
-std::string work_dir() {
-  const std::string dir = test::temp_dir() + "-work";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
 // Two training steps on 128 images.
 test::CliResult tiny_attack(const std::string& out, const std::string& flags) {
   return test::run_cli("attack badnets --out " + out + " " + flags +
@@ -35,8 +22,8 @@ test::CliResult tiny_attack(const std::string& out, const std::string& flags) {
 }
 
 TEST(CliArch, ResbnKerasModelIsReadByInspectAndEval) {
-  REQUIRE_FASHION_MNIST();
-  const std::string dir = work_dir();
+  BDGUARD_REQUIRE_FASHION_MNIST();
+  const std::string dir = test::work_dir();
   auto r = tiny_attack(dir, "--arch resbn");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto inspect = test::run_cli("inspect --model " + dir + "/bd_net.h5");
@@ -49,8 +36,8 @@ TEST(CliArch, ResbnKerasModelIsReadByInspectAndEval) {
 }
 
 TEST(CliArch, OnnxFormatWritesBdNetOnnxThatPredictsAsTheRecordSays) {
-  REQUIRE_FASHION_MNIST();
-  const std::string dir = work_dir();
+  BDGUARD_REQUIRE_FASHION_MNIST();
+  const std::string dir = test::work_dir();
   auto r = tiny_attack(dir, "--arch vgg --format onnx");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_TRUE(fs::exists(dir + "/bd_net.onnx"));
@@ -65,7 +52,7 @@ TEST(CliArch, OnnxFormatWritesBdNetOnnxThatPredictsAsTheRecordSays) {
 }
 
 TEST(CliArch, UnknownArchIsOneErrorLine) {
-  auto r = test::run_cli("attack badnets --out " + work_dir() + "/x --arch resnet50");
+  auto r = test::run_cli("attack badnets --out " + test::work_dir() + "/x --arch resnet50");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("resnet50"), std::string::npos);
 }

@@ -16,20 +16,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-#define REQUIRE_FASHION_MNIST()                                                    \
-  do {                                                                             \
-    if (!fs::exists(std::string(kFashionMnistDir) + "/t10k-images-idx3-ubyte.gz")) \
-      GTEST_SKIP() << kFashionMnistDir << " is absent";                            \
-  } while (0)
-
-// A folder of its own: run_cli() empties test::temp_dir() on every call.
-std::string work_dir() {
-  const std::string dir = test::temp_dir() + "-attack";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
 test::CliResult tiny(const std::string& method, const std::string& out,
                      const std::string& flags = "") {
   return test::run_cli("attack " + method + " --out " + out + " " + flags +
@@ -49,8 +35,8 @@ int error_lines(const std::string& text) {
 }
 
 TEST(CliAttackMethods, BlendedWritesEveryOutputAndRecordsItsFlags) {
-  REQUIRE_FASHION_MNIST();
-  const std::string dir = work_dir();
+  BDGUARD_REQUIRE_FASHION_MNIST();
+  const std::string dir = test::work_dir();
   auto r = tiny("blended", dir, "--alpha 0.3");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   for (const char* f :
@@ -67,8 +53,8 @@ TEST(CliAttackMethods, BlendedWritesEveryOutputAndRecordsItsFlags) {
 }
 
 TEST(CliAttackMethods, SigCleanLabelPoisonsOnlyTargetImages) {
-  REQUIRE_FASHION_MNIST();
-  const std::string dir = work_dir();
+  BDGUARD_REQUIRE_FASHION_MNIST();
+  const std::string dir = test::work_dir();
   // 256 images hold about 26 of class 0: 5 % is 13 of them.
   auto r = tiny("sig", dir, "--clean-label --poison-rate 0.05");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -85,8 +71,8 @@ TEST(CliAttackMethods, SigCleanLabelPoisonsOnlyTargetImages) {
 }
 
 TEST(CliAttackMethods, WanetRepeatsByteForByte) {
-  REQUIRE_FASHION_MNIST();
-  const std::string dir = work_dir();
+  BDGUARD_REQUIRE_FASHION_MNIST();
+  const std::string dir = test::work_dir();
   ASSERT_EQ(tiny("wanet", dir + "/a").exit_code, 0);
   ASSERT_EQ(tiny("wanet", dir + "/b").exit_code, 0);
   for (const char* f : {"bd_net.h5", "data/bd_valid.h5", "data/bd_test.h5"}) {
@@ -100,8 +86,8 @@ TEST(CliAttackMethods, WanetRepeatsByteForByte) {
 }
 
 TEST(CliAttackMethods, AllToAllPoisonedTestHoldsEveryImageWithTheNextLabel) {
-  REQUIRE_FASHION_MNIST();
-  const std::string dir = work_dir();
+  BDGUARD_REQUIRE_FASHION_MNIST();
+  const std::string dir = test::work_dir();
   auto r = tiny("badnets", dir, "--mapping all-to-all --trigger random --position random");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto doc = record(dir);
@@ -129,7 +115,7 @@ TEST(CliAttackMethods, BadFlagsGiveOneErrorLine) {
     EXPECT_EQ(r.exit_code, 2) << args;
     EXPECT_EQ(error_lines(r.err), 1) << args << ": " << r.err;
   }
-  const std::string dir = work_dir();
+  const std::string dir = test::work_dir();
   auto r = test::run_cli("attack sig --out " + dir + "/o --clean-label --mapping all-to-all");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(error_lines(r.err), 1) << r.err;

@@ -17,20 +17,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-#define REQUIRE_FASHION_MNIST()                                                    \
-  do {                                                                             \
-    if (!fs::exists(std::string(kFashionMnistDir) + "/t10k-images-idx3-ubyte.gz")) \
-      GTEST_SKIP() << kFashionMnistDir << " is absent";                            \
-  } while (0)
-
-// A folder of its own: run_cli() empties test::temp_dir() on every call.
-std::string work_dir() {
-  const std::string dir = test::temp_dir() + "-work";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
 // Two training steps on 256 images: enough to exercise every output.
 test::CliResult tiny_attack(const std::string& out) {
   return test::run_cli("attack badnets --out " + out +
@@ -38,8 +24,8 @@ test::CliResult tiny_attack(const std::string& out) {
 }
 
 TEST(CliAttack, WritesModelDataAndRecordAndRepeatsByteForByte) {
-  REQUIRE_FASHION_MNIST();
-  const std::string dir = work_dir();
+  BDGUARD_REQUIRE_FASHION_MNIST();
+  const std::string dir = test::work_dir();
   ASSERT_EQ(tiny_attack(dir + "/a").exit_code, 0);
   ASSERT_EQ(tiny_attack(dir + "/b").exit_code, 0);
   for (const char* f : {"bd_net.h5", "data/valid.h5", "data/test.h5", "data/bd_valid.h5",
@@ -57,8 +43,8 @@ TEST(CliAttack, WritesModelDataAndRecordAndRepeatsByteForByte) {
 }
 
 TEST(CliFinetune, WritesTheSameStructureAndReportsBeforeAndAfter) {
-  REQUIRE_FASHION_MNIST();
-  const std::string dir = work_dir();
+  BDGUARD_REQUIRE_FASHION_MNIST();
+  const std::string dir = test::work_dir();
   ASSERT_EQ(tiny_attack(dir).exit_code, 0);
   auto r = test::run_cli(
       "finetune --model " + dir + "/bd_net.h5 --clean " + dir + "/data/valid.h5 --poisoned " + dir +
@@ -75,8 +61,8 @@ TEST(CliFinetune, WritesTheSameStructureAndReportsBeforeAndAfter) {
 }
 
 TEST(CliPruneFinetune, EverySavedModelIsFinePrunedWithItsChannelsStillPruned) {
-  REQUIRE_FASHION_MNIST();
-  const std::string dir = work_dir();
+  BDGUARD_REQUIRE_FASHION_MNIST();
+  const std::string dir = test::work_dir();
   ASSERT_EQ(tiny_attack(dir).exit_code, 0);
   auto r = test::run_cli("prune --model " + dir + "/bd_net.h5 --clean " + dir +
                          "/data/valid.h5 --poisoned " + dir + "/data/bd_valid.h5 --out " + dir +
@@ -101,7 +87,7 @@ TEST(CliFinetune, TestWithoutPoisonedTestIsAUsageError) {
 }
 
 TEST(CliDemo, RefusesAFolderHoldingOtherFiles) {
-  const std::string dir = work_dir();
+  const std::string dir = test::work_dir();
   std::ofstream(dir + "/mine.txt") << "not a demo";
   auto r = test::run_cli("demo --out " + dir);
   EXPECT_EQ(r.exit_code, 1);

@@ -14,19 +14,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-#define REQUIRE_FASHION_MNIST()                                                    \
-  do {                                                                             \
-    if (!fs::exists(std::string(kFashionMnistDir) + "/t10k-images-idx3-ubyte.gz")) \
-      GTEST_SKIP() << kFashionMnistDir << " is absent";                            \
-  } while (0)
-
-std::string work_dir() {
-  const std::string dir = test::temp_dir() + "-zoo";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
 // Three models of 300 images, one epoch: a clean one and two BadNets (patch and
 // all-to-all), every model accepted (--min-asr 0 --max-drop 100).
 std::string tiny_zoo_flags(const std::string& out) {
@@ -37,8 +24,8 @@ std::string tiny_zoo_flags(const std::string& out) {
 }
 
 TEST(CliZoo, MakesModelsDataAndGroundTruthThatCampaignTakes) {
-  REQUIRE_FASHION_MNIST();
-  const std::string dir = work_dir(), zoo = dir + "/zoo";
+  BDGUARD_REQUIRE_FASHION_MNIST();
+  const std::string dir = test::work_dir(), zoo = dir + "/zoo";
   auto r = test::run_cli(tiny_zoo_flags(zoo));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(test::read_text(zoo + "/ground_truth.csv")
@@ -70,8 +57,8 @@ TEST(CliZoo, MakesModelsDataAndGroundTruthThatCampaignTakes) {
 }
 
 TEST(CliZoo, ResumingTrainsNothingAgain) {
-  REQUIRE_FASHION_MNIST();
-  const std::string zoo = work_dir() + "/zoo";
+  BDGUARD_REQUIRE_FASHION_MNIST();
+  const std::string zoo = test::work_dir() + "/zoo";
   ASSERT_EQ(test::run_cli(tiny_zoo_flags(zoo)).exit_code, 0);
   const auto before = fs::last_write_time(zoo + "/records/model_001.json");
   fs::remove(zoo + "/zoo.json");
@@ -85,7 +72,7 @@ TEST(CliZoo, ResumingTrainsNothingAgain) {
 }
 
 TEST(CliZoo, UnknownKindIsOneErrorLine) {
-  auto r = test::run_cli("zoo make --out " + work_dir() + "/z --kinds clean,nope");
+  auto r = test::run_cli("zoo make --out " + test::work_dir() + "/z --kinds clean,nope");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;

@@ -44,7 +44,7 @@ TEST(ZooPlan, NamesAreIndicesAndSayNothingOfTheKind) {
   const auto plan = plan_zoo(twenty());
   for (size_t i = 0; i < plan.size(); ++i) {
     EXPECT_EQ(plan[i].index, static_cast<int64_t>(i));
-    char want[16];
+    char want[32];
     std::snprintf(want, sizeof want, "model_%03zu", i);
     EXPECT_EQ(plan[i].name, want);
   }
@@ -83,8 +83,12 @@ TEST(ZooPlan, RecipesMapToTheirAttack) {
     EXPECT_EQ(value("--split-seed"), "7");  // every model: the zoo's one clean split
     EXPECT_EQ(value("--mapping"), r.kind == "all-to-all" ? "all-to-all" : "all-to-one");
     EXPECT_EQ(value("--data"), "/data");
-    if (r.kind == "clean") EXPECT_EQ(value("--poison-rate"), "0");
-    if (r.kind == "blended") EXPECT_EQ(value("--pattern"), "noise");
+    if (r.kind == "clean") {
+      EXPECT_EQ(value("--poison-rate"), "0");
+    }
+    if (r.kind == "blended") {
+      EXPECT_EQ(value("--pattern"), "noise");
+    }
   }
 }
 

@@ -45,9 +45,9 @@ void run_attack_cli(AttackCliOptions o) {
                                  ? std::string("all-to-all: label y to y + 1 mod K")
                                  : "target " + std::to_string(o.attack.target);
   std::printf("BadNet: %s (%s images, %s poisoned with the trigger, %s; %d epochs, %.0f s)\n",
-              (o.out + "/" + doc["model"].get<std::string>()).c_str(), std::to_string(r.n_train).c_str(),
-              std::to_string(r.n_poisoned_train).c_str(), target.c_str(),
-              static_cast<int>(r.history.size()), r.train_seconds);
+              (o.out + "/" + doc["model"].get<std::string>()).c_str(),
+              std::to_string(r.n_train).c_str(), std::to_string(r.n_poisoned_train).c_str(),
+              target.c_str(), static_cast<int>(r.history.size()), r.train_seconds);
   std::printf("Clean test accuracy: %s %% (%lld images)\n", pct(r.clean_accuracy).c_str(),
               static_cast<long long>(r.data.test.size()));
   std::printf("Attack success rate: %s %% (%lld triggered images)\n",

@@ -118,7 +118,9 @@ int task_threads(const Manifest& m);
 
 // What a method returns for one model.
 struct TaskOutcome {
-  double score = 0;      // the detection score (NC: the largest anomaly index)
+  double score = 0;  // the detection score (NC: the largest anomaly index)
+  // The method's own probability (scan's); without one, trojan_probability(score).
+  std::optional<double> probability;
   int64_t suspect = -1;  // the label the score belongs to (-1: none)
   bool backdoored = false;
   std::optional<int64_t> target;     // the predicted target, when backdoored

@@ -24,6 +24,27 @@ nlohmann::json opt_json(const std::optional<int64_t>& v) {
   return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
 }
 
+// How a task's score became its trojan probability: Neural Cleanse's fixed logistic,
+// or scan's own probability (its calibration file, or the uncalibrated rule).
+nlohmann::json probability_map(const nlohmann::json& settings) {
+  if (settings.value("methods", "detect") == "scan") {
+    const std::string calib = settings.value("calibration", "");
+    return {{"score", "scan's probability (the score column repeats it)"},
+            {"formula", calib.empty() ? "scan's uncalibrated rule (docs/detectors.md)"
+                                      : "the logistic regression of the calibration file"},
+            {"calibration", calib.empty() ? nlohmann::json(nullptr) : nlohmann::json(calib)},
+            {"missing", kMissingProbability}};
+  }
+  return {{"score",
+           "Neural Cleanse: the largest anomaly index of a label whose mask norm is "
+           "below the median (0 if none)"},
+          {"formula", "1 / (1 + exp(-" + fmt("%g", kProbabilitySlope) + " * (score - " +
+                          fmt("%g", kProbabilityCentre) + ")))"},
+          {"centre", kProbabilityCentre},
+          {"slope", kProbabilitySlope},
+          {"missing", kMissingProbability}};
+}
+
 }  // namespace
 
 MergeResult merge_campaign(const Manifest& m) {
@@ -145,15 +166,7 @@ nlohmann::json results_json(const Manifest& m, const MergeResult& r, const PlotR
           {"n_ok", r.n_ok},
           {"n_failed", r.n_failed},
           {"n_missing", r.n_missing},
-          {"probability_map",
-           {{"score",
-             "Neural Cleanse: the largest anomaly index of a label whose mask norm is "
-             "below the median (0 if none)"},
-            {"formula", "1 / (1 + exp(-" + fmt("%g", kProbabilitySlope) + " * (score - " +
-                            fmt("%g", kProbabilityCentre) + ")))"},
-            {"centre", kProbabilityCentre},
-            {"slope", kProbabilitySlope},
-            {"missing", kMissingProbability}}},
+          {"probability_map", probability_map(m.settings)},
           {"metrics", r.metrics},
           {"roc", roc},
           {"failed", failed},

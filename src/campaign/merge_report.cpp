@@ -148,17 +148,31 @@ void add_metrics(report::Document& d, const nlohmann::json& mt) {
       "p = 0.5 and no verdict.");
 }
 
+// How the trojan probability was made: scan's own, or Neural Cleanse's fixed logistic.
+std::string probability_text(const nlohmann::json& settings) {
+  if (settings.value("methods", "detect") == "scan") {
+    const std::string calib = settings.value("calibration", "");
+    return "The trojan probability is `bdguard scan`'s: " +
+           (calib.empty() ? std::string("its uncalibrated rule (the smallest p-value of the "
+                                        "detectors, Bonferroni-corrected)")
+                          : "the logistic regression of the calibration file `" + calib + "`") +
+           "; the verdict \"backdoored\" is p >= " + fmt("%g", settings.value("threshold", 0.5)) +
+           ".";
+  }
+  return "The trojan probability is 1 / (1 + exp(-" + fmt("%g", kProbabilitySlope) + " (s - " +
+         fmt("%g", kProbabilityCentre) +
+         "))) of the detection score s (Neural Cleanse: the largest anomaly index of a label "
+         "whose mask norm is below the median), so p > 0.5 is the verdict \"backdoored\".";
+}
+
 report::Document build(const Manifest& m, const MergeResult& r, const PlotResult& plots) {
   report::Document d;
   d.heading(1, "bdguard campaign: `" + fs::path(m.dir).filename().string() + "`");
   const std::string methods = m.settings.value("methods", "detect");
   d.paragraph(std::to_string(r.rows.size()) + " models, method `" + methods +
               "`: " + std::to_string(r.n_ok) + " ok, " + std::to_string(r.n_failed) + " failed, " +
-              std::to_string(r.n_missing) + " missing. The trojan probability is 1 / (1 + exp(-" +
-              fmt("%g", kProbabilitySlope) + " (s - " + fmt("%g", kProbabilityCentre) +
-              "))) of the detection score s (Neural Cleanse: the largest anomaly index of a "
-              "label whose mask norm is below the median), so p > 0.5 is the verdict "
-              "\"backdoored\"; a failed or missing task is scored 0.5.");
+              std::to_string(r.n_missing) + " missing. " + probability_text(m.settings) +
+              " A failed or missing task is scored 0.5.");
   for (const auto& w : r.warnings) d.note("Warning: " + w);
   if (r.metrics.is_object()) add_metrics(d, r.metrics);
   auto image = [&](const std::string& name, const std::string& alt) {

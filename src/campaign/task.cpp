@@ -247,7 +247,8 @@ TaskRun run_task(const Manifest& m, int64_t index, const TaskMethod& method,
     }
     if (earlier && earlier->status == "ok" && earlier->key == r.key) return {*earlier, true};
     check_input(m.settings, "clean");
-    for (const char* role : {"arch_from", "poisoned_valid", "test", "poisoned_test"}) {
+    for (const char* role :
+         {"arch_from", "poisoned_valid", "test", "poisoned_test", "calibration"}) {
       check_input(m.settings, role);
     }
     const fs::path dir = tasks / std::to_string(index);
@@ -256,7 +257,7 @@ TaskRun run_task(const Manifest& m, int64_t index, const TaskMethod& method,
     TaskOutcome out = method(model, m.settings, dir.string());
     r.status = "ok";
     r.score = out.score;
-    r.trojan_probability = trojan_probability(out.score);
+    r.trojan_probability = out.probability ? *out.probability : trojan_probability(out.score);
     r.suspect = out.suspect;
     r.backdoored = out.backdoored;
     r.target = out.target;

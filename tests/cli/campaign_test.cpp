@@ -214,6 +214,55 @@ TEST(CampaignRun, CompareTaskWritesTheDefenseTableBesideTheDetection) {
   EXPECT_TRUE(fs::exists(dir + "/c/tasks/0/detect.json"));  // the score's source
 }
 
+TEST(CampaignRun, ScanTasksScoreWithScanAndCalibrateFitsOnThem) {
+  BDGUARD_REQUIRE_ZOO();
+  const std::string dir = work_dir(), c = dir + "/c";
+  ASSERT_EQ(test::init_campaign(c, zoo_dir() + "/models",
+                                " --methods scan --detectors mm-bd --mm-starts 4 --mm-steps 40 "
+                                "--ground-truth " +
+                                    zoo_dir() + "/truth.csv")
+                .exit_code,
+            0);
+  auto r = run_cli("campaign run " + c + " --jobs 2 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  const auto result = read_json(c + "/results/0.json");
+  EXPECT_EQ(result["methods"], "scan");
+  ASSERT_EQ(result["details"]["detectors"].size(), 1u) << result;
+  EXPECT_EQ(result["details"]["detectors"][0]["name"], "mm-bd");
+  EXPECT_DOUBLE_EQ(result["trojan_probability"].get<double>(),
+                   result["details"]["probability"].get<double>());
+  const auto scan = read_json(c + "/tasks/0/scan.json");
+  EXPECT_DOUBLE_EQ(scan["probability"].get<double>(), result["trojan_probability"].get<double>());
+  const auto doc = read_json(c + "/results.json");
+  EXPECT_NE(doc["probability_map"]["score"].get<std::string>().find("scan"), std::string::npos);
+  EXPECT_NE(test::read_text(c + "/report.html").find("bdguard scan"), std::string::npos);
+
+  auto fit = run_cli("scan calibrate --campaign " + c + " --out " + dir + "/calib.json --folds 2");
+  ASSERT_EQ(fit.exit_code, 0) << fit.err;
+  EXPECT_NE(fit.out.find("4 models (2 backdoored)"), std::string::npos) << fit.out;
+  const auto calib = read_json(dir + "/calib.json");
+  EXPECT_EQ(calib["detectors"], nlohmann::json::array({"mm-bd"}));
+  EXPECT_EQ(calib["trained_on"]["models"], 4);
+  EXPECT_EQ(calib["trained_on"]["campaign"], fs::absolute(c).lexically_normal().string());
+  EXPECT_TRUE(calib["metrics"]["cv_roc_auc"].is_number()) << calib;
+  // The fitted file is one scan takes.
+  auto again = run_cli("scan --model " + zoo_dir() + "/models/bd_a.h5 --no-data --out " + dir +
+                       "/s --mm-starts 4 --mm-steps 40 --calibration " + dir + "/calib.json");
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(again.out.find("uncalibrated"), std::string::npos) << again.out;
+}
+
+TEST(CampaignRun, CalibrateRefusesACampaignThatDidNotScan) {
+  BDGUARD_REQUIRE_ZOO();
+  const std::string dir = work_dir();
+  ASSERT_EQ(test::init_campaign(dir + "/c", zoo_dir() + "/models").exit_code, 0);
+  auto r = run_cli("scan calibrate --campaign " + dir + "/c --out " + dir + "/calib.json");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("error: "), std::string::npos);
+  EXPECT_NE(r.err.find("--methods scan"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir + "/calib.json"));
+}
+
 TEST(CampaignMerge, MissingTasksAreListedAndScoredOneHalf) {
   BDGUARD_REQUIRE_ZOO();
   const std::string c = work_dir() + "/c";

@@ -11,6 +11,7 @@
 #include "bdguard/campaign.h"
 #include "common.h"
 #include "detect_cli.h"
+#include "scan_cli.h"
 
 namespace bdguard::cli {
 
@@ -24,15 +25,22 @@ struct CompareFiles {
   std::string defenses = "all";  // bdguard compare --methods: "all" or a list
 };
 
+// `scan` (the flags of --methods scan; its nc flags are `nc`'s, its clean data `clean`).
 nlohmann::json campaign_settings(const ModelOptions& mo, const NcFlags& nc, int threads,
                                  int64_t batch, const std::string& methods,
-                                 const std::string& clean, const CompareFiles& cf);
+                                 const std::string& clean, const CompareFiles& cf,
+                                 const ScanFlags& scan = ScanFlags{});
 ModelOptions model_options_of(const nlohmann::json& settings);
 NcFlags nc_flags_of(const nlohmann::json& settings);
+ScanFlags scan_flags_of(const nlohmann::json& settings);
 
 // The methods a task runs, by the settings' "methods".
 TaskOutcome run_detect_task(const CampaignModel& model, const nlohmann::json& settings,
                             const std::string& task_dir);
+// bdguard scan into the task's folder: the trojan probability is scan's, the details
+// keep every detector's score (what `bdguard scan calibrate --campaign` fits on).
+TaskOutcome run_scan_task(const CampaignModel& model, const nlohmann::json& settings,
+                          const std::string& task_dir);
 TaskOutcome run_compare_task(const CampaignModel& model, const nlohmann::json& settings,
                              const std::string& task_dir);
 TaskMethod task_method(const nlohmann::json& settings);

@@ -38,7 +38,8 @@ T setting(const nlohmann::json& s, const char* key) {
 
 nlohmann::json campaign_settings(const ModelOptions& mo, const NcFlags& nc, int threads,
                                  int64_t batch, const std::string& methods,
-                                 const std::string& clean, const CompareFiles& cf) {
+                                 const std::string& clean, const CompareFiles& cf,
+                                 const ScanFlags& scan) {
   const Preprocess p = preprocess_of(mo);  // also checks --mean and --std
   nlohmann::json s = {{"methods", methods},
                       {"clean", abs_file(clean)},
@@ -72,6 +73,15 @@ nlohmann::json campaign_settings(const ModelOptions& mo, const NcFlags& nc, int 
   if (!mo.data_labels.empty()) s["data_labels"] = mo.data_labels;
   if (mo.resize) s["resize"] = true;
   if (mo.max_files != kDefaultMaxDataFiles) s["max_files"] = mo.max_files;
+  if (methods == "scan") {
+    s["detectors"] = scan.detectors;
+    s["calibration"] = abs_file(scan.calibration);
+    s["calibration_sha256"] = scan.calibration.empty() ? "" : sha256_file(scan.calibration);
+    s["threshold"] = scan.threshold;
+    s["mm_starts"] = scan.mm.starts;
+    s["mm_steps"] = scan.mm.steps;
+    s["mm_lr"] = scan.mm.lr;
+  }
   if (methods == "compare") {
     s["defenses"] = cf.defenses;
     for (const auto& [key, path] :
@@ -119,6 +129,19 @@ NcFlags nc_flags_of(const nlohmann::json& s) {
   return f;
 }
 
+ScanFlags scan_flags_of(const nlohmann::json& s) {
+  ScanFlags f;
+  f.nc = nc_flags_of(s);
+  f.clean = setting<std::string>(s, "clean");
+  f.detectors = setting<std::string>(s, "detectors");
+  f.calibration = setting<std::string>(s, "calibration");
+  f.threshold = setting<double>(s, "threshold");
+  f.mm.starts = setting<int64_t>(s, "mm_starts");
+  f.mm.steps = setting<int>(s, "mm_steps");
+  f.mm.lr = setting<double>(s, "mm_lr");
+  return f;
+}
+
 namespace {
 
 // Neural Cleanse into `task_dir` (what `bdguard detect --out` writes), its result kept.
@@ -148,6 +171,25 @@ TaskOutcome detect_into(const CampaignModel& model, const nlohmann::json& settin
 TaskOutcome run_detect_task(const CampaignModel& model, const nlohmann::json& settings,
                             const std::string& task_dir) {
   return detect_into(model, settings, task_dir, nullptr);
+}
+
+TaskOutcome run_scan_task(const CampaignModel& model, const nlohmann::json& settings,
+                          const std::string& task_dir) {
+  ModelOptions mo = model_options_of(settings);
+  mo.model = model.path;
+  const ScanRun run = scan_to_folder(mo, scan_flags_of(settings), task_dir, /*force=*/true,
+                                     /*quiet=*/false);
+  std::fprintf(stderr, "%s\n", scan_verdict_line(run).c_str());
+  TaskOutcome out;
+  out.probability = run.verdict.probability;
+  out.score = run.verdict.probability;
+  out.suspect = run.verdict.target;
+  out.backdoored = run.verdict.backdoored;
+  if (run.verdict.backdoored && run.verdict.target >= 0) out.target = run.verdict.target;
+  out.outputs = {"scan.json", "evidence.json"};
+  for (const auto& f : run.triggers) out.outputs.push_back(f);
+  out.details = scan_task_details(run);
+  return out;
 }
 
 TaskOutcome run_compare_task(const CampaignModel& model, const nlohmann::json& settings,
@@ -200,7 +242,8 @@ TaskMethod task_method(const nlohmann::json& settings) {
   const std::string methods = setting<std::string>(settings, "methods");
   if (methods == "detect") return run_detect_task;
   if (methods == "compare") return run_compare_task;
-  fail(kManifestJson, "settings.methods", "detect or compare", "'" + methods + "'");
+  if (methods == "scan") return run_scan_task;
+  fail(kManifestJson, "settings.methods", "detect, compare or scan", "'" + methods + "'");
 }
 
 std::string self_exe() {

@@ -31,6 +31,7 @@ struct InitOptions {
   NcFlags nc;
   std::string out, models, clean, ground_truth, methods = "detect";
   CompareFiles compare;
+  ScanFlags scan;  // its nc flags and clean data are the fields above
   int threads = 1;
   int64_t batch = kDefaultBatch;
   bool force = false, json = false;
@@ -90,7 +91,16 @@ int run_init(const InitOptions& o) {
     m.ground_truth_file = abs_dir(o.ground_truth);
     m.ground_truth_sha256 = sha256_file(o.ground_truth);
   }
-  m.settings = campaign_settings(o.model, o.nc, o.threads, o.batch, o.methods, o.clean, o.compare);
+  if (o.methods == "scan") {
+    ScanFlags f = o.scan;
+    f.nc = o.nc;
+    f.clean = o.clean;
+    std::optional<Calibration> calib;
+    if (!f.calibration.empty()) calib = read_calibration(f.calibration);
+    scan_detector_list(f, calib ? &*calib : nullptr);  // the detectors against the calibration
+  }
+  m.settings =
+      campaign_settings(o.model, o.nc, o.threads, o.batch, o.methods, o.clean, o.compare, o.scan);
   write_manifest(m);
   if (o.json) {
     print_json(to_json(m));
@@ -124,7 +134,7 @@ void setup_campaign_init(CLI::App& campaign) {
          "CSV naming the columns model, backdoored, optionally target (a label or all) and others")
       ->check(CLI::ExistingFile);
   sub->add_option("--methods", o->methods, "what each task runs")
-      ->check(CLI::IsMember({"detect", "compare"}))
+      ->check(CLI::IsMember({"detect", "compare", "scan"}))
       ->capture_default_str();
   sub->add_option("--poisoned-valid", o->compare.poisoned_valid,
                   "compare: poisoned validation data (reported only)")
@@ -139,6 +149,7 @@ void setup_campaign_init(CLI::App& campaign) {
       ->capture_default_str();
   add_model_options(*sub, o->model, /*model_flag=*/"");
   add_nc_options(*sub, o->nc);
+  add_scan_flags(*sub, o->scan, /*with_nc=*/false, /*group=*/"scan (--methods scan)");
   sub->add_option("--threads", o->threads,
                   "compute threads of each task (default 1: tasks run side by side instead)")
       ->check(CLI::Range(1, 1024))

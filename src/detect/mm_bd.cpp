@@ -31,12 +31,13 @@ at::Tensor margins_of(const at::Tensor& z, const at::Tensor& targets) {
   return own - std::get<0>(others.max(1));
 }
 
-// Optimises the starts of `classes` together; each class's rows stop moving once its
-// own loss settles, so a class's result does not depend on its batch.
+// Optimises the starts of `classes` together; a class whose own loss settles stops, and
+// its rows leave the batch (so a class's result does not depend on its batch, and the
+// later steps cost only the classes still moving).
 void optimize(const Model& m, const std::vector<int64_t>& classes, const MmBdOptions& o, double lo,
               double hi, MmBdResult& r) {
   const Shape s = m.input_shape();
-  const int64_t b = static_cast<int64_t>(classes.size()), n = o.starts;
+  const int64_t n = o.starts;
   const int logits = m.logits_index();
   std::vector<at::Tensor> rows;
   for (int64_t c : classes) {
@@ -47,20 +48,29 @@ void optimize(const Model& m, const std::vector<int64_t>& classes, const MmBdOpt
     rows.push_back(at::rand(dims, gen) * (hi - lo) + lo);
   }
   at::Tensor x = at::cat(rows);
-  at::Tensor targets = at::tensor(classes, at::kLong).repeat_interleave(n);
   at::Tensor m1 = at::zeros_like(x), m2 = at::zeros_like(x);
-  std::vector<char> active(static_cast<size_t>(b), 1);
-  std::vector<double> last(static_cast<size_t>(b), 0), best(static_cast<size_t>(b), -INFINITY);
-  std::vector<int> steps(static_cast<size_t>(b), 0);
+  // live[j]: the index in `classes` of the j-th class in the batch.
+  std::vector<size_t> live(classes.size());
+  for (size_t i = 0; i < live.size(); ++i) live[i] = i;
+  std::vector<double> last(classes.size(), 0), best(classes.size(), -INFINITY);
+  std::vector<int> steps(classes.size(), 0);
   const double lr = o.lr * (hi - lo);
+  auto targets_of = [&] {
+    std::vector<int64_t> t;
+    for (size_t i : live) t.push_back(classes[i]);
+    return at::tensor(t, at::kLong).repeat_interleave(n);
+  };
   auto record = [&](const at::Tensor& margin) {
+    const auto b = static_cast<int64_t>(live.size());
     at::Tensor per = std::get<0>(margin.detach().to(at::kDouble).view({b, n}).max(1));
-    for (int64_t i = 0; i < b; ++i) {
-      best[static_cast<size_t>(i)] = std::max(best[static_cast<size_t>(i)], per[i].item<double>());
+    for (int64_t j = 0; j < b; ++j) {
+      double& v = best[live[static_cast<size_t>(j)]];
+      v = std::max(v, per[j].item<double>());
     }
   };
-  for (int step = 0; step < o.steps; ++step) {
-    if (std::none_of(active.begin(), active.end(), [](char a) { return a != 0; })) break;
+  at::Tensor targets = targets_of();
+  for (int step = 0; step < o.steps && !live.empty(); ++step) {
+    const auto b = static_cast<int64_t>(live.size());
     at::Tensor xt = x.detach().requires_grad_(true);
     at::Tensor margin = margins_of(m.run(xt, {logits})[0], targets);
     at::Tensor loss = -margin.view({b, n}).sum(1);
@@ -68,37 +78,47 @@ void optimize(const Model& m, const std::vector<int64_t>& classes, const MmBdOpt
     at::NoGradGuard no_grad;
     record(margin);
     at::Tensor loss_d = loss.detach().to(at::kDouble);
-    std::vector<float> move(static_cast<size_t>(b), 0);
-    for (int64_t i = 0; i < b; ++i) {
-      const auto k = static_cast<size_t>(i);
-      if (!active[k]) continue;
-      const double l = loss_d[i].item<double>();
-      if (step > 0 && std::abs(last[k] - l) <= o.tolerance * std::abs(last[k])) {
-        active[k] = 0;
-        continue;
-      }
+    std::vector<int64_t> keep;  // batch positions of the classes that move on
+    for (int64_t j = 0; j < b; ++j) {
+      const size_t k = live[static_cast<size_t>(j)];
+      const double l = loss_d[j].item<double>();
+      if (step > 0 && std::abs(last[k] - l) <= o.tolerance * std::abs(last[k])) continue;
       last[k] = l;
       steps[k] = step + 1;
-      move[k] = 1;
+      keep.push_back(j);
     }
-    Shape view{b * n};
-    view.insert(view.end(), s.size(), 1);
-    at::Tensor on = at::tensor(move, at::kFloat).repeat_interleave(n).view(view);
+    if (static_cast<int64_t>(keep.size()) < b) {
+      // The settled classes' starts stay as they are: their best margin is recorded.
+      std::vector<int64_t> keep_rows;
+      std::vector<size_t> still;
+      for (int64_t j : keep) {
+        still.push_back(live[static_cast<size_t>(j)]);
+        for (int64_t q = 0; q < n; ++q) keep_rows.push_back(j * n + q);
+      }
+      live = still;
+      if (live.empty()) break;
+      const at::Tensor idx = at::tensor(keep_rows, at::kLong);
+      x = x.index_select(0, idx);
+      m1 = m1.index_select(0, idx);
+      m2 = m2.index_select(0, idx);
+      grad = grad.index_select(0, idx);
+      targets = targets_of();
+    }
     const double t = step + 1;
-    m1 = at::where(on > 0, m1 * kBeta1 + grad * (1 - kBeta1), m1);
-    m2 = at::where(on > 0, m2 * kBeta2 + grad * grad * (1 - kBeta2), m2);
+    m1 = m1 * kBeta1 + grad * (1 - kBeta1);
+    m2 = m2 * kBeta2 + grad * grad * (1 - kBeta2);
     at::Tensor update =
         (m1 / (1 - std::pow(kBeta1, t))) / ((m2 / (1 - std::pow(kBeta2, t))).sqrt() + kAdamEps);
     // Gradient ascent on the margin: the loss is its negative.
-    x = at::where(on > 0, (x - lr * update).clamp(lo, hi), x);
+    x = (x - lr * update).clamp(lo, hi);
   }
-  {
+  if (!live.empty()) {
     at::NoGradGuard no_grad;
     record(margins_of(m.run(x, {logits})[0], targets));
   }
-  for (int64_t i = 0; i < b; ++i) {
-    r.margins[static_cast<size_t>(classes[static_cast<size_t>(i)])] = best[static_cast<size_t>(i)];
-    r.steps[static_cast<size_t>(classes[static_cast<size_t>(i)])] = steps[static_cast<size_t>(i)];
+  for (size_t i = 0; i < classes.size(); ++i) {
+    r.margins[static_cast<size_t>(classes[i])] = best[i];
+    r.steps[static_cast<size_t>(classes[i])] = steps[i];
   }
 }
 

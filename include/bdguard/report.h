@@ -62,6 +62,9 @@ struct DetectionReport {
   nlohmann::json nc_settings;
   std::vector<std::string> trigger_files;  // relative to the output folder
   std::string poisoned_example;            // a poisoned validation input (PNG), or ""
+  // bdguard scan's verdict from the same Neural Cleanse run and MM-BD (scan.h's
+  // scan_verdict_json, with "calibrated"), or null.
+  nlohmann::json scan;
   std::optional<StripReport> strip;
   nlohmann::json strip_settings;
   // GoodNet + STRIP rows of the saved models, in the order of `saved` (when STRIP ran).

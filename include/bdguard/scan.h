@@ -98,6 +98,11 @@ ScanVerdict combine(const Calibration& c, const std::vector<DetectorReport>& rep
 // The uncalibrated rule (above). The target is that of the smallest p-value.
 ScanVerdict combine_uncalibrated(const std::vector<DetectorReport>& reports, double threshold);
 
+// scan.json's verdict and detectors: {"probability", "backdoored", "threshold",
+// "target", "source", "detectors": [{"name", "score", "p_value", "target", "labels",
+// "seconds"}]} (labels and targets of -1 as null).
+nlohmann::json scan_verdict_json(const ScanVerdict& v, const std::vector<DetectorReport>& reports);
+
 struct ScanOptions {
   std::vector<std::string> detectors;  // in scan_detector_names()
   MmBdOptions mm_bd;

@@ -57,6 +57,21 @@ DetectorReport nc_report(const NeuralCleanseResult& r) {
   return d;
 }
 
+nlohmann::json scan_verdict_json(const ScanVerdict& v, const std::vector<DetectorReport>& reports) {
+  auto label = [](int64_t l) { return l >= 0 ? nlohmann::json(l) : nlohmann::json(); };
+  nlohmann::json dets = nlohmann::json::array();
+  for (const auto& d : reports) {
+    dets.push_back({{"name", d.name},
+                    {"score", d.score},
+                    {"p_value", d.p_value ? nlohmann::json(*d.p_value) : nlohmann::json()},
+                    {"target", label(d.target)},
+                    {"labels", d.labels},
+                    {"seconds", d.seconds}});
+  }
+  return {{"probability", v.probability}, {"backdoored", v.backdoored}, {"threshold", v.threshold},
+          {"target", label(v.target)},    {"source", label(v.source)},  {"detectors", dets}};
+}
+
 ScanResult run_detectors(const Model& m, const TensorData* clean, const ScanOptions& o) {
   if (o.detectors.empty()) fail<InvalidArgument>("", "scan", "at least one detector", "none");
   ScanResult out;

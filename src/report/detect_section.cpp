@@ -27,6 +27,34 @@ const PlotFile* png(const PlotResult& plots, const std::string& name) {
   return nullptr;
 }
 
+std::string label_text(const nlohmann::json& v) {
+  return v.is_number_integer() ? std::to_string(v.get<int64_t>()) : "none";
+}
+
+// bdguard scan's verdict: the probability and each detector's evidence.
+void add_scan_verdict(Document& d, const nlohmann::json& scan) {
+  const bool yes = scan["backdoored"].get<bool>();
+  d.paragraph("`bdguard scan`'s verdict: " + std::string(yes ? "backdoored" : "no backdoor found") +
+              ", probability " + fixed2(scan["probability"].get<double>()) +
+              (scan.value("calibrated", false) ? "" : " (uncalibrated)") + ", target " +
+              label_text(scan["target"]) +
+              ". It combines MM-BD (Wang et al., IEEE S&P 2024: from random inputs alone, the "
+              "largest margin each label can be driven to, tested against a Gamma fit of the "
+              "others) and Neural Cleanse (below) by the smallest p-value, Bonferroni-corrected "
+              "(docs/detectors.md).");
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& det : scan["detectors"]) {
+    char p[32] = "";
+    if (det["p_value"].is_number()) {
+      std::snprintf(p, sizeof p, "%.3g", det["p_value"].get<double>());
+    }
+    rows.push_back({det["name"].get<std::string>(), fixed2(det["score"].get<double>()), p,
+                    label_text(det["target"]), fixed2(det["seconds"].get<double>())});
+  }
+  d.table({"detector", "score", "p-value", "suspected label", "seconds"}, rows,
+          {false, true, true, true, true});
+}
+
 }  // namespace
 
 std::vector<PlotSpec> detection_plots(const RunReport& r) {
@@ -43,12 +71,15 @@ std::string detection_data(const RunReport& r) {
   return out;
 }
 
-std::string detection_conclusion(const RunReport& r) {
-  if (!r.detection) return "";
+namespace {
+
+// Neural Cleanse's and STRIP's findings, in words.
+std::string nc_strip_conclusion(const RunReport& r) {
   const NeuralCleanseResult& nc = r.detection->nc;
   std::string out;
   if (nc.backdoored) {
-    out = "Neural Cleanse, from clean validation data alone, finds the model backdoored: it flags ";
+    out +=
+        "Neural Cleanse, from clean validation data alone, finds the model backdoored: it flags ";
     for (size_t i = 0; i < nc.flagged.size(); ++i) {
       const LabelTrigger* l = label_of(nc, nc.flagged[i]);
       out += (i ? ", " : "") + std::string("label ") + std::to_string(nc.flagged[i]) +
@@ -57,7 +88,7 @@ std::string detection_conclusion(const RunReport& r) {
     }
     out += ". ";
   } else {
-    out =
+    out +=
         "Neural Cleanse, from clean validation data alone, flags no label (no label's "
         "reversed trigger is an outlier of anomaly index above 2). ";
   }
@@ -67,6 +98,20 @@ std::string detection_conclusion(const RunReport& r) {
            percent1(s.frr) + " false rejections of clean ones. ";
   }
   return out;
+}
+
+}  // namespace
+
+std::string detection_conclusion(const RunReport& r) {
+  if (!r.detection) return "";
+  std::string out;
+  if (const nlohmann::json& scan = r.detection->scan; scan.is_object()) {
+    out = "`bdguard scan` (MM-BD and Neural Cleanse combined) finds " +
+          std::string(scan["backdoored"].get<bool>() ? "the model backdoored" : "no backdoor") +
+          " (probability " + fixed2(scan["probability"].get<double>()) + ", suspected target " +
+          label_text(scan["target"]) + "). ";
+  }
+  return out + nc_strip_conclusion(r);
 }
 
 nlohmann::json detection_json(const RunReport& r) {
@@ -84,6 +129,7 @@ nlohmann::json detection_json(const RunReport& r) {
   } else {
     out["strip"] = nullptr;
   }
+  out["scan"] = d.scan;
   out["poisoned_example"] =
       d.poisoned_example.empty() ? nlohmann::json(nullptr) : nlohmann::json(d.poisoned_example);
   return out;
@@ -94,6 +140,7 @@ void add_detection_section(Document& d, const RunReport& r, const PlotResult& pl
   const DetectionReport& det = *r.detection;
   const NeuralCleanseResult& nc = det.nc;
   d.heading(2, "Detection, without the attacker's data");
+  if (det.scan.is_object()) add_scan_verdict(d, det.scan);
   d.paragraph(
       "Neural Cleanse (Wang et al., IEEE S&P 2019) reverse-engineers, for each label, the "
       "smallest mask and pattern that send clean validation images to that label; a backdoor "
@@ -101,8 +148,9 @@ void add_detection_section(Document& d, const RunReport& r, const PlotResult& pl
       "median with an anomaly index |norm - median| / MAD above 2 is flagged (median " +
       fixed2(nc.median) + ", MAD " + fixed2(nc.mad) + " over " +
       (nc.screened ? "a refined reference sample of the labels" : "every label") + ").");
-  d.paragraph(std::string("Verdict: ") + (nc.backdoored ? "backdoored" : "no backdoor found") +
-              ". " + detection_conclusion(r));
+  d.paragraph(std::string("Neural Cleanse's own verdict: ") +
+              (nc.backdoored ? "backdoored" : "no backdoor found") + ". " +
+              detection_conclusion(r));
   // The flagged labels and the smallest norms.
   std::vector<const LabelTrigger*> rows;
   for (const auto& l : nc.labels) {

@@ -36,6 +36,12 @@ if [[ ! -f $dir/report.html || $cli -nt $dir/report.html ]]; then
   "$cli" campaign merge "$dir/campaign" --quiet >/dev/null || true
 fi
 
+# The detection section opens with scan's verdict, also in scan.json.
+if [[ ! -f $dir/scan.json ]] || ! grep -q "bdguard scan" "$dir/report.html"; then
+  echo "FAIL: the demo wrote no scan.json or its report shows no scan verdict"
+  exit 1
+fi
+
 profile=$(mktemp -d)
 trap 'rm -rf "$profile" "$dir"/.browser-check.html "$dir"/*/.browser-check.html' EXIT
 chrome() {

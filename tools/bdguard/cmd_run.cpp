@@ -19,6 +19,7 @@
 #include "bdguard/fileio.h"
 #include "bdguard/goodnet.h"
 #include "bdguard/report.h"
+#include "bdguard/scan.h"
 #include "bdguard/sweep_files.h"
 #include "commands.h"
 #include "train_cli.h"
@@ -140,12 +141,44 @@ std::vector<std::pair<std::string, nlohmann::json>> settings_of(const RunOptions
   return s;
 }
 
+// bdguard scan's verdict on the BadNet from the Neural Cleanse run of the detection
+// stage and MM-BD (data-free; the clean data's pixel range), by the uncalibrated rule.
+nlohmann::json scan_stage(const Model& m, const NeuralCleanseResult& nc, const RunOptions& o,
+                          const TensorData& clean) {
+  ScanOptions so;
+  so.detectors = {"mm-bd"};
+  so.mm_bd.seed = o.nc.seed;
+  so.mm_bd.pixel_min = nc.pixel_min;
+  so.mm_bd.pixel_max = nc.pixel_max;
+  ScanResult sr = run_detectors(m, &clean, so);
+  sr.reports.push_back(nc_report(nc));
+  const ScanVerdict v = combine_uncalibrated(sr.reports, kScanThreshold);
+  nlohmann::json doc = scan_verdict_json(v, sr.reports);
+  doc["calibrated"] = false;
+  doc["settings"] = {{"mm-bd", to_json(so.mm_bd)},
+                     {"combination",
+                      "uncalibrated: p = min(1, D * smallest p-value), probability = 0.05 / "
+                      "(0.05 + p)"}};
+  return doc;
+}
+
+std::string scan_summary(const nlohmann::json& scan) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%s (p = %.2f%s)",
+                scan["backdoored"].get<bool>() ? "backdoored" : "no backdoor found",
+                scan["probability"].get<double>(),
+                scan["target"].is_null()
+                    ? ""
+                    : ("; target " + std::to_string(scan["target"].get<int64_t>())).c_str());
+  return buf;
+}
+
 }  // namespace
 
 void run_run(const RunOptions& o) {
   auto t_start = Clock::now();
   apply_threads(o.global.threads);
-  Stages stages(/*total=*/6 + (o.no_finetune ? 0 : 1) + (o.no_detect ? 0 : 2) +
+  Stages stages(/*total=*/6 + (o.no_finetune ? 0 : 1) + (o.no_detect ? 0 : 3) +
                     (o.compare.no_compare ? 0 : 1),
                 o.global.quiet);
 
@@ -210,6 +243,10 @@ void run_run(const RunOptions& o) {
     write_file_atomic((fs::path(o.out) / "detect.json").string(),
                       detect_json(det.nc, det.nc_settings, det.trigger_files).dump(2) + "\n");
     stages.end(detect_verdict(det.nc, o.out));
+    stages.begin("scan: MM-BD and the verdict");
+    det.scan = scan_stage(m, det.nc, o, clean);
+    write_file_atomic((fs::path(o.out) / "scan.json").string(), det.scan.dump(2) + "\n");
+    stages.end(scan_summary(det.scan));
     stages.begin("STRIP");
     ProgressFn strip_progress = stages.progress();
     Strip strip = make_strip(m, std::move(clean), o.strip, {});

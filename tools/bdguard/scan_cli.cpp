@@ -154,24 +154,12 @@ ScanRun scan_to_folder(const ModelOptions& mo, const ScanFlags& f, const std::st
   if (r.nc) run.triggers = write_triggers(*r.nc, trigger_labels(*r.nc), out);
 
   nlohmann::json& doc = run.doc;
-  doc["probability"] = v.probability;
-  doc["backdoored"] = v.backdoored;
-  doc["threshold"] = v.threshold;
-  doc["target"] = label_or_null(v.target);
-  doc["source"] = label_or_null(v.source);
-  nlohmann::json dets = nlohmann::json::array(), evidence = nlohmann::json::object();
-  nlohmann::json det_times = nlohmann::json::object();
+  doc = scan_verdict_json(v, r.reports);
+  nlohmann::json evidence = nlohmann::json::object(), det_times = nlohmann::json::object();
   for (const auto& d : r.reports) {
-    dets.push_back({{"name", d.name},
-                    {"score", d.score},
-                    {"p_value", p_value_json(d)},
-                    {"target", label_or_null(d.target)},
-                    {"labels", d.labels},
-                    {"seconds", d.seconds}});
     evidence[d.name] = d.details;
     det_times[d.name] = d.seconds;
   }
-  doc["detectors"] = dets;
   doc["calibration"] = {
       {"file", calib ? nlohmann::json(f.calibration) : nlohmann::json()},
       {"sha256", calib ? nlohmann::json(sha256_file(f.calibration)) : nlohmann::json()},

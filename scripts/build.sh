@@ -10,4 +10,7 @@ if [[ ! -f $build_dir/CMakeCache.txt ]]; then
   if command -v ccache >/dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
   cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" "$@"
 fi
-cmake --build "$build_dir" -j "$(nproc)"
+# BUILD_TARGETS: only these targets (space-separated), e.g. what a test subset needs.
+targets=()
+if [[ -n ${BUILD_TARGETS:-} ]]; then read -r -a names <<<"$BUILD_TARGETS" && targets=(--target "${names[@]}"); fi
+cmake --build "$build_dir" -j "$(nproc)" "${targets[@]}"

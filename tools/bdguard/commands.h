@@ -23,5 +23,6 @@ void setup_campaign(CLI::App& app);
 void setup_zoo(CLI::App& app);
 void setup_data(CLI::App& app);
 void setup_scan(CLI::App& app);
+void setup_repair(CLI::App& app);
 
 }  // namespace bdguard::cli

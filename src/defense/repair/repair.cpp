@@ -1,0 +1,121 @@
+// bdguard repair: every candidate defense, measured on held-out clean data with the
+// proxy of the attack, and the rule that picks one (bdguard/repair.h).
+#include "bdguard/repair.h"
+
+#include <chrono>
+
+#include "bdguard/error.h"
+#include "bdguard/finetune.h"
+#include "bdguard/train.h"
+
+namespace bdguard {
+
+std::vector<std::string> repair_auto_methods() {
+  std::vector<std::string> out;
+  for (const auto& m : defense_methods()) {
+    if (m != "anp" && m != "nad") out.push_back(m);
+  }
+  return out;
+}
+
+int pick_repair(double base_accuracy, const std::vector<RepairCandidate>& candidates,
+                double max_drop) {
+  int best = -1;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const RepairCandidate& c = candidates[i];
+    if (!c.ok || base_accuracy - c.clean_accuracy > max_drop) continue;
+    if (best < 0) {
+      best = static_cast<int>(i);
+      continue;
+    }
+    const RepairCandidate& b = candidates[static_cast<size_t>(best)];
+    if (c.proxy_asr < b.proxy_asr ||
+        (c.proxy_asr == b.proxy_asr && c.clean_accuracy > b.clean_accuracy)) {
+      best = static_cast<int>(i);
+    }
+  }
+  return best;
+}
+
+RepairResult repair(const Model& m, const TensorData& clean, const RepairOptions& o) {
+  const auto start = std::chrono::steady_clock::now();
+  m.require_classifier();
+  if (clean.size() < 2) {
+    fail<InvalidArgument>("", "repair: clean data",
+                          "at least 2 images (a part to train on and a part held out)",
+                          std::to_string(clean.size()));
+  }
+  if (!(o.max_drop >= 0 && o.max_drop <= 100)) {
+    fail<InvalidArgument>("", "repair: max drop", "0 to 100 points", std::to_string(o.max_drop));
+  }
+  const std::vector<std::string> methods = o.methods.empty() ? repair_auto_methods() : o.methods;
+  std::map<std::string, nlohmann::json> params;
+  for (const auto& method : methods) {
+    if (!is_defense_method(method)) {
+      fail<InvalidArgument>("", "repair method", "one of defend's methods", "'" + method + "'");
+    }
+    // Every candidate holds out the same images, the part repair measures on.
+    params[method] = defense_params(
+        method, o.params.count(method) ? o.params.at(method) : nlohmann::json::object());
+    if (params[method].at("holdout").get<double>() != kFinetuneHoldout) {
+      fail<InvalidArgument>("", "repair: " + method + " holdout",
+                            std::to_string(kFinetuneHoldout) + " (the part repair measures on)",
+                            params[method].at("holdout").dump());
+    }
+  }
+  const int64_t batch = o.defense.eval_batch;
+  const ValidationSplit split = split_validation(clean, kFinetuneHoldout, o.defense.seed);
+  RepairResult r;
+  r.n_train = split.train.size();
+  r.n_holdout = split.holdout.size();
+  if (o.on_start) o.on_start("Neural Cleanse (the proxy's triggers)");
+  r.neural_cleanse = neural_cleanse(m, split.train, o.neural_cleanse);
+  const std::vector<const LabelTrigger*> triggers = proxy_triggers(r.neural_cleanse);
+  for (const LabelTrigger* t : triggers) r.proxy_labels.push_back(t->label);
+  r.base_accuracy = accuracy(m, split.holdout, batch);
+  r.base_proxy_asr = proxy_asr(m, triggers, split.holdout, batch);
+
+  DefenseData data;
+  data.clean = clean;
+  data.neural_cleanse = &r.neural_cleanse;
+  std::vector<Model> models;
+  for (const auto& method : methods) {
+    if (o.on_start) o.on_start(method);
+    RepairCandidate c;
+    c.method = method;
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      DefenseOptions d = o.defense;
+      d.params = params[method];
+      DefenseResult dr = defend(method, m, data, d);
+      c.ok = true;
+      c.clean_accuracy = accuracy(dr.model, split.holdout, batch);
+      c.proxy_asr = proxy_asr(dr.model, triggers, split.holdout, batch);
+      c.figures = dr.figures;
+      models.push_back(std::move(dr.model));
+    } catch (const std::bad_alloc&) {
+      c.error = "out of memory";
+      models.emplace_back();
+    } catch (const Error& e) {
+      c.error = e.what();
+      models.emplace_back();
+    }
+    c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    r.candidates.push_back(std::move(c));
+  }
+  r.picked = pick_repair(r.base_accuracy, r.candidates, o.max_drop);
+  if (r.picked >= 0) r.model = std::move(models[static_cast<size_t>(r.picked)]);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return r;
+}
+
+nlohmann::json to_json(const RepairCandidate& c) {
+  nlohmann::json j = {{"method", c.method}, {"ok", c.ok}, {"seconds", c.seconds}};
+  j["clean_accuracy"] = c.ok ? nlohmann::json(c.clean_accuracy) : nlohmann::json();
+  j["proxy_asr"] = c.ok ? nlohmann::json(c.proxy_asr) : nlohmann::json();
+  j["error"] = c.ok ? nlohmann::json() : nlohmann::json(c.error);
+  j["figures"] = c.figures;
+  return j;
+}
+
+}  // namespace bdguard

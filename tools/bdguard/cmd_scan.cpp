@@ -27,13 +27,14 @@ struct ScanCliOptions {
   double threshold = kScanThreshold;
   NcFlags nc;  // --seed, --labels, --nc-*, --pixel-range
   MmBdOptions mm;
+  KArmOptions k_arm;  // --k-arm-*
 };
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// The detectors to run: the calibration's under "auto" (mm-bd, and nc with data,
+// The detectors to run: the calibration's under "auto" (mm-bd, and k-arm with data,
 // without one), else the listed ones; checked against the data and the calibration.
 std::vector<std::string> detector_list(const ScanCliOptions& o, const Calibration* c) {
   std::vector<std::string> list;
@@ -42,7 +43,7 @@ std::vector<std::string> detector_list(const ScanCliOptions& o, const Calibratio
       list = c->detectors;
     } else {
       list = {"mm-bd"};
-      if (!o.no_data) list.push_back("nc");
+      if (!o.no_data) list.push_back("k-arm");
     }
   } else {
     std::stringstream in(o.detectors);
@@ -50,7 +51,7 @@ std::vector<std::string> detector_list(const ScanCliOptions& o, const Calibratio
       const auto& names = scan_detector_names();
       if (std::find(names.begin(), names.end(), item) == names.end() ||
           std::find(list.begin(), list.end(), item) != list.end()) {
-        fail<InvalidArgument>("--detectors", "", "auto, or distinct names among mm-bd,nc",
+        fail<InvalidArgument>("--detectors", "", "auto, or distinct names among mm-bd,nc,k-arm",
                               "'" + o.detectors + "'");
       }
       list.push_back(item);
@@ -86,7 +87,8 @@ std::string number(double v, int digits) {
 }
 
 // "backdoored: yes (p = 0.97; target 3; mm-bd: p-value 0.001, label 3; nc: anomaly
-// index 3.10, label 3)"; "uncalibrated" after p when no calibration was used.
+// index 3.10, label 3; k-arm: trigger 1.2% of the image, label 3)"; "uncalibrated"
+// after p when no calibration was used.
 std::string verdict_line(const ScanVerdict& v, const std::vector<DetectorReport>& reports,
                          bool calibrated) {
   std::string s = std::string("backdoored: ") + (v.backdoored ? "yes" : "no") +
@@ -94,9 +96,15 @@ std::string verdict_line(const ScanVerdict& v, const std::vector<DetectorReport>
   if (v.target >= 0) s += "; target " + std::to_string(v.target);
   for (const auto& r : reports) {
     s += "; " + r.name + ": ";
-    s += r.name == "nc" ? "anomaly index " + number(r.score, 3)
-                        : "p-value " + number(r.p_value.value_or(NAN), 2);
+    if (r.name == "nc") {
+      s += "anomaly index " + number(r.score, 3);
+    } else if (r.name == "k-arm") {
+      s += "trigger " + number(100 * r.details.value("size", 1.0), 2) + "% of the image";
+    } else {
+      s += "p-value " + number(r.p_value.value_or(NAN), 2);
+    }
     s += ", label " + std::to_string(r.target);
+    if (r.source >= 0) s += " from " + std::to_string(r.source);
   }
   return s + ")";
 }
@@ -124,6 +132,10 @@ int run_scan(const ScanCliOptions& o) {
   so.nc = nc_options(o.nc, m);
   so.mm_bd = o.mm;
   so.mm_bd.seed = o.nc.seed;
+  so.k_arm = o.k_arm;
+  so.k_arm.seed = o.nc.seed;
+  so.k_arm.pixel_min = so.nc.pixel_min;
+  so.k_arm.pixel_max = so.nc.pixel_max;
   if (!std::isnan(so.nc.pixel_min)) {
     so.mm_bd.pixel_min = so.nc.pixel_min;
     so.mm_bd.pixel_max = so.nc.pixel_max;
@@ -137,12 +149,20 @@ int run_scan(const ScanCliOptions& o) {
   so.nc.progress = [&stages](int64_t done, int64_t total) {
     if (stages.second) stages.second(done, total);
   };
+  auto k_arm_stages = nc_progress(o.global.quiet, "K-Arm");
+  so.k_arm.stage = k_arm_stages.first;
+  so.k_arm.progress = [&k_arm_stages](int64_t done, int64_t total) {
+    if (k_arm_stages.second) k_arm_stages.second(done, total);
+  };
   if (!o.global.quiet) std::fprintf(stderr, "scan: %zu detector(s)\n", detectors.size());
   ScanResult r = run_detectors(m, data ? &*data : nullptr, so);
   const ScanVerdict v = calib ? combine(*calib, r.reports, o.threshold)
                               : combine_uncalibrated(r.reports, o.threshold);
   std::vector<std::string> triggers;
   if (r.nc) triggers = write_triggers(*r.nc, trigger_labels(*r.nc), o.out);
+  if (r.k_arm) {
+    for (auto& f : write_k_arm_trigger(*r.k_arm, o.out)) triggers.push_back(std::move(f));
+  }
 
   nlohmann::json doc;
   doc["probability"] = v.probability;
@@ -157,6 +177,7 @@ int run_scan(const ScanCliOptions& o) {
                     {"score", d.score},
                     {"p_value", d.p_value ? nlohmann::json(*d.p_value) : nlohmann::json()},
                     {"target", label_or_null(d.target)},
+                    {"source", label_or_null(d.source)},
                     {"labels", d.labels},
                     {"seconds", d.seconds}});
     evidence[d.name] = d.details;
@@ -179,6 +200,7 @@ int run_scan(const ScanCliOptions& o) {
             : "uncalibrated: p = min(1, D * smallest p-value), probability = 0.05 / (0.05 + p)";
   if (r.mm_bd) settings["mm-bd"] = to_json(so.mm_bd);
   if (r.nc) settings["nc"] = to_json(so.nc);
+  if (r.k_arm) settings["k-arm"] = to_json(so.k_arm);
   doc["settings"] = settings;
   doc["timings"] = {
       {"load_s", load_s}, {"detectors_s", det_times}, {"total_s", seconds_since(start)}};
@@ -200,7 +222,8 @@ int run_scan(const ScanCliOptions& o) {
 void setup_scan(CLI::App& app) {
   auto opt = std::make_shared<ScanCliOptions>();
   auto* sub = app.add_subcommand(
-      "scan", "Is the model backdoored? MM-BD and Neural Cleanse, combined into one probability");
+      "scan",
+      "Is the model backdoored? MM-BD, K-Arm and Neural Cleanse, combined into one probability");
   add_model_options(*sub, opt->model);
   add_global_options(*sub, opt->global);
   auto* clean = sub->add_option("--clean", opt->clean, "clean validation data (lab HDF5)")
@@ -209,7 +232,7 @@ void setup_scan(CLI::App& app) {
       ->excludes(clean);
   sub->add_option("--out", opt->out, "output folder: scan.json, triggers/")->required();
   add_force_flag(*sub, opt->force);
-  sub->add_option("--detectors", opt->detectors, "auto, or a list among mm-bd,nc")
+  sub->add_option("--detectors", opt->detectors, "auto, or a list among mm-bd,nc,k-arm")
       ->capture_default_str();
   sub->add_option("--calibration", opt->calibration,
                   "calibration file (default: none, the uncalibrated rule)")
@@ -227,6 +250,16 @@ void setup_scan(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--mm-lr", opt->mm.lr, "MM-BD: Adam's step, a fraction of the pixel range")
       ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--k-arm-steps", opt->k_arm.steps, "K-Arm: optimisation steps at most, all arms")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  sub->add_option("--k-arm-batches-per-step", opt->k_arm.batches_per_step,
+                  "K-Arm: mini-batches per step")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  sub->add_option("--k-arm-arms", opt->k_arm.max_arms, "K-Arm: arms (labels, pairs) at most")
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}))
       ->capture_default_str();
   sub->callback([opt] {
     const int rc = run_scan(*opt);

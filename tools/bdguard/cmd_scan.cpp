@@ -261,6 +261,10 @@ void setup_scan(CLI::App& app) {
   sub->add_option("--k-arm-arms", opt->k_arm.max_arms, "K-Arm: arms (labels, pairs) at most")
       ->check(CLI::Range(int64_t{1}, int64_t{100000}))
       ->capture_default_str();
+  sub->add_option("--k-arm-min-arms", opt->k_arm.min_arms,
+                  "K-Arm: universal arms at least (labels most often in the top k)")
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}))
+      ->capture_default_str();
   sub->callback([opt] {
     const int rc = run_scan(*opt);
     if (rc != 0) throw CLI::RuntimeError(rc);

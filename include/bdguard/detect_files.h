@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "bdguard/detect.h"
+#include "bdguard/k_arm.h"
 #include "bdguard/report.h"
 
 namespace bdguard {
@@ -14,10 +15,20 @@ namespace bdguard {
 // The labels whose triggers are written: every flagged one and the three smallest norms.
 std::vector<int64_t> trigger_labels(const NeuralCleanseResult& r);
 
+// DIR/STEM_mask.png, STEM_pattern.png (0..255 over the pixel range lo..hi) and
+// STEM_trigger.png (mask x pattern) of one reversed trigger; returns the paths relative
+// to DIR.
+std::vector<std::string> write_trigger_images(const LabelTrigger& t, double lo, double hi,
+                                              const std::string& dir, const std::string& stem);
+
 // DIR/triggers/label_<K>_mask.png, _pattern.png, _trigger.png for `labels`; returns the
 // written paths, relative to DIR.
 std::vector<std::string> write_triggers(const NeuralCleanseResult& r,
                                         const std::vector<int64_t>& labels, const std::string& dir);
+
+// K-Arm's reversed trigger: DIR/triggers/k-arm_label_<T>[_from_<S>]_mask.png,
+// _pattern.png, _trigger.png and _example.png (a clean image of the arm stamped).
+std::vector<std::string> write_k_arm_trigger(const KArmResult& r, const std::string& dir);
 
 // The mask-norm plot ("mask_norms": the norm of every label, the flagged ones marked,
 // the flagging threshold median - 2 MAD drawn) and the data block it reads.

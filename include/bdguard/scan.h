@@ -6,9 +6,11 @@
 // the label it suspects and its time. The combination is a calibration (a logistic
 // regression on the detectors' transformed scores, fitted on a labelled zoo and read
 // from a file), or without one the uncalibrated rule: the smallest p-value,
-// Bonferroni-corrected for the D detectors, p = min(1, D * min_d p_d), becomes the
-// probability alpha / (alpha + p) with alpha = 0.05, so that at the default threshold
-// 0.5 the model is called backdoored exactly when p <= 0.05 (docs/detectors.md).
+// Bonferroni-corrected for the D detectors that have one, p = min(1, D * min_d p_d),
+// becomes the probability alpha / (alpha + p) with alpha = 0.05, so that at the
+// default threshold 0.5 the model is called backdoored exactly when p <= 0.05; a
+// detector without a p-value (K-Arm) enters as sigmoid(score), its score being 0 at
+// its own decision bound, and the larger probability wins (docs/detectors.md).
 #pragma once
 
 #include <cstdint>
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "bdguard/detect.h"
+#include "bdguard/k_arm.h"
 #include "bdguard/mm_bd.h"
 #include "bdguard/model.h"
 #include "bdguard/train.h"
@@ -29,7 +32,7 @@ constexpr double kUncalibratedAlpha = 0.05;  // the uncalibrated rule's level
 constexpr double kMaxScore = 300;            // -log10 of a p-value of 0
 
 // The detectors scan knows, and whether each needs clean data.
-const std::vector<std::string>& scan_detector_names();  // {"mm-bd", "nc"}
+const std::vector<std::string>& scan_detector_names();  // {"mm-bd", "nc", "k-arm"}
 bool detector_needs_data(const std::string& name);
 
 struct DetectorReport {
@@ -37,6 +40,7 @@ struct DetectorReport {
   double score = 0;
   std::optional<double> p_value;
   int64_t target = -1;
+  int64_t source = -1;  // the source label of a label-specific finding; -1: none
   nlohmann::json labels = nlohmann::json::array();  // per-label statistics
   double seconds = 0;
   nlohmann::json details = nlohmann::json::object();  // the detector's own fields
@@ -49,6 +53,10 @@ DetectorReport mm_bd_report(const MmBdResult& r);
 // the largest of K z-scores (an approximation: MAD-based indices of few labels have
 // heavier tails); target the first flagged label, else the smallest norm.
 DetectorReport nc_report(const NeuralCleanseResult& r);
+// K-Arm: score ln(bound / size) less the symmetric check's penalty (k_arm.h), 0 at
+// the reference code's decision bound; no p-value (nothing honest to give: the trigger
+// size has no null distribution); target and source (-1: universal) the best arm's.
+DetectorReport k_arm_report(const KArmResult& r);
 
 // A fitted combination, as a calibration file holds it (docs/commands/scan.md):
 // {"format": "bdguard-scan-calibration", "version": 1, "detectors": [...],
@@ -95,7 +103,8 @@ struct ScanVerdict {
 // term w_d * feature_d is largest.
 ScanVerdict combine(const Calibration& c, const std::vector<DetectorReport>& reports,
                     double threshold);
-// The uncalibrated rule (above). The target is that of the smallest p-value.
+// The uncalibrated rule (above). The target is that of the smallest p-value, or of the
+// detector without one whose sigmoid(score) is larger. InvalidArgument without reports.
 ScanVerdict combine_uncalibrated(const std::vector<DetectorReport>& reports, double threshold);
 
 // scan.json's verdict and detectors: {"probability", "backdoored", "threshold",
@@ -107,11 +116,13 @@ struct ScanOptions {
   std::vector<std::string> detectors;  // in scan_detector_names()
   MmBdOptions mm_bd;
   NeuralCleanseOptions nc;
+  KArmOptions k_arm;
 };
 struct ScanResult {
   std::vector<DetectorReport> reports;  // in the order of ScanOptions::detectors
   std::optional<MmBdResult> mm_bd;
   std::optional<NeuralCleanseResult> nc;
+  std::optional<KArmResult> k_arm;
 };
 // Runs the detectors on `m`; `clean` may be null when none of them needs data.
 ScanResult run_detectors(const Model& m, const TensorData* clean, const ScanOptions& o);

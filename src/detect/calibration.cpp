@@ -214,6 +214,7 @@ ScanVerdict combine(const Calibration& c, const std::vector<DetectorReport>& rep
     if (term > best && r.target >= 0) {
       best = term;
       v.target = r.target;
+      v.source = r.source;
     }
   }
   v.probability = sigmoid(z);
@@ -232,13 +233,21 @@ ScanVerdict combine_uncalibrated(const std::vector<DetectorReport>& reports, dou
     if (*r.p_value < p_min || v.target < 0) {
       p_min = std::min(p_min, *r.p_value);
       v.target = r.target;
+      v.source = r.source;
     }
   }
-  if (with_p == 0) {
-    fail<InvalidArgument>("", "uncalibrated verdict", "a detector with a p-value", "none");
+  if (with_p == 0 && reports.empty()) {
+    fail<InvalidArgument>("", "uncalibrated verdict", "at least one detector", "none");
   }
   const double p = std::min(1.0, static_cast<double>(with_p) * p_min);
-  v.probability = kUncalibratedAlpha / (kUncalibratedAlpha + p);
+  v.probability = with_p > 0 ? kUncalibratedAlpha / (kUncalibratedAlpha + p) : 0;
+  // A detector without a p-value decides by its own bound, where its score is 0.
+  for (const auto& r : reports) {
+    if (r.p_value || !(sigmoid(r.score) > v.probability)) continue;
+    v.probability = sigmoid(r.score);
+    v.target = r.target;
+    v.source = r.source;
+  }
   v.backdoored = v.probability >= threshold;
   return v;
 }

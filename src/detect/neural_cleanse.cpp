@@ -11,40 +11,19 @@
 
 #include "bdguard/detect.h"
 #include "bdguard/error.h"
+#include "detect/trigger_opt.h"
 
 namespace bdguard {
 namespace {
 
-constexpr double kEps = 1e-7;  // Keras' epsilon, as the original's tanh mapping uses
-constexpr double kAdamEps = 1e-8;
-
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-// Mini-batches of clean images in a seeded shuffled order, reshuffled at each pass.
-class ImageStream {
- public:
-  ImageStream(const TensorData& d, uint64_t seed) : d_(d), rng_(seed) {}
-  at::Tensor next(int64_t n) {
-    std::vector<int64_t> ids;
-    while (static_cast<int64_t>(ids.size()) < n) {
-      if (pos_ >= order_.size()) {
-        order_ = rng_.permutation(d_.size());
-        pos_ = 0;
-      }
-      ids.push_back(order_[pos_++]);
-    }
-    return d_.images.index_select(0, at::tensor(ids, at::kLong)).to(at::kFloat);
-  }
-
- private:
-  const TensorData& d_;
-  Rng rng_;
-  std::vector<int64_t> order_;
-  size_t pos_ = 0;
-};
+using detail::adam_update;
+using detail::Clock;
+using detail::from_unit;
+using detail::ImageStream;
+using detail::seconds_since;
+using detail::stamp;
+using detail::to_mask;
+using detail::to_pattern;
 
 // One label's schedule (the original's Visualizer.visualize, cost starting at
 // init_cost as the paper describes).
@@ -99,19 +78,6 @@ void end_step(Schedule& s, double acc, double reg, const at::Tensor& mask_t,
   }
 }
 
-at::Tensor to_mask(const at::Tensor& mask_t) { return at::tanh(mask_t) / (2 - kEps) + 0.5; }
-at::Tensor to_pattern(const at::Tensor& pattern_t, double lo, double hi) {
-  return (at::tanh(pattern_t) / (2 - kEps) + 0.5) * (hi - lo) + lo;
-}
-
-// The clean images stamped with K triggers: (K * B, C, H, W).
-at::Tensor stamp(const at::Tensor& x, const at::Tensor& mask, const at::Tensor& pattern) {
-  const int64_t k = mask.size(0), b = x.size(0);
-  at::Tensor m = mask.unsqueeze(1);  // (K, 1, 1, H, W)
-  at::Tensor y = (1 - m) * x.unsqueeze(0) + (mask * pattern).unsqueeze(1);
-  return y.reshape({k * b, x.size(1), x.size(2), x.size(3)});
-}
-
 // One optimisation run's length and speed: the full schedule, or the short screen.
 struct RunLength {
   int max_steps = 0;
@@ -139,17 +105,10 @@ GroupResult optimize(const Model& model, const TensorData& clean,
   for (int64_t label : labels) {
     // Each label's start: U[0, 1) mask and pattern (the original's), from its own seed.
     Rng rng(o.seed * 0x9e3779b97f4a7c15ULL + static_cast<uint64_t>(label) + 1);
-    at::Tensor mask = at::empty({1, h, w}, at::kDouble),
-               pattern = at::empty({c, h, w}, at::kDouble);
-    for (at::Tensor* t : {&mask, &pattern}) {
-      double* p = t->data_ptr<double>();
-      for (int64_t i = 0; i < t->numel(); ++i) p[i] = rng.uniform();
-    }
-    auto atanh_of = [](const at::Tensor& v) {
-      return at::atanh((v.clamp(0, 1) - 0.5) * (2 - kEps)).to(at::kFloat);
-    };
-    mask_rows.push_back(atanh_of(mask));
-    pattern_rows.push_back(atanh_of(pattern));
+    at::Tensor mask = detail::uniform(rng, {1, h, w});
+    at::Tensor pattern = detail::uniform(rng, {c, h, w});
+    mask_rows.push_back(from_unit(mask));
+    pattern_rows.push_back(from_unit(pattern));
     Schedule sc;
     sc.label = label;
     sc.cost = o.init_cost;
@@ -186,15 +145,8 @@ GroupResult optimize(const Model& model, const TensorData& clean,
       acc_sum += z.argmax(1).eq(target).view({k, o.batch}).to(at::kDouble).mean(1);
       reg_sum += l1.detach().to(at::kDouble);
       ++t;
-      const double c1 = 1 - std::pow(o.beta1, static_cast<double>(t));
-      const double c2 = 1 - std::pow(o.beta2, static_cast<double>(t));
-      auto adam = [&](at::Tensor& param, at::Tensor& m, at::Tensor& v, const at::Tensor& g) {
-        m.mul_(o.beta1).add_(g, 1 - o.beta1);
-        v.mul_(o.beta2).addcmul_(g, g, 1 - o.beta2);
-        param.sub_(run.lr * (m / c1) / ((v / c2).sqrt() + kAdamEps));
-      };
-      adam(mask_t, m1, v1, grads[0]);
-      adam(pattern_t, m2, v2, grads[1]);
+      adam_update(mask_t, m1, v1, grads[0], t, run.lr, o.beta1, o.beta2);
+      adam_update(pattern_t, m2, v2, grads[1], t, run.lr, o.beta1, o.beta2);
       out.passes += k * o.batch;
     }
     at::Tensor acc = (acc_sum / batches).contiguous();
@@ -296,17 +248,7 @@ std::vector<LabelTrigger> optimize_all(const Model& model, const TensorData& cle
 }
 
 void check(const Model& m, const TensorData& clean, const NeuralCleanseOptions& o) {
-  const Shape s = m.input_shape();
-  if (s.size() != 3) fail<ShapeMismatch>("", "model input", "images (C, H, W)", shape_str(s));
-  if (clean.images.dim() != 4 || clean.images.size(1) != s[0] || clean.images.size(2) != s[1] ||
-      clean.images.size(3) != s[2]) {
-    fail<ShapeMismatch>("", "clean images",
-                        "(N, " + std::to_string(s[0]) + ", " + std::to_string(s[1]) + ", " +
-                            std::to_string(s[2]) + ") for the model",
-                        clean.images.defined() ? shape_str(Shape(clean.images.sizes().begin(),
-                                                                 clean.images.sizes().end()))
-                                               : "none");
-  }
+  detail::check_clean_images(m, clean);
   if (clean.size() < o.batch) {
     fail<InvalidArgument>("", "clean images",
                           "at least one mini-batch (" + std::to_string(o.batch) + " images)",

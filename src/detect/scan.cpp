@@ -9,11 +9,11 @@
 namespace bdguard {
 
 const std::vector<std::string>& scan_detector_names() {
-  static const std::vector<std::string> names{"mm-bd", "nc"};
+  static const std::vector<std::string> names{"mm-bd", "nc", "k-arm"};
   return names;
 }
 
-bool detector_needs_data(const std::string& name) { return name == "nc"; }
+bool detector_needs_data(const std::string& name) { return name == "nc" || name == "k-arm"; }
 
 DetectorReport mm_bd_report(const MmBdResult& r) {
   DetectorReport d;
@@ -57,6 +57,30 @@ DetectorReport nc_report(const NeuralCleanseResult& r) {
   return d;
 }
 
+DetectorReport k_arm_report(const KArmResult& r) {
+  DetectorReport d;
+  d.name = "k-arm";
+  d.score = r.score;
+  d.target = r.target;
+  d.source = r.source;
+  nlohmann::json j = to_json(r);
+  d.labels = j["arms"];
+  d.seconds = r.seconds;
+  d.details = {{"source", j["source"]},
+               {"mode", r.source < 0 ? "universal" : "label-specific"},
+               {"l1", r.l1},
+               {"size", r.size},
+               {"bound", r.bound},
+               {"sym_l1", j["sym_l1"]},
+               {"ratio", j["ratio"]},
+               {"attack_success", r.attack_success},
+               {"backdoored", r.backdoored},
+               {"top_k", r.top_k},
+               {"steps", r.steps},
+               {"pixel_range", j["pixel_range"]}};
+  return d;
+}
+
 nlohmann::json scan_verdict_json(const ScanVerdict& v, const std::vector<DetectorReport>& reports) {
   auto label = [](int64_t l) { return l >= 0 ? nlohmann::json(l) : nlohmann::json(); };
   nlohmann::json dets = nlohmann::json::array();
@@ -65,6 +89,7 @@ nlohmann::json scan_verdict_json(const ScanVerdict& v, const std::vector<Detecto
                     {"score", d.score},
                     {"p_value", d.p_value ? nlohmann::json(*d.p_value) : nlohmann::json()},
                     {"target", label(d.target)},
+                    {"source", label(d.source)},
                     {"labels", d.labels},
                     {"seconds", d.seconds}});
   }
@@ -85,8 +110,11 @@ ScanResult run_detectors(const Model& m, const TensorData* clean, const ScanOpti
     } else if (name == "nc") {
       out.nc = neural_cleanse(m, *clean, o.nc);
       out.reports.push_back(nc_report(*out.nc));
+    } else if (name == "k-arm") {
+      out.k_arm = k_arm(m, *clean, o.k_arm);
+      out.reports.push_back(k_arm_report(*out.k_arm));
     } else {
-      fail<InvalidArgument>("", "detector", "mm-bd or nc", "'" + name + "'");
+      fail<InvalidArgument>("", "detector", "mm-bd, nc or k-arm", "'" + name + "'");
     }
   }
   return out;

@@ -37,6 +37,23 @@ std::vector<int64_t> trigger_labels(const NeuralCleanseResult& r) {
   return out;
 }
 
+std::vector<std::string> write_trigger_images(const LabelTrigger& t, double lo, double hi,
+                                              const std::string& dir, const std::string& stem) {
+  fs::create_directories((fs::path(dir) / stem).parent_path());
+  const std::pair<const char*, at::Tensor> images[] = {{"_mask.png", mask_image(t)},
+                                                       {"_pattern.png", pattern_image(t, lo, hi)},
+                                                       {"_trigger.png", trigger_image(t, lo, hi)}};
+  std::vector<std::string> files;
+  for (const auto& [suffix, img] : images) {
+    const std::string rel = stem + suffix;
+    AtomicOutput out((fs::path(dir) / rel).string());
+    write_png(out.path(), img);
+    out.commit();
+    files.push_back(rel);
+  }
+  return files;
+}
+
 std::vector<std::string> write_triggers(const NeuralCleanseResult& r,
                                         const std::vector<int64_t>& labels,
                                         const std::string& dir) {
@@ -48,19 +65,28 @@ std::vector<std::string> write_triggers(const NeuralCleanseResult& r,
       if (l.label == label) t = &l;
     }
     if (!t) continue;
-    const std::string stem = "triggers/label_" + std::to_string(label);
-    const std::pair<const char*, at::Tensor> images[] = {
-        {"_mask.png", mask_image(*t)},
-        {"_pattern.png", pattern_image(*t, r.pixel_min, r.pixel_max)},
-        {"_trigger.png", trigger_image(*t, r.pixel_min, r.pixel_max)}};
-    for (const auto& [suffix, img] : images) {
-      const std::string rel = stem + suffix;
-      AtomicOutput out((fs::path(dir) / rel).string());
-      write_png(out.path(), img);
-      out.commit();
-      files.push_back(rel);
+    for (auto& f : write_trigger_images(*t, r.pixel_min, r.pixel_max, dir,
+                                        "triggers/label_" + std::to_string(label))) {
+      files.push_back(std::move(f));
     }
   }
+  return files;
+}
+
+std::vector<std::string> write_k_arm_trigger(const KArmResult& r, const std::string& dir) {
+  LabelTrigger t;
+  t.label = r.target;
+  t.mask = r.mask;
+  t.pattern = r.pattern;
+  std::string stem = "triggers/k-arm_label_" + std::to_string(r.target);
+  if (r.source >= 0) stem += "_from_" + std::to_string(r.source);
+  std::vector<std::string> files = write_trigger_images(t, r.pixel_min, r.pixel_max, dir, stem);
+  const std::string rel = stem + "_example.png";
+  AtomicOutput out((fs::path(dir) / rel).string());
+  write_png(out.path(),
+            (r.example.to(at::kFloat) - r.pixel_min) * (255.0 / (r.pixel_max - r.pixel_min)));
+  out.commit();
+  files.push_back(rel);
   return files;
 }
 

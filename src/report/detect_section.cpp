@@ -40,8 +40,9 @@ void add_scan_verdict(Document& d, const nlohmann::json& scan) {
               label_text(scan["target"]) +
               ". It combines MM-BD (Wang et al., IEEE S&P 2024: from random inputs alone, the "
               "largest margin each label can be driven to, tested against a Gamma fit of the "
-              "others) and Neural Cleanse (below) by the smallest p-value, Bonferroni-corrected "
-              "(docs/detectors.md).");
+              "others), K-Arm (Shen et al., ICML 2021: the smallest trigger to each candidate "
+              "label, optimisation steps scheduled by a bandit, its size against a bound) and "
+              "Neural Cleanse (below) by the uncalibrated rule of docs/detectors.md.");
   std::vector<std::vector<std::string>> rows;
   for (const auto& det : scan["detectors"]) {
     char p[32] = "";
@@ -53,6 +54,13 @@ void add_scan_verdict(Document& d, const nlohmann::json& scan) {
   }
   d.table({"detector", "score", "p-value", "suspected label", "seconds"}, rows,
           {false, true, true, true, true});
+  for (const auto& f : scan.value("triggers", nlohmann::json::array())) {
+    const std::string file = f.get<std::string>();
+    if (file.find("_trigger.png") != std::string::npos) {
+      d.paragraph("K-Arm's reversed trigger (mask times pattern, on black):");
+      d.image("K-Arm's reversed trigger", file);
+    }
+  }
 }
 
 }  // namespace
@@ -106,7 +114,7 @@ std::string detection_conclusion(const RunReport& r) {
   if (!r.detection) return "";
   std::string out;
   if (const nlohmann::json& scan = r.detection->scan; scan.is_object()) {
-    out = "`bdguard scan` (MM-BD and Neural Cleanse combined) finds " +
+    out = "`bdguard scan` (MM-BD, K-Arm and Neural Cleanse combined) finds " +
           std::string(scan["backdoored"].get<bool>() ? "the model backdoored" : "no backdoor") +
           " (probability " + fixed2(scan["probability"].get<double>()) + ", suspected target " +
           label_text(scan["target"]) + "). ";

@@ -106,21 +106,30 @@ TEST(ScanCli, CalibrationFileGivesTheLogisticProbability) {
   EXPECT_EQ(doc["calibration"]["sha256"].get<std::string>().size(), 64u);
 }
 
-TEST(ScanCli, TinyBadNetRunsBothDetectorsAndWritesTriggers) {
+TEST(ScanCli, TinyBadNetRunsEveryDetectorAndWritesTriggers) {
   BDGUARD_REQUIRE_TINY();
   const std::string d = test::temp_dir();
   const std::string tiny = test::tiny_dir("badnet");
-  auto r = run_cli("scan --quiet --threads 1 --seed 1 --nc-batches-per-step 5 --model " + tiny +
-                   "/bd_net.h5 --clean " + tiny + "/data/valid.h5 --out " + d + "/out");
+  auto r = run_cli(
+      "scan --quiet --threads 1 --seed 1 --nc-batches-per-step 5 --k-arm-steps 200 "
+      "--detectors mm-bd,nc,k-arm --model " +
+      tiny + "/bd_net.h5 --clean " + tiny + "/data/valid.h5 --out " + d + "/out");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out.rfind("backdoored: ", 0), 0u) << r.out;
   json doc = json::parse(test::read_text(d + "/out/scan.json"));
-  ASSERT_EQ(doc["detectors"].size(), 2u);
+  ASSERT_EQ(doc["detectors"].size(), 3u);
   EXPECT_EQ(doc["detectors"][0]["name"], "mm-bd");
   EXPECT_EQ(doc["detectors"][1]["name"], "nc");
-  // Neural Cleanse's smallest trigger is the BadNet's target, 3.
+  EXPECT_EQ(doc["detectors"][2]["name"], "k-arm");
+  // Neural Cleanse's smallest trigger and K-Arm's are the BadNet's target, 3.
   EXPECT_EQ(doc["detectors"][1]["target"], 3);
+  EXPECT_EQ(doc["detectors"][2]["target"], 3);
+  EXPECT_TRUE(doc["detectors"][2]["p_value"].is_null());
+  EXPECT_TRUE(doc["detectors"][2]["source"].is_null());  // a universal trigger
   EXPECT_TRUE(fs::exists(d + "/out/triggers/label_3_trigger.png"));
+  for (const char* f : {"mask", "pattern", "trigger", "example"}) {
+    EXPECT_TRUE(fs::exists(d + "/out/triggers/k-arm_label_3_" + std::string(f) + ".png")) << f;
+  }
 }
 
 TEST(ScanCli, TinyCleanModelWithoutData) {
@@ -142,6 +151,7 @@ TEST(ScanCli, BadInputIsOneErrorLine) {
   expect_one_error_line(run_cli("scan --model " + bd + base + "1"));
   // A detector that needs data, without data.
   expect_one_error_line(run_cli("scan --no-data --detectors nc --model " + bd + base + "2"));
+  expect_one_error_line(run_cli("scan --no-data --detectors k-arm --model " + bd + base + "2"));
   expect_one_error_line(run_cli("scan --no-data --detectors mm-bd,k9 --model " + bd + base + "3"));
   // A model of two classes, and one of a single class.
   expect_one_error_line(

@@ -118,6 +118,42 @@ TEST(Combine, UncalibratedRuleIsBonferroniOnTheSmallestPValue) {
   EXPECT_EQ(w.target, 5);
 }
 
+TEST(Combine, UncalibratedRuleTakesTheSigmoidOfAScoreWithoutPValue) {
+  // mm-bd: p = 0.3, probability 0.05 / 0.35 = 0.143; k-arm: sigmoid(1) = 0.731 wins,
+  // with its target and source.
+  DetectorReport k = report("k-arm", 1, 0, 0);
+  k.p_value.reset();
+  k.source = 4;
+  ScanVerdict v = combine_uncalibrated({report("mm-bd", 0.5, 0.3, 8), k}, 0.5);
+  EXPECT_NEAR(v.probability, 1 / (1 + std::exp(-1.0)), 1e-12);
+  EXPECT_TRUE(v.backdoored);
+  EXPECT_EQ(v.target, 0);
+  EXPECT_EQ(v.source, 4);
+  // Alone, below its bound: sigmoid(-1) = 0.269.
+  k.score = -1;
+  ScanVerdict w = combine_uncalibrated({k}, 0.5);
+  EXPECT_NEAR(w.probability, 1 / (1 + std::exp(1.0)), 1e-12);
+  EXPECT_FALSE(w.backdoored);
+}
+
+TEST(KArmReport, ScoreTargetAndSourceAreTheResultsWithoutPValue) {
+  KArmResult r;
+  r.score = 0.7;
+  r.target = 3;
+  r.source = 5;
+  r.size = 0.01;
+  r.arms.resize(2);
+  DetectorReport d = k_arm_report(r);
+  EXPECT_EQ(d.name, "k-arm");
+  EXPECT_EQ(d.score, 0.7);
+  EXPECT_FALSE(d.p_value.has_value());
+  EXPECT_EQ(d.target, 3);
+  EXPECT_EQ(d.source, 5);
+  EXPECT_EQ(d.details["source"], 5);
+  EXPECT_EQ(d.details["mode"], "label-specific");
+  EXPECT_EQ(d.labels.size(), 2u);
+}
+
 TEST(NcReport, ScoreIsTheLargestIndexBelowTheMedian) {
   NeuralCleanseResult r;
   r.median = 10;

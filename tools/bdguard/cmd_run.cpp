@@ -142,20 +142,26 @@ std::vector<std::pair<std::string, nlohmann::json>> settings_of(const RunOptions
 }
 
 // bdguard scan's verdict on the BadNet from the Neural Cleanse run of the detection
-// stage and MM-BD (data-free; the clean data's pixel range), by the uncalibrated rule.
+// stage, MM-BD and K-Arm (the clean data's pixel range), by the uncalibrated rule; K-Arm's
+// trigger files go to triggers/.
 nlohmann::json scan_stage(const Model& m, const NeuralCleanseResult& nc, const RunOptions& o,
                           const TensorData& clean) {
   ScanOptions so;
-  so.detectors = {"mm-bd"};
+  so.detectors = {"mm-bd", "k-arm"};
   so.mm_bd.seed = o.nc.seed;
   so.mm_bd.pixel_min = nc.pixel_min;
   so.mm_bd.pixel_max = nc.pixel_max;
+  so.k_arm.seed = o.nc.seed;
+  so.k_arm.pixel_min = nc.pixel_min;
+  so.k_arm.pixel_max = nc.pixel_max;
   ScanResult sr = run_detectors(m, &clean, so);
   sr.reports.push_back(nc_report(nc));
   const ScanVerdict v = combine_uncalibrated(sr.reports, kScanThreshold);
   nlohmann::json doc = scan_verdict_json(v, sr.reports);
   doc["calibrated"] = false;
+  doc["triggers"] = write_k_arm_trigger(*sr.k_arm, o.out);
   doc["settings"] = {{"mm-bd", to_json(so.mm_bd)},
+                     {"k-arm", to_json(so.k_arm)},
                      {"combination",
                       "uncalibrated: p = min(1, D * smallest p-value), probability = 0.05 / "
                       "(0.05 + p)"}};
@@ -243,7 +249,7 @@ void run_run(const RunOptions& o) {
     write_file_atomic((fs::path(o.out) / "detect.json").string(),
                       detect_json(det.nc, det.nc_settings, det.trigger_files).dump(2) + "\n");
     stages.end(detect_verdict(det.nc, o.out));
-    stages.begin("scan: MM-BD and the verdict");
+    stages.begin("scan: MM-BD, K-Arm and the verdict");
     det.scan = scan_stage(m, det.nc, o, clean);
     write_file_atomic((fs::path(o.out) / "scan.json").string(), det.scan.dump(2) + "\n");
     stages.end(scan_summary(det.scan));

@@ -39,7 +39,8 @@ void setup_scan_calibrate(CLI::App& scan);
 void setup_scan(CLI::App& app) {
   auto opt = std::make_shared<ScanCliOptions>();
   auto* sub = app.add_subcommand(
-      "scan", "Is the model backdoored? MM-BD and Neural Cleanse, combined into one probability");
+      "scan",
+      "Is the model backdoored? MM-BD, K-Arm and Neural Cleanse, combined into one probability");
   sub->add_option("--model", opt->model.model, "Keras .h5 (full or weights-only) or ONNX model")
       ->check(CLI::ExistingFile);
   add_model_options(*sub, opt->model, /*model_flag=*/"");

@@ -63,6 +63,22 @@ void add_scan_flags(CLI::App& sub, ScanFlags& f, bool with_nc, const std::string
       sub.add_option("--mm-lr", f.mm.lr, "MM-BD: Adam's step, a fraction of the pixel range")
           ->check(CLI::PositiveNumber)
           ->capture_default_str());
+  opts.push_back(
+      sub.add_option("--k-arm-steps", f.k_arm.steps, "K-Arm: optimisation steps at most, all arms")
+          ->check(CLI::Range(1, 1000000))
+          ->capture_default_str());
+  opts.push_back(sub.add_option("--k-arm-batches-per-step", f.k_arm.batches_per_step,
+                                "K-Arm: mini-batches per step")
+                     ->check(CLI::Range(1, 10000))
+                     ->capture_default_str());
+  opts.push_back(
+      sub.add_option("--k-arm-arms", f.k_arm.max_arms, "K-Arm: arms (labels, pairs) at most")
+          ->check(CLI::Range(int64_t{1}, int64_t{100000}))
+          ->capture_default_str());
+  opts.push_back(sub.add_option("--k-arm-min-arms", f.k_arm.min_arms,
+                                "K-Arm: universal arms at least (labels most often in the top k)")
+                     ->check(CLI::Range(int64_t{1}, int64_t{100000}))
+                     ->capture_default_str());
   if (!group.empty()) {
     for (auto* o : opts) o->group(group);
   }
@@ -75,7 +91,7 @@ std::vector<std::string> scan_detector_list(const ScanFlags& f, const Calibratio
       list = c->detectors;
     } else {
       list = {"mm-bd"};
-      if (!f.no_data) list.push_back("nc");
+      if (!f.no_data) list.push_back("k-arm");
     }
   } else {
     std::stringstream in(f.detectors);
@@ -130,6 +146,10 @@ ScanRun scan_to_folder(const ModelOptions& mo, const ScanFlags& f, const std::st
   so.nc = nc_options(f.nc, m);
   so.mm_bd = f.mm;
   so.mm_bd.seed = f.nc.seed;
+  so.k_arm = f.k_arm;
+  so.k_arm.seed = f.nc.seed;
+  so.k_arm.pixel_min = so.nc.pixel_min;
+  so.k_arm.pixel_max = so.nc.pixel_max;
   if (!std::isnan(so.nc.pixel_min)) {
     so.mm_bd.pixel_min = so.nc.pixel_min;
     so.mm_bd.pixel_max = so.nc.pixel_max;
@@ -143,6 +163,11 @@ ScanRun scan_to_folder(const ModelOptions& mo, const ScanFlags& f, const std::st
   so.nc.progress = [&stages](int64_t done, int64_t total) {
     if (stages.second) stages.second(done, total);
   };
+  auto k_arm_stages = nc_progress(quiet, "K-Arm");
+  so.k_arm.stage = k_arm_stages.first;
+  so.k_arm.progress = [&k_arm_stages](int64_t done, int64_t total) {
+    if (k_arm_stages.second) k_arm_stages.second(done, total);
+  };
   if (!quiet) std::fprintf(stderr, "scan: %zu detector(s)\n", detectors.size());
   ScanRun run;
   run.calibrated = calib.has_value();
@@ -152,6 +177,9 @@ ScanRun scan_to_folder(const ModelOptions& mo, const ScanFlags& f, const std::st
                               : combine_uncalibrated(r.reports, f.threshold);
   run.verdict = v;
   if (r.nc) run.triggers = write_triggers(*r.nc, trigger_labels(*r.nc), out);
+  if (r.k_arm) {
+    for (auto& file : write_k_arm_trigger(*r.k_arm, out)) run.triggers.push_back(std::move(file));
+  }
 
   nlohmann::json& doc = run.doc;
   doc = scan_verdict_json(v, r.reports);
@@ -176,6 +204,7 @@ ScanRun scan_to_folder(const ModelOptions& mo, const ScanFlags& f, const std::st
             : "uncalibrated: p = min(1, D * smallest p-value), probability = 0.05 / (0.05 + p)";
   if (r.mm_bd) settings["mm-bd"] = to_json(so.mm_bd);
   if (r.nc) settings["nc"] = to_json(so.nc);
+  if (r.k_arm) settings["k-arm"] = to_json(so.k_arm);
   doc["settings"] = settings;
   doc["timings"] = {
       {"load_s", load_s}, {"detectors_s", det_times}, {"total_s", seconds_since(start)}};
@@ -194,9 +223,15 @@ std::string scan_verdict_line(const ScanRun& run) {
   if (v.target >= 0) s += "; target " + std::to_string(v.target);
   for (const auto& r : run.result.reports) {
     s += "; " + r.name + ": ";
-    s += r.name == "nc" ? "anomaly index " + number(r.score, 3)
-                        : "p-value " + number(r.p_value.value_or(NAN), 2);
+    if (r.name == "nc") {
+      s += "anomaly index " + number(r.score, 3);
+    } else if (r.name == "k-arm") {
+      s += "trigger " + number(100 * r.details.value("size", 1.0), 2) + "% of the image";
+    } else {
+      s += "p-value " + number(r.p_value.value_or(NAN), 2);
+    }
     s += ", label " + std::to_string(r.target);
+    if (r.source >= 0) s += " from " + std::to_string(r.source);
   }
   return s + ")";
 }
@@ -207,7 +242,8 @@ nlohmann::json scan_task_details(const ScanRun& run) {
     dets.push_back({{"name", d.name},
                     {"score", d.score},
                     {"p_value", p_value_json(d)},
-                    {"target", label_or_null(d.target)}});
+                    {"target", label_or_null(d.target)},
+                    {"source", label_or_null(d.source)}});
   }
   return {{"probability", run.verdict.probability},
           {"calibrated", run.calibrated},

@@ -21,16 +21,17 @@ struct ScanFlags {
   double threshold = kScanThreshold;
   NcFlags nc;  // --seed, --labels, --nc-*, --pixel-range
   MmBdOptions mm;
+  KArmOptions k_arm;  // --k-arm-*
 };
 
-// Binds --detectors, --calibration, --threshold, --mm-* and (`with_nc`) the Neural
+// Binds --detectors, --calibration, --threshold, --mm-*, --k-arm-* and (`with_nc`) the Neural
 // Cleanse flags, in the help's `group` when given (not --clean, --no-data, --out: the
 // caller's).
 void add_scan_flags(CLI::App& sub, ScanFlags& f, bool with_nc = true,
                     const std::string& group = "");
 
-// The detectors a scan runs: the calibration's under "auto" (without one: mm-bd, and nc
-// with data), else the listed ones; checked against the data and the calibration.
+// The detectors a scan runs: the calibration's under "auto" (without one: mm-bd, and k-arm with
+// data), else the listed ones; checked against the data and the calibration.
 std::vector<std::string> scan_detector_list(const ScanFlags& f, const Calibration* c);
 
 struct ScanRun {
@@ -46,8 +47,8 @@ struct ScanRun {
 ScanRun scan_to_folder(const ModelOptions& mo, const ScanFlags& f, const std::string& out,
                        bool force, bool quiet);
 
-// "backdoored: yes (p = 0.97; target 3; mm-bd: p-value 0.001, label 3; nc: anomaly
-// index 3.10, label 3)"; "uncalibrated" after p when no calibration was used.
+// "backdoored: yes (p = 0.97; target 3; mm-bd: p-value 0.001, label 3; k-arm: trigger
+// 1.2% of the image, label 3)"; "uncalibrated" after p when no calibration was used.
 std::string scan_verdict_line(const ScanRun& run);
 
 // The detectors' scores as a campaign's task result keeps them (its `details`), and

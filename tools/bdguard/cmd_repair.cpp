@@ -115,11 +115,14 @@ void run_repair(const RepairCliOptions& o) {
     }
     if (r.picked >= 0) {
       const RepairCandidate& p = r.candidates[static_cast<size_t>(r.picked)];
+      const double drop = r.base_accuracy - p.clean_accuracy;
+      char change[64];
+      std::snprintf(change, sizeof change, drop >= 0 ? "%.2f points lost" : "%.2f points gained",
+                    drop >= 0 ? drop : -drop);
       std::printf(
           "picked %s: the lowest proxy ASR (%.2f %%) within %g points of the model's held-out "
-          "accuracy (%.2f points lost)\nWrote %s (sha256 %s)\n",
-          p.method.c_str(), p.proxy_asr, o.max_drop, r.base_accuracy - p.clean_accuracy,
-          o.out.c_str(), sha.c_str());
+          "accuracy (%s)\nWrote %s (sha256 %s)\n",
+          p.method.c_str(), p.proxy_asr, o.max_drop, change, o.out.c_str(), sha.c_str());
     }
   }
   if (r.picked < 0) {

@@ -27,6 +27,15 @@ inline TensorData tiny_rows(const Model& m, const std::string& file, int64_t n) 
   return {all.images.narrow(0, 0, n), all.labels.narrow(0, 0, n)};
 }
 
+// The first `n` rows of a tiny BadNet data file written to the test's temp_dir(), for
+// the CLI tests; returns the path.
+inline std::string write_tiny_rows(const std::string& file, int64_t n) {
+  const TensorData rows = tiny_rows(tiny_badnet(), file, n);
+  const std::string path = temp_dir() + "/" + file;
+  write_lab_dataset(path, rows.images, rows.labels);
+  return path;
+}
+
 inline DefenseData tiny_defense_data(const Model& m) {
   DefenseData d;
   d.clean = tiny_rows(m, "valid.h5", 1500);

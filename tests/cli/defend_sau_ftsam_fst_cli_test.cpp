@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bdguard/model_io.h"
+#include "defend_fixture.h"
 #include "onnx_fixtures.h"
 #include "test_util.h"
 
@@ -43,10 +44,12 @@ void expect_rows_saved_as(const json& doc, const std::string& out, const Model& 
 
 TEST(DefendSauFtSamFstCli, CompareOnTheTinyKerasBadNet) {
   BDGUARD_REQUIRE_TINY();
+  // 600 clean and 300 poisoned images, as validation and as test data.
   const std::string d = test::tiny_dir("badnet"), out = test::temp_dir() + "/cmp";
+  const std::string valid = test::write_tiny_rows("valid.h5", 600);
+  const std::string bd_valid = test::write_tiny_rows("bd_valid.h5", 300);
   const json doc =
-      compare_three(" --model " + d + "/bd_net.h5", d + "/data/valid.h5", d + "/data/bd_valid.h5",
-                    d + "/data/test.h5", d + "/data/bd_test.h5", out);
+      compare_three(" --model " + d + "/bd_net.h5", valid, bd_valid, valid, bd_valid, out);
   expect_rows_saved_as(doc, out, load_model(d + "/bd_net.h5"), ModelFormat::kKeras);
   for (const auto& row : doc["rows"]) {
     EXPECT_EQ(row["model"], "models/" + row["method"].get<std::string>() + ".h5");

@@ -16,6 +16,9 @@
 //   clp           Channel Lipschitzness-based Pruning (Zheng et al., ECCV 2022), data-free
 //   nad           Neural Attention Distillation (Li et al., ICLR 2021)
 //   i-bau         Implicit Backdoor Adversarial Unlearning (Zeng et al., ICLR 2022)
+//   sau           Shared Adversarial Unlearning (Wei et al., NeurIPS 2023)
+//   ft-sam        fine-tuning with sharpness-aware minimisation (Zhu et al., ICCV 2023)
+//   fst           Feature Shift Tuning (Min et al., NeurIPS 2023)
 //
 // Each method's options are a JSON object; defense_defaults() gives every key with its
 // default (from the method's original code, see the README) and its meaning.

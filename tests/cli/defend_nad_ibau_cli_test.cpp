@@ -11,6 +11,7 @@
 #include "bdguard/dataset.h"
 #include "bdguard/model_io.h"
 #include "bdguard/train.h"
+#include "defend_fixture.h"
 #include "onnx_fixtures.h"
 #include "test_util.h"
 
@@ -19,23 +20,13 @@ namespace {
 
 using nlohmann::json;
 
-// The first `n` rows of a tiny BadNet data file, written to the test's folder.
-std::string tiny_rows(const std::string& file, int64_t n) {
-  const Model m = load_model(test::tiny_dir("badnet") + "/bd_net.h5");
-  TensorData all =
-      read_tensor_data(LabDataset(test::tiny_dir("badnet") + "/data/" + file, m.input_shape()));
-  const std::string path = test::temp_dir() + "/" + file;
-  write_lab_dataset(path, all.images.narrow(0, 0, n), all.labels.narrow(0, 0, n));
-  return path;
-}
-
 void expect_defend_json(const std::string& method, const std::string& flags) {
   const std::string dir = test::temp_dir();
   const std::string out = dir + "/" + method + ".h5";
-  auto r =
-      test::run_cli("defend " + method + " --json --quiet --threads 2 --model " +
-                    test::tiny_dir("badnet") + "/bd_net.h5 --clean " + tiny_rows("valid.h5", 600) +
-                    " --poisoned " + tiny_rows("bd_valid.h5", 300) + " --out " + out + " " + flags);
+  auto r = test::run_cli("defend " + method + " --json --quiet --threads 2 --model " +
+                         test::tiny_dir("badnet") + "/bd_net.h5 --clean " +
+                         test::write_tiny_rows("valid.h5", 600) + " --poisoned " +
+                         test::write_tiny_rows("bd_valid.h5", 300) + " --out " + out + " " + flags);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json doc = json::parse(r.out);
   EXPECT_EQ(doc["method"], method);

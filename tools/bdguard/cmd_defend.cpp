@@ -73,7 +73,8 @@ void run_defend(const DefendOptions& o) {
   opt.eval_batch = o.global.batch;
   opt.params = params;
   opt.train_progress = train_progress_bar(o.method, o.global.quiet);
-  if ((o.method == "nc-unlearn" || o.method == "i-bau") && o.detect_dir.empty()) {
+  if ((o.method == "nc-unlearn" || o.method == "i-bau" || o.method == "sau") &&
+      o.detect_dir.empty()) {
     opt.neural_cleanse = nc_options(o.nc, m);
   }
   auto stages = nc_progress(o.global.quiet, o.method);
@@ -110,7 +111,8 @@ void setup_defend(CLI::App& app) {
   auto opt = std::make_shared<DefendOptions>();
   auto* sub = app.add_subcommand(
       "defend",
-      "one defense (finetune, fine-pruning, nc-unlearn, anp, clp, nad, i-bau) on a model");
+      "one defense (finetune, fine-pruning, nc-unlearn, anp, clp, nad, i-bau, sau, ft-sam, "
+      "fst) on a model");
   sub->add_option("method", opt->method, "the defense")
       ->required()
       ->check(CLI::IsMember(defense_methods()));

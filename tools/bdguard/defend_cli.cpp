@@ -37,6 +37,7 @@ const std::vector<Flag>& flag_table() {
       {"--nad-betas", "betas", "nad: attention-loss weights of the last Conv stages (B,B,B)"},
       {"--ibau-rounds", "rounds", "i-bau: rounds of perturbation and unlearning"},
       {"--ibau-k", "k", "i-bau: fixed-point iterations of the hypergradient"},
+      {"--sam-rho", "rho", "ft-sam: radius of the sharpness-aware weight perturbation"},
   };
   return flags;
 }

@@ -49,11 +49,8 @@ struct PixelRange {
   bool clamp = false;  // the perturbed images clamped to [lo, hi]
 };
 
-// NeuralCleanseOptions' pixel range where given, else detect.h's rule: [0, 1] when the
-// clean images lie in it, else [0, 255].
-PixelRange pixel_range(const Context& c) {
-  const NeuralCleanseOptions& o = c.options.neural_cleanse;
-  const auto [lo, hi] = bdguard::pixel_range(o.pixel_min, o.pixel_max, c.data.clean.images);
+PixelRange perturbation_range(const Context& c) {
+  const auto [lo, hi] = pixel_range(c);
   return {lo, hi, c.params.at("clamp").get<bool>()};
 }
 
@@ -149,8 +146,8 @@ nlohmann::json i_bau_schema() {
   s["portion"] =
       option(0.01, "fraction of each batch the perturbation is added to (outer loss)", 0, 1);
   s["clamp"] = option(false, "clamp the perturbed images to the pixel range (the original: no)");
-  s["keep"] = option("last", "the weights kept: the last round's, or the best held-out round's");
-  s["keep"]["choices"] = {"last", "best"};
+  s["keep"] =
+      keep_option("last", "the weights kept: the last round's, or the best held-out round's");
   return s;
 }
 
@@ -162,7 +159,7 @@ void run_i_bau(const Context& c, DefenseResult& r) {
   s.inner_lr = get_double(c.params, "inner_lr");
   s.portion = get_double(c.params, "portion");
   s.k = static_cast<int>(get_int(c.params, "k"));
-  s.range = pixel_range(c);
+  s.range = perturbation_range(c);
   const int rounds = static_cast<int>(get_int(c.params, "rounds"));
   const bool keep_best = c.params.at("keep").get<std::string>() == "best";
 

@@ -33,6 +33,9 @@ using Runner = void (*)(const Context&, DefenseResult&);
 // Options of a method: {"KEY": {"default": V, "help": H}}, and with min / max.
 nlohmann::json option(const nlohmann::json& value, const std::string& help);
 nlohmann::json option(const nlohmann::json& value, const std::string& help, double min, double max);
+// The "keep" option of the methods that train in rounds or epochs: "last" (the last
+// one's weights) or "best" (the best held-out accuracy's), `value` by default.
+nlohmann::json keep_option(const std::string& value, const std::string& help);
 
 // The fine-tuning options every training method shares (epochs, lr, batch, optimizer,
 // cosine, clip_grad_norm), with the given defaults, added to `schema`.
@@ -63,5 +66,11 @@ nlohmann::json nad_schema();
 void run_nad(const Context& c, DefenseResult& r);
 nlohmann::json i_bau_schema();
 void run_i_bau(const Context& c, DefenseResult& r);
+nlohmann::json sau_schema();
+void run_sau(const Context& c, DefenseResult& r);
+nlohmann::json ft_sam_schema();
+void run_ft_sam(const Context& c, DefenseResult& r);
+nlohmann::json fst_schema();
+void run_fst(const Context& c, DefenseResult& r);
 
 }  // namespace bdguard::defense

@@ -1,8 +1,9 @@
-// Training-loop pieces of nad and i-bau (own_loop.h).
+// Training-loop pieces of the methods with a loss of their own (own_loop.h).
 #include "own_loop.h"
 
 #include <ATen/ATen.h>
 
+#include <chrono>
 #include <cmath>
 
 #include "bdguard/error.h"
@@ -86,6 +87,119 @@ TensorData batch_of(const TensorData& data, const std::vector<int64_t>& index, i
 
 at::Tensor logits(const Model& m, const at::Tensor& pixels) {
   return m.run(pixels, {m.logits_index()})[0];
+}
+
+std::pair<double, double> pixel_range(const Context& c) {
+  const NeuralCleanseOptions& o = c.options.neural_cleanse;
+  return bdguard::pixel_range(o.pixel_min, o.pixel_max, c.data.clean.images);
+}
+
+at::Tensor smoothed_cross_entropy(const at::Tensor& z, const at::Tensor& y, double s) {
+  const at::Tensor log_p = at::log_softmax(z, 1);
+  if (s == 0) return at::nll_loss(log_p, y);
+  const int64_t classes = z.size(1);
+  at::Tensor target = at::full_like(log_p, s / static_cast<double>(classes - 1));
+  target.scatter_(1, y.unsqueeze(1), 1.0 - s);
+  return -(target * log_p).sum(1).mean();
+}
+
+void add_tuning_options(nlohmann::json& schema, int epochs, const std::string& epochs_help,
+                        double lr, int64_t batch) {
+  schema["epochs"] = option(epochs, epochs_help, 0, 100000);
+  schema["lr"] = option(lr, "SGD learning rate (momentum 0.9), cosine decay to 0", 1e-12, 1e6);
+  schema["batch"] = option(batch, "images per step", 1, 1 << 20);
+  schema["clip_grad_norm"] =
+      option(kFinetuneClipNorm, "global L2 norm gradients are clipped to (0: never)", 0, 1e12);
+  schema["keep"] =
+      keep_option("best", "the weights kept: the best held-out epoch's, or the last's");
+}
+
+OwnLoop own_loop(const Context& c, uint64_t salt, bool cosine) {
+  OwnLoop loop;
+  loop.epochs = static_cast<int>(get_int(c.params, "epochs"));
+  loop.batch = get_int(c.params, "batch");
+  loop.seed = c.options.seed ^ salt;
+  loop.lr = get_double(c.params, "lr");
+  loop.keep_best = c.params.at("keep").get<std::string>() == "best";
+  loop.cosine = cosine;
+  if (c.params.contains("clip_grad_norm"))
+    loop.clip_grad_norm = get_double(c.params, "clip_grad_norm");
+  return loop;
+}
+
+nlohmann::json train_own_loss(Model& m, const Context& c, const OwnLoop& loop,
+                              const PrunedZeros& pruned, const MakeOptimizer& make_optimizer,
+                              const OwnStep& step, const AfterStep& after_step) {
+  const TensorData& data = c.split.train;
+  const int64_t n = data.size(), steps = (n + loop.batch - 1) / loop.batch;
+  const int64_t total = steps * loop.epochs;
+  nlohmann::json per_epoch = nlohmann::json::array();
+  std::vector<at::Tensor> kept = snapshot(m);
+  double best_holdout = -1;
+  int kept_epoch = 0, diverged_epoch = 0;
+  {
+    TrainableScope scope(m);
+    const std::vector<at::Tensor>& params = scope.params();
+    const std::unique_ptr<torch::optim::Optimizer> opt = make_optimizer(params);
+    Rng rng(loop.seed);
+    int64_t done = 0;
+    for (int epoch = 1; epoch <= loop.epochs && !diverged_epoch; ++epoch) {
+      const auto start = std::chrono::steady_clock::now();
+      const std::vector<int64_t> order = rng.permutation(n);
+      double loss_sum = 0;
+      for (int64_t s = 0; s < steps; ++s, ++done) {
+        if (loop.cosine) {
+          const double lr =
+              0.5 * loop.lr *
+              (1 + std::cos(M_PI * static_cast<double>(done) / static_cast<double>(total)));
+          for (auto& g : opt->param_groups()) g.options().set_lr(lr);
+        }
+        const TensorData b =
+            batch_of(data, order, s * loop.batch, std::min(n, (s + 1) * loop.batch));
+        opt->zero_grad();
+        const double loss = step(b, params);
+        if (!std::isfinite(loss)) {
+          diverged_epoch = epoch;
+          break;
+        }
+        pruned.mask_gradients(params);
+        clip_gradients(params, loop.clip_grad_norm);
+        opt->step();
+        pruned.reapply(params);
+        if (after_step) {
+          at::NoGradGuard no_grad;
+          after_step(params);
+        }
+        loss_sum += loss * static_cast<double>(b.size());
+        if (c.options.train_progress) {
+          c.options.train_progress(
+              {epoch, loop.epochs, s + 1, steps,
+               loss_sum / static_cast<double>(std::min(n, (s + 1) * loop.batch)), 0});
+        }
+      }
+      if (diverged_epoch) break;
+      const double acc = accuracy(m, c.split.holdout, c.options.eval_batch);
+      nlohmann::json e = {
+          {"epoch", epoch},
+          {"loss", loss_sum / static_cast<double>(n)},
+          {"holdout_accuracy", acc},
+          {"seconds",
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}};
+      if (c.poisoned()) e["asr"] = accuracy(m, *c.poisoned(), c.options.eval_batch);
+      per_epoch.push_back(e);
+      if (!loop.keep_best || acc > best_holdout) {
+        best_holdout = acc;
+        kept_epoch = epoch;
+        kept = snapshot(m);
+      }
+    }
+  }
+  restore(m, kept);
+  return {{"epochs_run", per_epoch.size()},
+          {"best_epoch", kept_epoch},
+          {"diverged_epoch", diverged_epoch ? nlohmann::json(diverged_epoch) : nlohmann::json()},
+          {"epochs", per_epoch},
+          {"pruned_channels_kept", pruned.channels()}};
 }
 
 }  // namespace bdguard::defense

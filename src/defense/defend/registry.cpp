@@ -46,6 +46,18 @@ const std::vector<Method>& table() {
       {"i-bau",
        "Implicit Backdoor Adversarial Unlearning (Zeng et al., ICLR 2022), YiZeng623/I-BAU", true,
        defense::i_bau_schema, defense::run_i_bau},
+      {"sau",
+       "Shared Adversarial Unlearning (Wei et al., NeurIPS 2023), BackdoorBench v2.2 "
+       "defense/sau.py",
+       true, defense::sau_schema, defense::run_sau},
+      {"ft-sam",
+       "fine-tuning with sharpness-aware minimisation (Zhu et al., ICCV 2023), BackdoorBench "
+       "v2.2 defense/ft-sam.py",
+       true, defense::ft_sam_schema, defense::run_ft_sam},
+      {"fst",
+       "Feature Shift Tuning (Min et al., NeurIPS 2023), "
+       "AISafety-HKUST/stable_backdoor_purification fine_tune/ft.py",
+       true, defense::fst_schema, defense::run_fst},
   };
   return methods;
 }
@@ -114,6 +126,12 @@ nlohmann::json option(const nlohmann::json& value, const std::string& help) {
 nlohmann::json option(const nlohmann::json& value, const std::string& help, double min,
                       double max) {
   return {{"default", value}, {"help", help}, {"min", min}, {"max", max}};
+}
+
+nlohmann::json keep_option(const std::string& value, const std::string& help) {
+  nlohmann::json o = option(value, help);
+  o["choices"] = {"last", "best"};
+  return o;
 }
 
 int64_t get_int(const nlohmann::json& params, const char* key) {

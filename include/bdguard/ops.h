@@ -104,6 +104,13 @@ class BatchNormOp : public Op {
   double momentum() const { return momentum_; }
   void set_training(bool on) { training_ = on; }
   bool training() const { return training_; }
+  // How training mode updates the running statistics: with `momentum()` (Keras'
+  // exponential average), or, after set_averaging(true), to the plain average of the
+  // batches seen since (PyTorch's momentum=None: train_model's last pass over the data).
+  void set_averaging(bool on) {
+    averaging_ = on;
+    averaged_ = 0;
+  }
 
  private:
   at::Tensor inference_form(const std::vector<at::Tensor>& in) const;
@@ -111,6 +118,8 @@ class BatchNormOp : public Op {
   double epsilon_;
   double momentum_;
   bool training_ = false;
+  bool averaging_ = false;
+  mutable int64_t averaged_ = 0;  // batches in the average (set_averaging)
 };
 
 // Softmax and LogSoftmax over `axis`; before opset 13 (`coerce_2d`), over all axes from

@@ -87,8 +87,10 @@ struct TrainOptions {
   int64_t max_steps = -1;  // stop after this many steps in all; -1: no limit
   // BatchNormalization in training mode (batch statistics, running mean and variance
   // updated with the layer's momentum), as a network trained from scratch needs (bdguard
-  // attack). Off: its inference form with fixed statistics, as fine-tuning and every
-  // defense train a given model.
+  // attack); after the last step, one more pass over the data (no weight changes) sets
+  // the running statistics to the average of the trained network's batch statistics.
+  // Off: its inference form with fixed statistics, as fine-tuning and every defense
+  // train a given model.
   bool batch_norm_training = false;
   // Before each step, gradients are scaled down so that their global L2 norm is at most
   // this (0: never). Keeps a large learning rate stable on models whose inputs are raw

@@ -60,8 +60,13 @@ at::Tensor BatchNormOp::training_form(const std::vector<at::Tensor>& in) const {
     auto [batch_var, batch_mean] = at::var_mean(x.detach(), axes, /*unbiased=*/false);
     // Bessel's correction for images (TensorFlow's fused kernel, PyTorch), at least 1.
     if (x.dim() == 4 && n > 1) batch_var.mul_(static_cast<double>(n) / static_cast<double>(n - 1));
-    mean.mul_(momentum_).add_(batch_mean.to(mean.scalar_type()), 1 - momentum_);
-    var.mul_(momentum_).add_(batch_var.to(var.scalar_type()), 1 - momentum_);
+    // The k-th batch of an average weighs 1 / k (the first replaces the statistics).
+    const double m = averaging_
+                         ? static_cast<double>(averaged_) / static_cast<double>(averaged_ + 1)
+                         : momentum_;
+    if (averaging_) ++averaged_;
+    mean.mul_(m).add_(batch_mean.to(mean.scalar_type()), 1 - m);
+    var.mul_(m).add_(batch_var.to(var.scalar_type()), 1 - m);
   }
   // The normalization itself, with gradients through the batch's statistics.
   return at::batch_norm(x, in[1], in[2], /*running_mean=*/at::Tensor(),

@@ -89,7 +89,8 @@ RepairResult repair(const Model& m, const TensorData& clean, const RepairOptions
       d.params = params[method];
       DefenseResult dr = defend(method, m, data, d);
       c.ok = true;
-      c.clean_accuracy = accuracy(dr.model, split.holdout, batch);
+      // defend() held out the same images (same seed and fraction, checked above).
+      c.clean_accuracy = dr.after.clean_accuracy.value();
       c.proxy_asr = proxy_asr(dr.model, triggers, split.holdout, batch);
       c.figures = dr.figures;
       models.push_back(std::move(dr.model));

@@ -20,6 +20,10 @@ std::string csaw_dir();
 // "<build>/tiny/badnet" or ".../clean" (bd_net.h5, data/*.h5, attack.json), or "" when
 // Fashion-MNIST was not installed.
 std::string tiny_dir(const std::string& which);
+
+// Neural Cleanse flags short enough for a test, long enough for the tiny BadNet (and
+// for its proxy triggers in repair).
+inline const std::string kFastNc = " --nc-steps 30 --nc-batches-per-step 3 --nc-eval-images 300 ";
 #define BDGUARD_REQUIRE_TINY()                                                             \
   do {                                                                                     \
     if (::bdguard::test::tiny_dir("badnet").empty())                                       \

@@ -159,8 +159,7 @@ TEST(RunCli, ComparisonStageIsInTheReport) {
   EXPECT_TRUE(fs::exists(out + "/models/fine-pruning.h5"));
 }
 
-// Neural Cleanse settings short enough for a test, long enough for the tiny BadNet.
-const std::string kFastNc = " --nc-steps 30 --nc-batches-per-step 3 --nc-eval-images 300 ";
+using test::kFastNc;
 
 // The tiny BadNet (3 epochs on 5,000 images, ASR 94 %) is a weak backdoor: with the
 // short settings of a test its target's mask is among the smallest two, and its

@@ -16,8 +16,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using test::run_cli;
 
-// Neural Cleanse short enough for a test, long enough for the tiny BadNet's proxy.
-const std::string kFastNc = " --nc-steps 30 --nc-batches-per-step 3 --nc-eval-images 300 ";
+using test::kFastNc;
 
 TEST(RepairCli, TinyBadNetPicksByTheRuleAndSavesTheInputsFormat) {
   BDGUARD_REQUIRE_TINY();

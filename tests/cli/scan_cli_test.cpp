@@ -111,9 +111,10 @@ TEST(ScanCli, TinyBadNetRunsEveryDetectorAndWritesTriggers) {
   const std::string d = test::temp_dir();
   const std::string tiny = test::tiny_dir("badnet");
   auto r = run_cli(
-      "scan --quiet --threads 1 --seed 1 --nc-batches-per-step 5 --k-arm-steps 200 "
-      "--detectors mm-bd,nc,k-arm --model " +
-      tiny + "/bd_net.h5 --clean " + tiny + "/data/valid.h5 --out " + d + "/out");
+      "scan --quiet --threads 1 --seed 1 --k-arm-steps 200 --mm-starts 4 --mm-steps 150 "
+      "--detectors mm-bd,nc,k-arm" +
+      test::kFastNc + "--model " + tiny + "/bd_net.h5 --clean " + tiny + "/data/valid.h5 --out " +
+      d + "/out");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out.rfind("backdoored: ", 0), 0u) << r.out;
   json doc = json::parse(test::read_text(d + "/out/scan.json"));
@@ -135,8 +136,10 @@ TEST(ScanCli, TinyBadNetRunsEveryDetectorAndWritesTriggers) {
 TEST(ScanCli, TinyCleanModelWithoutData) {
   BDGUARD_REQUIRE_TINY();
   const std::string d = test::temp_dir();
-  auto r = run_cli("scan --quiet --threads 1 --seed 1 --no-data --model " +
-                   test::tiny_dir("clean") + "/bd_net.h5 --out " + d + "/out");
+  auto r = run_cli(
+      "scan --quiet --threads 1 --seed 1 --no-data --mm-starts 4 --mm-steps 150 "
+      "--model " +
+      test::tiny_dir("clean") + "/bd_net.h5 --out " + d + "/out");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out.rfind("backdoored: ", 0), 0u) << r.out;
   json doc = json::parse(test::read_text(d + "/out/scan.json"));

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export BUILD_DIR=${ASAN_BUILD_DIR:-build-asan}
-# No tiny models: the tests that train on them (defenses, detection CLI) skip here.
+# No tiny models: the unit tests that need them skip here.
 # Only what the labels below run: the CLI, golden, Slurm and conformance tests are not built.
 BUILD_TARGETS="bdguard_cli unit_tests hostile_tests hostile_corpus" \
   ./scripts/build.sh -DBDGUARD_SANITIZE=ON -DBDGUARD_BENCH=OFF -DBDGUARD_TINY_MODELS=OFF

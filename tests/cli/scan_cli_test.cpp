@@ -51,8 +51,9 @@ std::string hand_model(const std::string& path, int64_t classes, bool backdoor) 
   return path;
 }
 
-const char* kFast =
-    " --quiet --threads 1 --seed 1 --mm-starts 4 --mm-steps 150 --mm-lr 0.02 --pixel-range 0,1";
+// MM-BD short enough for a test; kFast adds what the hand-built models need.
+const std::string kFastMm = " --quiet --threads 1 --seed 1 --mm-starts 4 --mm-steps 150 ";
+const std::string kFast = kFastMm + "--mm-lr 0.02 --pixel-range 0,1";
 
 TEST(ScanCli, NoDataFindsTheOnePixelBackdoorAndExitsThree) {
   const std::string d = test::temp_dir();
@@ -110,11 +111,9 @@ TEST(ScanCli, TinyBadNetRunsEveryDetectorAndWritesTriggers) {
   BDGUARD_REQUIRE_TINY();
   const std::string d = test::temp_dir();
   const std::string tiny = test::tiny_dir("badnet");
-  auto r = run_cli(
-      "scan --quiet --threads 1 --seed 1 --k-arm-steps 200 --mm-starts 4 --mm-steps 150 "
-      "--detectors mm-bd,nc,k-arm" +
-      test::kFastNc + "--model " + tiny + "/bd_net.h5 --clean " + tiny + "/data/valid.h5 --out " +
-      d + "/out");
+  auto r = run_cli("scan --k-arm-steps 200 --detectors mm-bd,nc,k-arm" + kFastMm + test::kFastNc +
+                   "--model " + tiny + "/bd_net.h5 --clean " + tiny + "/data/valid.h5 --out " + d +
+                   "/out");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out.rfind("backdoored: ", 0), 0u) << r.out;
   json doc = json::parse(test::read_text(d + "/out/scan.json"));
@@ -136,10 +135,8 @@ TEST(ScanCli, TinyBadNetRunsEveryDetectorAndWritesTriggers) {
 TEST(ScanCli, TinyCleanModelWithoutData) {
   BDGUARD_REQUIRE_TINY();
   const std::string d = test::temp_dir();
-  auto r = run_cli(
-      "scan --quiet --threads 1 --seed 1 --no-data --mm-starts 4 --mm-steps 150 "
-      "--model " +
-      test::tiny_dir("clean") + "/bd_net.h5 --out " + d + "/out");
+  auto r = run_cli("scan --no-data" + kFastMm + "--model " + test::tiny_dir("clean") +
+                   "/bd_net.h5 --out " + d + "/out");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out.rfind("backdoored: ", 0), 0u) << r.out;
   json doc = json::parse(test::read_text(d + "/out/scan.json"));

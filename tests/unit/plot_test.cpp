@@ -15,6 +15,7 @@
 
 #include "bdguard/campaign.h"
 #include "bdguard/report.h"
+#include "bdguard/scan_files.h"
 #include "report_util.h"
 #include "test_util.h"
 
@@ -190,6 +191,74 @@ TEST(MergePlots, ScoresAndRocShowEveryModel) {
   // Probabilities 0.05..0.95 binned by 0.05, at most 2 models a bin.
   expect_plot(m.dir, plots, "scores", 0.05, 0.95, 0, 1, {kRed, kBlue});
   expect_plot(m.dir, plots, "roc", 0, 1, 0, 1, {kRed});
+}
+
+// scan's plots from a hand-made result: MM-BD's margins 5..14 with label 3 at 30 (a
+// Gamma null fitted to the others), K-Arm's three arms (sizes 1.2..20 %, the bound 3.4 %)
+// and Neural Cleanse's norms.
+class ScanPlots : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(test::temp_dir());
+    ScanResult r;
+    MmBdResult mm;
+    for (int c = 0; c < 10; ++c) mm.margins.push_back(c == 3 ? 30.0 : 5.0 + c);
+    mm.target = 3;
+    std::vector<double> null;
+    for (int c = 0; c < 10; ++c) {
+      if (c != 3) null.push_back(mm.margins[static_cast<size_t>(c)]);
+    }
+    mm.null_fit = fit_gamma(null);
+    mm.p_value = max_p_value(gamma_sf(mm.null_fit, 30), 10);
+    r.mm_bd = mm;
+    KArmResult k;
+    const double sizes[] = {0.2, 0.012, 0.08};
+    for (int i = 0; i < 3; ++i) {
+      KArmArm a;
+      a.target = i == 2 ? 3 : 2 * i + 1;
+      a.source = i == 2 ? 1 : -1;
+      a.size = sizes[i];
+      a.reached = true;
+      k.arms.push_back(a);
+    }
+    k.target = 3;
+    k.bound = 0.034;
+    r.k_arm = k;
+    r.nc = full_report().detection->nc;
+    plots_ = new PlotResult(write_scan_plots(r, *dir_, ReportOptions{}));
+  }
+  static void TearDownTestSuite() {
+    delete plots_;
+    delete dir_;
+  }
+  static std::string* dir_;
+  static PlotResult* plots_;
+};
+std::string* ScanPlots::dir_ = nullptr;
+PlotResult* ScanPlots::plots_ = nullptr;
+
+TEST_F(ScanPlots, MmBdMarginsShowEveryClassAndTheTarget) {
+  expect_plot(*dir_, *plots_, "mm_bd_margins", -0.4, 9.4, 0, 30, {kBlue, kRed});
+}
+
+TEST_F(ScanPlots, MmBdNullShowsTheFitAndTheLargestMargin) {
+  expect_plot(*dir_, *plots_, "mm_bd_null", 5, 30, 0, 0.05, {kBlue, kRed});
+}
+
+TEST_F(ScanPlots, KArmShowsEveryArmAndTheBound) {
+  // Arms 0..2 (boxes 0.8 wide), sizes 1.2..20 % of the image.
+  expect_plot(*dir_, *plots_, "k_arm_arms", -0.4, 2.4, 0, 20, {kBlue, kRed});
+}
+
+TEST_F(ScanPlots, NeuralCleanseNormsShowEveryLabel) {
+  expect_plot(*dir_, *plots_, "nc_mask_norms", -0.4, 9.4, 0, 38, {kBlue, kRed});
+}
+
+TEST(ScanPlotMath, MarginAtPIsWhereThePValueFalls) {
+  const GammaFit g = fit_gamma({5, 6, 7, 8, 9, 10, 11, 12, 13});
+  const double x = mm_bd_margin_at(g, 10, 0.05);
+  EXPECT_NEAR(max_p_value(gamma_sf(g, x), 10), 0.05, 1e-9);
+  EXPECT_GT(x, 13);
 }
 
 }  // namespace

@@ -28,7 +28,8 @@ nlohmann::json opt_json(const std::optional<int64_t>& v) {
 // or scan's own probability (its calibration file, or the uncalibrated rule).
 nlohmann::json probability_map(const nlohmann::json& settings) {
   if (settings.value("methods", "detect") == "scan") {
-    const std::string calib = settings.value("calibration", "");
+    std::string calib = settings.value("calibration", "");
+    if (calib == "none") calib.clear();
     return {{"score", "scan's probability (the score column repeats it)"},
             {"formula", calib.empty() ? "scan's uncalibrated rule (docs/detectors.md)"
                                       : "the logistic regression of the calibration file"},

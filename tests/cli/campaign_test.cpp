@@ -245,6 +245,12 @@ TEST(CampaignRun, ScanTasksScoreWithScanAndCalibrateFitsOnThem) {
   EXPECT_EQ(calib["trained_on"]["models"], 4);
   EXPECT_EQ(calib["trained_on"]["campaign"], fs::absolute(c).lexically_normal().string());
   EXPECT_TRUE(calib["metrics"]["cv_roc_auc"].is_number()) << calib;
+  auto other =
+      run_cli("scan calibrate --campaign " + c + " --detectors k-arm --out " + dir + "/other.json");
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_EQ(other.err.rfind("error: ", 0), 0u) << other.err;
+  EXPECT_EQ(other.err.find('\n'), other.err.size() - 1) << other.err;
+  EXPECT_NE(other.err.find("the campaign's (mm-bd)"), std::string::npos) << other.err;
   // The fitted file is one scan takes.
   auto again = run_cli("scan --model " + zoo_dir() + "/models/bd_a.h5 --no-data --out " + dir +
                        "/s --mm-starts 4 --mm-steps 40 --calibration " + dir + "/calib.json");

@@ -57,8 +57,8 @@ const std::string kFast = kFastMm + "--mm-lr 0.02 --pixel-range 0,1";
 
 TEST(ScanCli, NoDataFindsTheOnePixelBackdoorAndExitsThree) {
   const std::string d = test::temp_dir();
-  auto r = run_cli("scan --no-data --exit-code --model " + hand_model(d + "/bd.h5", 10, true) +
-                   kFast + " --out " + d + "/out");
+  auto r = run_cli("scan --no-data --exit-code --calibration none --model " +
+                   hand_model(d + "/bd.h5", 10, true) + kFast + " --out " + d + "/out");
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_EQ(r.out.rfind("backdoored: yes (p = ", 0), 0u) << r.out;
   EXPECT_NE(r.out.find("target 2;"), std::string::npos) << r.out;
@@ -84,10 +84,27 @@ TEST(ScanCli, NoDataFindsTheOnePixelBackdoorAndExitsThree) {
 
 TEST(ScanCli, NoDataOnAModelWithoutBackdoorSaysNo) {
   const std::string d = test::temp_dir();
-  auto r = run_cli("scan --no-data --exit-code --model " + hand_model(d + "/clean.h5", 10, false) +
-                   kFast + " --out " + d + "/out");
+  auto r = run_cli("scan --no-data --exit-code --calibration none --model " +
+                   hand_model(d + "/clean.h5", 10, false) + kFast + " --out " + d + "/out");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out.rfind("backdoored: no (p = ", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find("uncalibrated"), std::string::npos) << r.out;
+}
+
+TEST(ScanCli, WithoutCalibrationFlagUsesTheShippedOneForItsDetectors) {
+  const std::string d = test::temp_dir();
+  const std::string shipped = std::string(BDGUARD_SOURCE_DIR) + "/models/";
+  if (!fs::exists(shipped + "scan-calibration-no-data.json")) {
+    GTEST_SKIP() << "no shipped calibration in " << shipped;
+  }
+  auto r = run_cli("scan --no-data --json --model " + hand_model(d + "/bd.h5", 10, true) + kFast +
+                   " --out " + d + "/out");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json doc = json::parse(r.out);
+  EXPECT_EQ(doc["calibration"]["file"], shipped + "scan-calibration-no-data.json");
+  EXPECT_EQ(doc["calibration"]["default"], true);
+  EXPECT_EQ(doc["calibration"]["trained_on"]["zoo"]["options"]["seed"], 1);
+  EXPECT_EQ(doc["backdoored"], true);
 }
 
 TEST(ScanCli, CalibrationFileGivesTheLogisticProbability) {

@@ -75,8 +75,9 @@ nlohmann::json campaign_settings(const ModelOptions& mo, const NcFlags& nc, int 
   if (mo.max_files != kDefaultMaxDataFiles) s["max_files"] = mo.max_files;
   if (methods == "scan") {
     s["detectors"] = scan.detectors;
-    s["calibration"] = abs_file(scan.calibration);
-    s["calibration_sha256"] = scan.calibration.empty() ? "" : sha256_file(scan.calibration);
+    const bool none = scan.calibration.empty() || scan.calibration == "none";
+    s["calibration"] = none ? "none" : abs_file(scan.calibration);
+    s["calibration_sha256"] = none ? "" : sha256_file(scan.calibration);
     s["threshold"] = scan.threshold;
     s["mm_starts"] = scan.mm.starts;
     s["mm_steps"] = scan.mm.steps;
@@ -135,6 +136,7 @@ ScanFlags scan_flags_of(const nlohmann::json& s) {
   f.clean = setting<std::string>(s, "clean");
   f.detectors = setting<std::string>(s, "detectors");
   f.calibration = setting<std::string>(s, "calibration");
+  if (f.calibration.empty()) f.calibration = "none";  // a manifest from before the default
   f.threshold = setting<double>(s, "threshold");
   f.mm.starts = setting<int64_t>(s, "mm_starts");
   f.mm.steps = setting<int>(s, "mm_steps");

@@ -91,16 +91,21 @@ int run_init(const InitOptions& o) {
     m.ground_truth_file = abs_dir(o.ground_truth);
     m.ground_truth_sha256 = sha256_file(o.ground_truth);
   }
+  ScanFlags scan = o.scan;
   if (o.methods == "scan") {
     ScanFlags f = o.scan;
     f.nc = o.nc;
     f.clean = o.clean;
+    // The tasks use the calibration resolved now (the shipped default may change later).
+    const std::string file = resolved_calibration(f);
     std::optional<Calibration> calib;
-    if (!f.calibration.empty()) calib = read_calibration(f.calibration);
+    if (!file.empty()) calib = read_calibration(file);
+    f.calibration = file;
     scan_detector_list(f, calib ? &*calib : nullptr);  // the detectors against the calibration
+    scan.calibration = file.empty() ? "none" : file;
   }
   m.settings =
-      campaign_settings(o.model, o.nc, o.threads, o.batch, o.methods, o.clean, o.compare, o.scan);
+      campaign_settings(o.model, o.nc, o.threads, o.batch, o.methods, o.clean, o.compare, scan);
   write_manifest(m);
   if (o.json) {
     print_json(to_json(m));

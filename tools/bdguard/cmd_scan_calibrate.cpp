@@ -1,8 +1,10 @@
 // bdguard scan calibrate: a scan's combination fitted on a finished `--methods scan`
 // campaign with ground truth (docs/commands/scan.md).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <sstream>
 
 #include "bdguard/campaign.h"
 #include "bdguard/error.h"
@@ -18,7 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 
 struct CalibrateOptions {
-  std::string campaign, out, transform = "log1p";
+  std::string campaign, out, transform = "log1p", detectors = "all";
   double l2 = 1.0;
   int folds = 5;
   bool force = false, json = false;
@@ -71,6 +73,33 @@ Labelled labelled_scores(const Manifest& m) {
   return out;
 }
 
+// The columns of `l` for the detectors listed in `list` ("all": every one), in its order.
+void keep_detectors(Labelled& l, const std::string& list, const std::string& campaign) {
+  if (list == "all") return;
+  std::vector<size_t> cols;
+  std::vector<std::string> names;
+  std::stringstream in(list);
+  for (std::string item; std::getline(in, item, ',');) {
+    const auto it = std::find(l.detectors.begin(), l.detectors.end(), item);
+    if (it == l.detectors.end() || std::find(names.begin(), names.end(), item) != names.end()) {
+      std::string have;
+      for (const auto& d : l.detectors) have += (have.empty() ? "" : ",") + d;
+      fail<InvalidArgument>(campaign, "--detectors",
+                            "all, or distinct detectors among the campaign's (" + have + ")",
+                            "'" + list + "'");
+    }
+    cols.push_back(static_cast<size_t>(it - l.detectors.begin()));
+    names.push_back(item);
+  }
+  if (cols.empty()) fail<InvalidArgument>(campaign, "--detectors", "all or a list", "''");
+  for (auto& row : l.scores) {
+    std::vector<double> kept;
+    for (size_t c : cols) kept.push_back(row[c]);
+    row = kept;
+  }
+  l.detectors = names;
+}
+
 // What the fit was made on: the campaign, its ground truth and, when the models came
 // from `bdguard zoo make`, the zoo's options (its seed, size and recipe).
 nlohmann::json trained_on(const Manifest& m, const Labelled& l) {
@@ -114,7 +143,8 @@ int run_calibrate(const CalibrateOptions& o) {
     fail<InvalidArgument>(o.campaign, "campaign", "one made with --methods scan",
                           "one with --methods " + methods);
   }
-  const Labelled l = labelled_scores(m);
+  Labelled l = labelled_scores(m);
+  keep_detectors(l, o.detectors, o.campaign);
   int64_t positives = 0;
   for (int v : l.y) positives += v;
   if (positives < 2 || static_cast<int64_t>(l.y.size()) - positives < 2) {
@@ -162,6 +192,10 @@ void setup_scan_calibrate(CLI::App& scan) {
       ->required()
       ->check(CLI::ExistingDirectory);
   sub->add_option("--out", o->out, "the calibration file to write (JSON)")->required();
+  sub->add_option("--detectors", o->detectors,
+                  "the detectors to combine: all the campaign's, or a list of them (mm-bd "
+                  "alone: a calibration for --no-data scans)")
+      ->capture_default_str();
   sub->add_option("--transform", o->transform, "each score's feature: identity or log1p")
       ->check(CLI::IsMember({"identity", "log1p"}))
       ->capture_default_str();

@@ -5,15 +5,18 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
 
 #include "bdguard/detect_files.h"
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
+#include "bdguard/scan_files.h"
 
 namespace bdguard::cli {
 namespace {
 
+namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) {
@@ -38,6 +41,22 @@ nlohmann::json p_value_json(const DetectorReport& d) {
   return d.p_value ? nlohmann::json(*d.p_value) : nlohmann::json();
 }
 
+// A shipped file: beside an installed tool (PREFIX/bin/bdguard: PREFIX/share/bdguard/NAME),
+// else in the source tree's models/ folder that the tool was built from; "" if neither.
+std::string shipped_file(const std::string& name) {
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const fs::path p = exe.parent_path().parent_path() / "share" / "bdguard" / name;
+    if (fs::is_regular_file(p, ec)) return p.string();
+  }
+#ifdef BDGUARD_MODELS_DIR
+  const fs::path p = fs::path(BDGUARD_MODELS_DIR) / name;
+  if (fs::is_regular_file(p, ec)) return p.string();
+#endif
+  return "";
+}
+
 }  // namespace
 
 void add_scan_flags(CLI::App& sub, ScanFlags& f, bool with_nc, const std::string& group) {
@@ -45,9 +64,11 @@ void add_scan_flags(CLI::App& sub, ScanFlags& f, bool with_nc, const std::string
   opts.push_back(sub.add_option("--detectors", f.detectors,
                                 "auto, or a list among " + joined(scan_detector_names()))
                      ->capture_default_str());
-  opts.push_back(sub.add_option("--calibration", f.calibration,
-                                "calibration file (default: none, the uncalibrated rule)")
-                     ->check(CLI::ExistingFile));
+  opts.push_back(
+      sub.add_option("--calibration", f.calibration,
+                     "calibration file, or none for the uncalibrated rule (default: the one "
+                     "shipped in models/ for the detectors that run)")
+          ->check(CLI::ExistingFile | CLI::IsMember({"none"})));
   opts.push_back(
       sub.add_option("--threshold", f.threshold, "probability from which a model is backdoored")
           ->check(CLI::Range(0.0, 1.0))
@@ -82,6 +103,26 @@ void add_scan_flags(CLI::App& sub, ScanFlags& f, bool with_nc, const std::string
   if (!group.empty()) {
     for (auto* o : opts) o->group(group);
   }
+}
+
+std::string resolved_calibration(const ScanFlags& f) {
+  if (f.calibration == "none") return "";
+  if (!f.calibration.empty()) return f.calibration;
+  // The first shipped calibration fitted for the detectors this scan runs.
+  std::vector<std::string> names{kDefaultNoDataCalibration};
+  if (!f.no_data) names.insert(names.begin(), kDefaultCalibration);
+  for (const auto& name : names) {
+    const std::string file = shipped_file(name);
+    if (file.empty()) continue;
+    const Calibration c = read_calibration(file);
+    try {
+      scan_detector_list(f, &c);
+      return file;
+    } catch (const InvalidArgument&) {
+      // fitted for other detectors
+    }
+  }
+  return "";
 }
 
 std::vector<std::string> scan_detector_list(const ScanFlags& f, const Calibration* c) {
@@ -131,9 +172,11 @@ ScanRun scan_to_folder(const ModelOptions& mo, const ScanFlags& f, const std::st
   if (f.clean.empty() && !f.no_data) {
     fail<InvalidArgument>("", "scan", "--clean DATA or --no-data", "neither");
   }
+  ScanFlags flags = f;
+  flags.calibration = resolved_calibration(f);
   std::optional<Calibration> calib;
-  if (!f.calibration.empty()) calib = read_calibration(f.calibration);
-  const std::vector<std::string> detectors = scan_detector_list(f, calib ? &*calib : nullptr);
+  if (!flags.calibration.empty()) calib = read_calibration(flags.calibration);
+  const std::vector<std::string> detectors = scan_detector_list(flags, calib ? &*calib : nullptr);
   Model m = load(mo, mo.model);
   m.require_classifier();
   std::optional<TensorData> data;
@@ -181,6 +224,11 @@ ScanRun scan_to_folder(const ModelOptions& mo, const ScanFlags& f, const std::st
     for (auto& file : write_k_arm_trigger(*r.k_arm, out)) run.triggers.push_back(std::move(file));
   }
 
+  const PlotResult plots = write_scan_plots(r, out, ReportOptions{});
+  for (const auto& w : plots.warnings) {
+    if (!quiet) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  }
+
   nlohmann::json& doc = run.doc;
   doc = scan_verdict_json(v, r.reports);
   nlohmann::json evidence = nlohmann::json::object(), det_times = nlohmann::json::object();
@@ -189,8 +237,9 @@ ScanRun scan_to_folder(const ModelOptions& mo, const ScanFlags& f, const std::st
     det_times[d.name] = d.seconds;
   }
   doc["calibration"] = {
-      {"file", calib ? nlohmann::json(f.calibration) : nlohmann::json()},
-      {"sha256", calib ? nlohmann::json(sha256_file(f.calibration)) : nlohmann::json()},
+      {"file", calib ? nlohmann::json(flags.calibration) : nlohmann::json()},
+      {"sha256", calib ? nlohmann::json(sha256_file(flags.calibration)) : nlohmann::json()},
+      {"default", calib && f.calibration.empty()},
       {"trained_on", calib ? calib->trained_on : nlohmann::json()}};
   nlohmann::json settings = model_settings(mo);
   settings["model"] = mo.model;
@@ -211,6 +260,8 @@ ScanRun scan_to_folder(const ModelOptions& mo, const ScanFlags& f, const std::st
   // scan.json holds the keys only; each detector's own model-level fields (the
   // null fit, the median and MAD) and the trigger files go into evidence.json.
   evidence["triggers"] = run.triggers;
+  evidence["plots"] = nlohmann::json::array();
+  for (const auto& f : plots.files) evidence["plots"].push_back(f.file);
   write_file_atomic(out + "/evidence.json", evidence.dump(2) + "\n");
   write_file_atomic(out + "/scan.json", doc.dump(2) + "\n");
   return run;

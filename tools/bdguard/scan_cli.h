@@ -30,6 +30,16 @@ struct ScanFlags {
 void add_scan_flags(CLI::App& sub, ScanFlags& f, bool with_nc = true,
                     const std::string& group = "");
 
+// The shipped calibrations (models/, installed under share/bdguard/): the default of a scan
+// with clean data, and of a --no-data scan. scripts/make-scan-calibration.sh makes them.
+constexpr const char* kDefaultCalibration = "scan-calibration.json";
+constexpr const char* kDefaultNoDataCalibration = "scan-calibration-no-data.json";
+
+// The calibration file a scan uses, "" for the uncalibrated rule: --calibration FILE as
+// given; "none": the uncalibrated rule; not given: the first shipped one (above; with
+// --no-data only the second) that is found and was fitted for the detectors the scan runs.
+std::string resolved_calibration(const ScanFlags& f);
+
 // The detectors a scan runs: the calibration's under "auto" (without one: mm-bd, and k-arm with
 // data), else the listed ones; checked against the data and the calibration.
 std::vector<std::string> scan_detector_list(const ScanFlags& f, const Calibration* c);

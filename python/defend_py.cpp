@@ -161,10 +161,12 @@ py::object compare(const PyModel& pm, const py::object& valid, const py::object&
                    const py::object& test, const py::object& poisoned_test,
                    const py::object& methods_obj, uint64_t seed, const py::object& detect_dir,
                    const py::dict& nc, const py::dict& per_method, const py::object& out,
-                   bool force, int64_t batch, const py::object& progress, const py::kwargs& kw) {
+                   bool force, int64_t batch, bool proxy, const py::object& progress,
+                   const py::kwargs& kw) {
   const std::vector<std::string> methods = method_list(methods_obj);
   CompareOptions co;
   co.methods = methods;
+  co.proxy = proxy;
   co.params = methods_params(methods, kwargs_json(kw), to_json_value(per_method, "params"));
   CompareData data;
   auto floats = [](TensorData d) {
@@ -196,7 +198,8 @@ py::object compare(const PyModel& pm, const py::object& valid, const py::object&
                    {"methods", methods},
                    {"seed", seed},
                    {"threads", at::get_num_threads()},
-                   {"detect", detect.empty() ? nlohmann::json() : nlohmann::json(detect)}});
+                   {"detect", detect.empty() ? nlohmann::json() : nlohmann::json(detect)},
+                   {"proxy", proxy}});
   const nlohmann::json doc = without_gil([&] {
     NeuralCleanseResult given;
     if (!detect.empty()) {
@@ -298,10 +301,11 @@ void bind_defend(py::module_& m) {
         py::arg("test"), py::arg("poisoned_test"), py::kw_only(), py::arg("methods") = "all",
         py::arg("seed") = 0, py::arg("detect") = py::none(), py::arg("nc") = py::dict(),
         py::arg("params") = py::dict(), py::arg("out") = py::none(), py::arg("force") = false,
-        py::arg("batch") = kDefaultBatch, py::arg("progress") = py::none(),
+        py::arg("batch") = kDefaultBatch, py::arg("proxy") = true, py::arg("progress") = py::none(),
         "Every defense on the model, side by side: the dict of bdguard compare --json. Data "
         "as (x, y) pairs; options as keywords (each to every method that has it) or "
-        "params={method: {key: value}}");
+        "params={method: {key: value}}; proxy=False: no proxy ASR (nc= also sets the Neural "
+        "Cleanse run of the proxy)");
   m.def("prune", &prune, py::arg("model"), py::arg("clean"), py::arg("poisoned"), py::kw_only(),
         py::arg("test") = py::none(), py::arg("poisoned_test") = py::none(),
         py::arg("layer") = py::none(), py::arg("drops") = kDefaultDrops,

@@ -44,8 +44,15 @@ struct CompareData {
   const NeuralCleanseResult* neural_cleanse = nullptr;  // reused by nc-unlearn
 };
 
+// The proxy ASR (what a defender without poisoned data can measure; bdguard/repair.h):
+// the clean validation data is split as every defense splits it (kFinetuneHoldout, the
+// seed); the reversed triggers are those of the given Neural Cleanse result
+// (CompareData::neural_cleanse: `compare --detect`, `run`'s detection stage) or of
+// Neural Cleanse run on the training part with the defenses' options; each model's
+// proxy ASR is measured on the held-out part. It never feeds a choice.
 struct CompareOptions {
   std::vector<std::string> methods;              // empty: every method, in defense_methods() order
+  bool proxy = true;                             // measure the proxy ASR (above)
   DefenseOptions defense;                        // seed, batch, progress (params: per method below)
   std::map<std::string, nlohmann::json> params;  // options per method
   // Where the defended models go: DIR/models/<method>.<ext> (empty: not saved).
@@ -61,6 +68,7 @@ struct CompareRow {
   double accuracy_drop = 0;            // the BadNet's accuracy minus this one's, points
   double der = 0;                      // percent
   std::optional<double> natural_rate;  // percent (see the top); nullopt: no one target
+  std::optional<double> proxy_asr;     // percent, held-out clean data (above)
   double seconds = 0;
   DefenseMetrics valid;       // on the held-out / poisoned validation data
   std::string model, sha256;  // the saved model, relative to out_dir
@@ -72,6 +80,8 @@ struct CompareResult {
   DefenseMetrics baseline_valid;
   std::optional<int64_t> target;  // the label of every poisoned test image, if one
   std::optional<double> baseline_natural_rate;
+  std::optional<double> baseline_proxy_asr;  // nullopt: no proxy measured
+  nlohmann::json proxy;                      // to_json(AttackProxy), null without one
   int64_t n_test = 0, n_poisoned_test = 0, n_valid = 0, n_poisoned_valid = 0;
   std::vector<CompareRow> rows;
   int best = -1;  // the row with the highest DER (ties: fewer points lost), -1: none ran

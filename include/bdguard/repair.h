@@ -44,6 +44,21 @@ std::vector<const LabelTrigger*> proxy_triggers(const NeuralCleanseResult& nc);
 double proxy_asr(const Model& m, const std::vector<const LabelTrigger*>& triggers,
                  const TensorData& clean, int64_t batch);
 
+// The proxy as `compare` and `defend` report it beside the real ASR: `clean` split as
+// every defense splits it (kFinetuneHoldout, `seed`), the triggers of `given` when there
+// is one (`--detect`, run's detection stage), else of Neural Cleanse run with `nc` on the
+// training part; measured on the held-out part.
+struct AttackProxy {
+  std::vector<LabelTrigger> triggers;  // copies of proxy_triggers()
+  std::string source;                  // where they came from, in words
+  TensorData holdout;
+};
+AttackProxy make_attack_proxy(const Model& m, const TensorData& clean, uint64_t seed,
+                              const NeuralCleanseResult* given, const NeuralCleanseOptions& nc);
+double proxy_asr(const Model& m, const AttackProxy& p, int64_t batch);
+// {"labels", "source", "n_holdout"}
+nlohmann::json to_json(const AttackProxy& p);
+
 struct RepairCandidate {
   std::string method;
   bool ok = false;

@@ -10,6 +10,7 @@
 #include "bdguard/evaluate.h"
 #include "bdguard/fileio.h"
 #include "bdguard/model_io.h"
+#include "bdguard/repair.h"
 
 namespace bdguard {
 
@@ -68,6 +69,17 @@ CompareResult compare_defenses(const Model& m, const CompareData& data, const Co
   on_test(m, r.baseline_accuracy, r.baseline_natural_rate);
   r.baseline_asr = accuracy(m, data.poisoned_test, batch);
 
+  // The proxy's triggers and held-out images (compare.h).
+  std::optional<AttackProxy> proxy;
+  if (o.proxy) {
+    if (!data.neural_cleanse && o.on_start) o.on_start("Neural Cleanse (the proxy's triggers)");
+    NeuralCleanseOptions nco = o.defense.neural_cleanse;
+    if (!nco.progress) nco.progress = o.defense.progress;
+    proxy = make_attack_proxy(m, data.valid, o.defense.seed, data.neural_cleanse, nco);
+    r.proxy = to_json(*proxy);
+    r.baseline_proxy_asr = proxy_asr(m, *proxy, batch);
+  }
+
   DefenseData dd{data.valid, data.poisoned_valid, data.neural_cleanse};
   if (!o.out_dir.empty()) std::filesystem::create_directories(o.out_dir + "/models");
   for (const std::string& method : methods) {
@@ -86,6 +98,7 @@ CompareResult compare_defenses(const Model& m, const CompareData& data, const Co
       row.params = std::move(d.params);
       on_test(d.model, row.clean_accuracy, row.natural_rate);
       row.asr = accuracy(d.model, data.poisoned_test, batch);
+      if (proxy) row.proxy_asr = proxy_asr(d.model, *proxy, batch);
       row.accuracy_drop = r.baseline_accuracy - row.clean_accuracy;
       row.der =
           defense_effectiveness(r.baseline_accuracy, r.baseline_asr, row.clean_accuracy, row.asr);
@@ -146,6 +159,7 @@ nlohmann::json to_json(const CompareResult& r) {
                 {"accuracy_drop", x.accuracy_drop},
                 {"der", x.der},
                 {"natural_rate", opt(x.natural_rate)},
+                {"proxy_asr", opt(x.proxy_asr)},
                 {"seconds", x.seconds},
                 {"model", x.model.empty() ? nlohmann::json() : nlohmann::json(x.model)},
                 {"sha256", x.sha256.empty() ? nlohmann::json() : nlohmann::json(x.sha256)},
@@ -160,6 +174,7 @@ nlohmann::json to_json(const CompareResult& r) {
                 {"accuracy_drop", nullptr},
                 {"der", nullptr},
                 {"natural_rate", nullptr},
+                {"proxy_asr", nullptr},
                 {"model", nullptr},
                 {"sha256", nullptr}});
     }
@@ -169,7 +184,9 @@ nlohmann::json to_json(const CompareResult& r) {
            {{"clean_accuracy", r.baseline_accuracy},
             {"asr", r.baseline_asr},
             {"natural_rate", opt(r.baseline_natural_rate)},
+            {"proxy_asr", opt(r.baseline_proxy_asr)},
             {"valid", to_json(r.baseline_valid)}}},
+          {"proxy", r.proxy},
           {"target", opt(r.target)},
           {"rows", rows},
           {"best", r.best >= 0 ? nlohmann::json(r.rows[static_cast<size_t>(r.best)].method)

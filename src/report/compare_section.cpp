@@ -22,15 +22,17 @@ const PlotFile* png(const PlotResult& plots, const std::string& name) {
 
 std::string compare_csv(const CompareResult& r) {
   std::ostringstream out;
-  out << "method,clean_accuracy,asr,accuracy_drop,der,seconds,model,error,natural_rate\n";
+  out << "method,clean_accuracy,asr,accuracy_drop,der,seconds,model,error,natural_rate,"
+         "proxy_asr\n";
   for (const auto& x : r.rows) {
     out << csv_field(x.method) << ',';
     if (x.ok) {
       out << num(x.clean_accuracy) << ',' << num(x.asr) << ',' << num(x.accuracy_drop) << ','
           << num(x.der) << ',' << num(x.seconds) << ',' << csv_field(x.model) << ",,"
-          << (x.natural_rate ? num(*x.natural_rate) : "") << '\n';
+          << (x.natural_rate ? num(*x.natural_rate) : "") << ','
+          << (x.proxy_asr ? num(*x.proxy_asr) : "") << '\n';
     } else {
-      out << ",,,," << num(x.seconds) << ",," << csv_field(x.error) << ",\n";
+      out << ",,,," << num(x.seconds) << ",," << csv_field(x.error) << ",,\n";
     }
   }
   return out.str();
@@ -94,22 +96,36 @@ void add_compare_section(Document& d, const CompareResult& r, const PlotResult& 
         " %). It is the floor under a row's ASR that removing the backdoor cannot "
         "lower: the model's own confusion between the target and its neighbours.");
   }
+  if (r.baseline_proxy_asr && r.proxy.is_object()) {
+    std::string labels;
+    for (const auto& l : r.proxy["labels"]) labels += (labels.empty() ? "" : ", ") + l.dump();
+    d.paragraph(
+        "Proxy ASR: what a defender without poisoned data can measure. The reversed "
+        "triggers of " +
+        r.proxy["source"].get<std::string>() + " (label" +
+        (r.proxy["labels"].size() == 1 ? " " : "s ") + (labels.empty() ? "none" : labels) +
+        ") stamped on the " + r.proxy["n_holdout"].dump() +
+        " held-out clean validation images of the other labels; the share each model puts in "
+        "the trigger's label (the BadNet: " +
+        fixed2(*r.baseline_proxy_asr) + " %). No choice is made on it here.");
+  }
   d.paragraph("Best by DER: " + compare_verdict(r) + ".");
   std::vector<std::vector<std::string>> rows;
   std::vector<std::string> failures;
   for (const auto& x : r.rows) {
     if (!x.ok) {
-      rows.push_back({x.method, "-", "-", "-", "-", "-", fixed1(x.seconds), "failed"});
+      rows.push_back({x.method, "-", "-", "-", "-", "-", "-", fixed1(x.seconds), "failed"});
       failures.push_back(x.method + ": " + x.error);
       continue;
     }
     rows.push_back({x.method, fixed2(x.clean_accuracy), fixed2(x.asr),
+                    x.proxy_asr ? fixed2(*x.proxy_asr) : "-",
                     x.natural_rate ? fixed2(*x.natural_rate) : "-", fixed2(x.accuracy_drop),
                     fixed2(x.der), fixed1(x.seconds), x.model.empty() ? "" : "`" + x.model + "`"});
   }
-  d.table({"method", "clean accuracy (%)", "ASR (%)", "natural rate (%)", "points lost", "DER (%)",
-           "seconds", "model"},
-          rows, {false, true, true, true, true, true, true, false});
+  d.table({"method", "clean accuracy (%)", "ASR (%)", "proxy ASR (%)", "natural rate (%)",
+           "points lost", "DER (%)", "seconds", "model"},
+          rows, {false, true, true, true, true, true, true, true, false});
   if (const PlotFile* p = png(plots, "compare")) d.image(p->title, p->file);
   if (!failures.empty()) {
     d.paragraph("Methods that could not run on this model:");

@@ -29,7 +29,8 @@ std::string tiny_args(const std::string& which = "badnet") {
 TEST(DefendCli, JsonHasEveryKeyOfTheContract) {
   BDGUARD_REQUIRE_TINY();
   const std::string out = test::temp_dir() + "/fp.h5";
-  auto r = run_cli("defend fine-pruning --json --quiet --epochs 1" + tiny_args() + " --out " + out);
+  auto r = run_cli("defend fine-pruning --json --quiet --epochs 1" + test::kFastNc + tiny_args() +
+                   " --out " + out);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json doc = json::parse(r.out);
   for (const char* key : {"method", "clean_accuracy", "asr", "seconds", "output", "sha256",
@@ -41,6 +42,14 @@ TEST(DefendCli, JsonHasEveryKeyOfTheContract) {
   EXPECT_EQ(doc["sha256"], sha256_file(out));
   EXPECT_EQ(doc["params"]["epochs"], 1);
   EXPECT_LT(doc["asr"].get<double>(), doc["before"]["asr"].get<double>());
+  // The proxy ASR: Neural Cleanse's triggers on the held-out fifth of --clean.
+  ASSERT_TRUE(doc["proxy"].is_object()) << doc["proxy"];
+  EXPECT_EQ(doc["proxy"]["n_holdout"], doc["n_holdout"]);
+  EXPECT_FALSE(doc["proxy"]["labels"].empty());
+  for (const char* k : {"before", "after"}) {
+    EXPECT_GE(doc["proxy"][k].get<double>(), 0) << k;
+    EXPECT_LE(doc["proxy"][k].get<double>(), 100) << k;
+  }
   // The saved model has the pruned channels of the JSON.
   Model m = load_model(out);
   EXPECT_EQ(static_cast<int64_t>(zero_channels(m, conv_unit(m, m.find("conv_3"))).size()),
@@ -76,7 +85,7 @@ TEST(DefendCli, BadOptionsAreOneErrorLine) {
   for (const std::string& bad :
        {std::string("--set anp.no_such_key=1"), std::string("--set anp.eps=big"),
         std::string("--anp-iterations 0"), std::string("--clp-u 2")}) {
-    auto r = run_cli("defend anp --quiet" + tiny_args() + " --out " + out + " " + bad);
+    auto r = run_cli("defend anp --quiet --no-proxy" + tiny_args() + " --out " + out + " " + bad);
     EXPECT_NE(r.exit_code, 0) << bad;
     EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << bad << ": " << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << bad << ": " << r.err;
@@ -89,9 +98,9 @@ TEST(DefendCli, OnnxModelGivesOnnxWithBatchNormNeurons) {
   const std::string dir = test::temp_dir();
   test::Data d = test::write_data(test::cnn(), dir, 200);
   const std::string out = dir + "/anp.onnx";
-  auto r = run_cli("defend anp --json --quiet --anp-iterations 10 --threads 2" + test::kScale +
-                   "--model " + test::cnn() + " --clean " + d.valid + " --poisoned " + d.bd_valid +
-                   " --out " + out);
+  auto r = run_cli("defend anp --json --quiet --no-proxy --anp-iterations 10 --threads 2" +
+                   test::kScale + "--model " + test::cnn() + " --clean " + d.valid +
+                   " --poisoned " + d.bd_valid + " --out " + out);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json doc = json::parse(r.out);
   EXPECT_EQ(doc["neuron_kind"], "BatchNormalization channels");
@@ -107,26 +116,34 @@ TEST(CompareCli, WritesTheTableTheFilesAndTheModels) {
   const std::string d = test::tiny_dir("badnet"), out = test::temp_dir() + "/cmp";
   auto r = run_cli(
       "compare --quiet --threads 2 --methods clp,fine-pruning,anp --epochs 1 "
-      "--anp-iterations 20 --model " +
-      d + "/bd_net.h5 --valid " + d + "/data/valid.h5 --poisoned-valid " + d +
-      "/data/bd_valid.h5 --test " + d + "/data/test.h5 --poisoned-test " + d +
-      "/data/bd_test.h5 --out " + out);
+      "--anp-iterations 20" +
+      test::kFastNc + "--model " + d + "/bd_net.h5 --valid " + d +
+      "/data/valid.h5 --poisoned-valid " + d + "/data/bd_valid.h5 --test " + d +
+      "/data/test.h5 --poisoned-test " + d + "/data/bd_test.h5 --out " + out);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("best: "), std::string::npos) << r.out;
   const std::string csv = test::read_text(out + "/compare.csv");
   EXPECT_EQ(csv.substr(0, csv.find('\n')),
-            "method,clean_accuracy,asr,accuracy_drop,der,seconds,model,error,natural_rate");
+            "method,clean_accuracy,asr,accuracy_drop,der,seconds,model,error,natural_rate,"
+            "proxy_asr");
   json doc = json::parse(test::read_text(out + "/compare.json"));
   EXPECT_TRUE(doc["baseline"].contains("clean_accuracy"));
   EXPECT_TRUE(doc["baseline"].contains("asr"));
   EXPECT_EQ(doc["target"], 3);  // the tiny BadNet's, from the poisoned test labels
   EXPECT_TRUE(doc["baseline"]["natural_rate"].is_number());
+  // The proxy: Neural Cleanse's triggers on the held-out fifth of the validation data.
+  ASSERT_TRUE(doc["baseline"]["proxy_asr"].is_number()) << doc["baseline"];
+  EXPECT_GE(doc["baseline"]["proxy_asr"].get<double>(), 0);
+  EXPECT_LE(doc["baseline"]["proxy_asr"].get<double>(), 100);
+  EXPECT_FALSE(doc["proxy"]["labels"].empty()) << doc["proxy"];
+  EXPECT_GT(doc["proxy"]["n_holdout"].get<int64_t>(), 0);
   ASSERT_EQ(doc["rows"].size(), 3u);
   for (const auto& row : doc["rows"]) {
     for (const char* key : {"method", "clean_accuracy", "asr", "accuracy_drop", "der", "seconds",
-                            "model", "sha256", "natural_rate"}) {
+                            "model", "sha256", "natural_rate", "proxy_asr"}) {
       EXPECT_TRUE(row.contains(key)) << key;
     }
+    EXPECT_TRUE(row["proxy_asr"].is_number()) << row;
     const std::string file = out + "/" + row["model"].get<std::string>();
     EXPECT_EQ(row["model"], "models/" + row["method"].get<std::string>() + ".h5");
     EXPECT_EQ(row["sha256"], sha256_file(file));

@@ -23,7 +23,7 @@ using nlohmann::json;
 void expect_defend_json(const std::string& method, const std::string& flags) {
   const std::string dir = test::temp_dir();
   const std::string out = dir + "/" + method + ".h5";
-  auto r = test::run_cli("defend " + method + " --json --quiet --threads 2 --model " +
+  auto r = test::run_cli("defend " + method + " --json --quiet --no-proxy --threads 2 --model " +
                          test::tiny_dir("badnet") + "/bd_net.h5 --clean " +
                          test::write_tiny_rows("valid.h5", 600) + " --poisoned " +
                          test::write_tiny_rows("bd_valid.h5", 300) + " --out " + out + " " + flags);
@@ -57,7 +57,7 @@ TEST(DefendNadIbauCli, OnnxModelGivesOnnx) {
   const std::string valid = test::write_set(m, test::temp_dir() + "/valid.h5", 1, 200, false);
   const std::string bd_valid = test::write_set(m, test::temp_dir() + "/bd_valid.h5", 2, 100, true);
   const std::string base =
-      "defend --json --quiet --threads 2 --input-scale 0.00392156862745098 "
+      "defend --json --quiet --no-proxy --threads 2 --input-scale 0.00392156862745098 "
       "--model " +
       test::cnn() + " --clean " + valid + " --poisoned " + bd_valid + " --out " + test::temp_dir();
   for (const std::string method : {"nad", "i-bau"}) {

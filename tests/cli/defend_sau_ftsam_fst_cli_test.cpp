@@ -23,8 +23,8 @@ json compare_three(const std::string& model_flags, const std::string& valid,
                    const std::string& out) {
   auto r =
       test::run_cli("compare --quiet --threads 2 --epochs 1 --methods " + std::string(kMethods) +
-                    model_flags + " --valid " + valid + " --poisoned-valid " + bd_valid +
-                    " --test " + test + " --poisoned-test " + bd_test + " --out " + out);
+                    test::kFastNc + model_flags + " --valid " + valid + " --poisoned-valid " +
+                    bd_valid + " --test " + test + " --poisoned-test " + bd_test + " --out " + out);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   return r.exit_code == 0 ? json::parse(test::read_text(out + "/compare.json")) : json();
 }

@@ -90,7 +90,8 @@ def test_defend_returns_the_model_and_the_cli_figures(bdguard_module, badnet, ar
     want = run_cli("defend", "finetune", "--model", model_path,
                    "--clean", os.path.join(data, "valid.h5"),
                    "--poisoned", os.path.join(data, "bd_valid.h5"), "--epochs", "1",
-                   "--out", str(tmp_path / "cli.h5"))
+                   "--no-proxy", "--out", str(tmp_path / "cli.h5"))
+    assert want.pop("proxy") is None  # the CLI's own measurement, not defend's figures
     x, y = read["valid"]
     defended, got = bdguard_module.defend(model, "finetune", x, y, poisoned=read["bd_valid"],
                                           epochs=1, out=str(tmp_path / "py.h5"))
@@ -116,8 +117,9 @@ def test_compare_has_the_cli_keys(bdguard_module, arrays):
     s = slice(0, 200)
     pick = {k: (v[0][s], v[1][s]) for k, v in read.items()}
     got = bdguard_module.compare(model, pick["valid"], pick["bd_valid"], pick["test"],
-                                 pick["bd_test"], methods="clp")
+                                 pick["bd_test"], methods="clp", nc=NC_KW)
     assert [r["method"] for r in got["rows"]] == ["clp"]
+    assert got["proxy"]["n_holdout"] == 40 and 0 <= got["rows"][0]["proxy_asr"] <= 100
     assert got["n_test"] == 200 and got["target"] == 3
     assert "settings" in got
 

@@ -6,6 +6,7 @@
 #include "bdguard/defend.h"
 #include "bdguard/detect_files.h"
 #include "bdguard/error.h"
+#include "bdguard/repair.h"
 #include "commands.h"
 #include "common.h"
 #include "defend_cli.h"
@@ -23,7 +24,7 @@ struct DefendOptions {
   uint64_t seed = 0;
   MethodFlags flags;
   NcFlags nc;
-  bool list = false;
+  bool list = false, no_proxy = false;
 };
 
 void print_options(const std::string& method, bool json) {
@@ -86,9 +87,28 @@ void run_defend(const DefendOptions& o) {
   DefenseResult r = defend(o.method, m, data, opt);
   save_model(r.model, o.out);
   const std::string sha = sha256_file(o.out);
+  // The proxy ASR before and after, on the held-out clean images (repair.h), when there
+  // is clean data to split.
+  std::optional<AttackProxy> proxy;
+  double proxy_before = 0, proxy_after = 0;
+  if (!o.no_proxy && data.clean.size() >= 2) {
+    if (stages.first) stages.first("Neural Cleanse (the proxy's triggers)");
+    NeuralCleanseOptions nco = nc_options(o.nc, m);
+    nco.stage = stages.first;
+    nco.progress = opt.progress;
+    proxy = make_attack_proxy(m, data.clean, o.seed, data.neural_cleanse, nco);
+    proxy_before = proxy_asr(m, *proxy, o.global.batch);
+    proxy_after = proxy_asr(r.model, *proxy, o.global.batch);
+  }
   if (o.global.json) {
     nlohmann::json doc = defense_json(r, o.out, sha);
     doc["model"] = o.model.model;
+    doc["proxy"] = nullptr;
+    if (proxy) {
+      doc["proxy"] = to_json(*proxy);
+      doc["proxy"]["before"] = proxy_before;
+      doc["proxy"]["after"] = proxy_after;
+    }
     print_json(doc);
     return;
   }
@@ -101,6 +121,10 @@ void run_defend(const DefendOptions& o) {
   if (data.poisoned) {
     std::printf("  %-32s %10s  %10s\n", "ASR (poisoned validation data)",
                 rate(r.before.asr).c_str(), rate(r.after.asr).c_str());
+  }
+  if (proxy) {
+    std::printf("  %-32s %10s  %10s\n", "proxy ASR (reversed triggers)", rate(proxy_before).c_str(),
+                rate(proxy_after).c_str());
   }
   std::printf("%s\nWrote %s (sha256 %s)\n", figures_line(r).c_str(), o.out.c_str(), sha.c_str());
 }
@@ -130,6 +154,9 @@ void setup_defend(CLI::App& app) {
                   "nc-unlearn: the folder of an earlier bdguard detect (else it runs here)")
       ->check(CLI::ExistingDirectory);
   sub->add_flag("--list-options", opt->list, "print the method's options and defaults, and exit");
+  sub->add_flag("--no-proxy", opt->no_proxy,
+                "no proxy ASR (Neural Cleanse's reversed triggers on the held-out clean images; "
+                "without --detect it runs Neural Cleanse once more)");
   add_method_flags(*sub, opt->flags);
   add_nc_options(*sub, opt->nc, "--detect-seed");
   sub->callback([opt, sub] {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "bdguard/finetune.h"
 #include "bdguard/repair.h"
 #include "bdguard/train.h"
 
@@ -44,6 +45,35 @@ double proxy_asr(const Model& m, const std::vector<const LabelTrigger*>& trigger
     worst = std::max(worst, accuracy(m, stamped, batch));
   }
   return worst;
+}
+
+AttackProxy make_attack_proxy(const Model& m, const TensorData& clean, uint64_t seed,
+                              const NeuralCleanseResult* given, const NeuralCleanseOptions& nc) {
+  ValidationSplit split = split_validation(clean, kFinetuneHoldout, seed);
+  AttackProxy p;
+  NeuralCleanseResult own;
+  if (given) {
+    p.source = "the given Neural Cleanse result";
+  } else {
+    own = neural_cleanse(m, split.train, nc);
+    given = &own;
+    p.source = "Neural Cleanse on the training part of the clean data";
+  }
+  for (const LabelTrigger* t : proxy_triggers(*given)) p.triggers.push_back(*t);
+  p.holdout = std::move(split.holdout);
+  return p;
+}
+
+double proxy_asr(const Model& m, const AttackProxy& p, int64_t batch) {
+  std::vector<const LabelTrigger*> triggers;
+  for (const auto& t : p.triggers) triggers.push_back(&t);
+  return proxy_asr(m, triggers, p.holdout, batch);
+}
+
+nlohmann::json to_json(const AttackProxy& p) {
+  std::vector<int64_t> labels;
+  for (const auto& t : p.triggers) labels.push_back(t.label);
+  return {{"labels", labels}, {"source", p.source}, {"n_holdout", p.holdout.size()}};
 }
 
 }  // namespace bdguard

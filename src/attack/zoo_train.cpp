@@ -205,7 +205,7 @@ ZooRecord train_zoo_model(const ZooPlan& plan, int64_t index, int threads, const
 nlohmann::json finish_zoo(const ZooPlan& plan) {
   const ZooOptions& o = plan.options;
   std::ostringstream csv;
-  csv << "model,backdoored,target,kind,arch,poison_rate\n";
+  csv << "model,backdoored,target,kind,arch,poison_rate,asr,criteria_met\n";
   nlohmann::json models = nlohmann::json::array();
   std::vector<std::string> missing;
   for (const auto& r : plan.recipes) {
@@ -217,12 +217,13 @@ nlohmann::json finish_zoo(const ZooPlan& plan) {
     const std::string target = !r.backdoored()             ? ""
                                : r.mapping == "all-to-all" ? "all"
                                                            : std::to_string(r.target);
-    char rate[32];
-    std::snprintf(rate, sizeof rate, "%g", r.poison_rate);
-    csv << r.name << ',' << (r.backdoored() ? 1 : 0) << ',' << target << ',' << r.kind << ','
-        << r.arch << ',' << rate << '\n';
-    nlohmann::json m = to_json(r);
     const ZooAttempt& kept = rec->attempts[static_cast<size_t>(rec->kept)];
+    char rate[32], asr[32] = "";
+    std::snprintf(rate, sizeof rate, "%g", r.poison_rate);
+    if (r.backdoored()) std::snprintf(asr, sizeof asr, "%.2f", kept.asr);
+    csv << r.name << ',' << (r.backdoored() ? 1 : 0) << ',' << target << ',' << r.kind << ','
+        << r.arch << ',' << rate << ',' << asr << ',' << (rec->criteria_met ? 1 : 0) << '\n';
+    nlohmann::json m = to_json(r);
     m["file"] = rec->file;
     m["sha256"] = rec->sha256;
     m["clean_accuracy"] = kept.clean_accuracy;

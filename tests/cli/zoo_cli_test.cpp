@@ -29,7 +29,7 @@ TEST(CliZoo, MakesModelsDataAndGroundTruthThatCampaignTakes) {
   auto r = test::run_cli(tiny_zoo_flags(zoo));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(test::read_text(zoo + "/ground_truth.csv")
-                .find("model,backdoored,target,kind,arch,poison_rate\n"),
+                .find("model,backdoored,target,kind,arch,poison_rate,asr,criteria_met\n"),
             0u);
   const auto doc = nlohmann::json::parse(test::read_text(zoo + "/zoo.json"));
   ASSERT_EQ(doc["models"].size(), 3u);

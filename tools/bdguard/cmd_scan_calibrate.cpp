@@ -20,7 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 
 struct CalibrateOptions {
-  std::string campaign, out, transform = "log1p", detectors = "all";
+  std::string campaign, out, transform = "log1p", detectors = "all", ground_truth;
   double l2 = 1.0;
   int folds = 5;
   bool force = false, json = false;
@@ -137,7 +137,15 @@ std::string number(double v) {
 }
 
 int run_calibrate(const CalibrateOptions& o) {
-  const Manifest m = read_manifest(o.campaign);
+  Manifest m = read_manifest(o.campaign);
+  if (!o.ground_truth.empty()) {
+    // Another answer key (e.g. only the models whose attack took): models it leaves out
+    // are left out of the fit.
+    for (auto& model : m.models) model.truth.reset();
+    attach_ground_truth(m.models, read_ground_truth(o.ground_truth), o.ground_truth);
+    m.ground_truth_file = fs::absolute(o.ground_truth).lexically_normal().string();
+    m.ground_truth_sha256 = sha256_file(o.ground_truth);
+  }
   const std::string methods = m.settings.value("methods", "detect");
   if (methods != "scan") {
     fail<InvalidArgument>(o.campaign, "campaign", "one made with --methods scan",
@@ -192,6 +200,10 @@ void setup_scan_calibrate(CLI::App& scan) {
       ->required()
       ->check(CLI::ExistingDirectory);
   sub->add_option("--out", o->out, "the calibration file to write (JSON)")->required();
+  sub->add_option("--ground-truth", o->ground_truth,
+                  "CSV model,backdoored[,target,...] instead of the campaign's (models it does "
+                  "not list are left out)")
+      ->check(CLI::ExistingFile);
   sub->add_option("--detectors", o->detectors,
                   "the detectors to combine: all the campaign's, or a list of them (mm-bd "
                   "alone: a calibration for --no-data scans)")

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "bdguard/compare.h"
 #include "bdguard/defend.h"
 #include "bdguard/detect.h"
 #include "bdguard/model.h"
@@ -97,6 +98,25 @@ struct RepairResult {
 // Runs the candidates on `m` with the clean data `clean` (at least 2 images) and picks
 // one. A method that fails is a candidate with its error; the others still run.
 RepairResult repair(const Model& m, const TensorData& clean, const RepairOptions& o);
+
+// repair's rule on a comparison that measured the proxy (`bdguard run`'s last stage,
+// which picks among the defenses it compared instead of training them again): the rows
+// of repair_auto_methods() that ran are the candidates, with their held-out clean
+// accuracy (row.valid) and proxy ASR; the base is the BadNet's held-out accuracy and
+// proxy ASR. picked is -1 when none qualifies or the comparison has no proxy.
+struct RepairPick {
+  std::vector<RepairCandidate> candidates;
+  int picked = -1;
+  double base_accuracy = 0, base_proxy_asr = 0, max_drop = kRepairMaxDrop;
+  std::string model;            // the picked row's saved model, as the comparison names it
+  std::string output, sha256;   // where the caller copied it (relative to its folder)
+  std::vector<int64_t> labels;  // the proxy's trigger labels
+};
+RepairPick repair_from_compare(const CompareResult& c, double max_drop = kRepairMaxDrop);
+// "nc-unlearn: the lowest proxy ASR (2.1 %) of the 6 compared defenses within 3 points of
+// the BadNet's held-out accuracy (88.2 %); ..." or why none was picked.
+std::string repair_reason(const RepairPick& p);
+nlohmann::json to_json(const RepairPick& p);
 
 nlohmann::json to_json(const RepairCandidate& c);
 

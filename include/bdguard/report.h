@@ -21,6 +21,7 @@
 #include "bdguard/detect.h"
 #include "bdguard/goodnet.h"
 #include "bdguard/prune.h"
+#include "bdguard/repair.h"
 #include "bdguard/strip.h"
 #include "bdguard/sweep_files.h"
 
@@ -103,6 +104,8 @@ struct RunReport {
   std::optional<DetectionReport> detection;
   // The comparison stage: every defense on the BadNet (bdguard compare's table).
   std::optional<CompareResult> comparison;
+  // The repair stage: repair's rule on the comparison, and the model it kept.
+  std::optional<RepairPick> repair;
 };
 
 // Files of `out_dir` a report reads or writes.

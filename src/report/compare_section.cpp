@@ -137,4 +137,43 @@ void add_compare_section(Document& d, const CompareResult& r, const PlotResult& 
   d.list(sources);
 }
 
+void add_repair_section(Document& d, const RepairPick& p, const CompareResult& c, int level) {
+  d.heading(level, "Repair");
+  d.paragraph(
+      "What `bdguard repair` would keep, from clean data alone: among the compared defenses "
+      "that need no poisoned data, the one with the lowest proxy ASR whose held-out clean "
+      "accuracy stays within " +
+      fixed1(p.max_drop) +
+      " points of the BadNet's. The test files' ASR (a defender does not have it) is shown "
+      "beside it to judge the choice.");
+  d.paragraph("Picked: " + repair_reason(p) + ".");
+  if (!p.output.empty()) {
+    d.paragraph("The repaired model: `" + p.output + "` (SHA-256 `" + p.sha256 + "`).");
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (size_t i = 0; i < p.candidates.size(); ++i) {
+    const RepairCandidate& k = p.candidates[i];
+    std::string asr = "-", acc = "-";
+    for (const CompareRow& row : c.rows) {
+      if (row.method == k.method && row.ok) {
+        asr = fixed2(row.asr);
+        acc = fixed2(row.clean_accuracy);
+      }
+    }
+    const std::string mark = static_cast<int>(i) == p.picked ? "picked" : "";
+    if (!k.ok) {
+      rows.push_back({k.method, "-", "-", acc, asr, "failed: " + k.error});
+      continue;
+    }
+    const bool within = p.base_accuracy - k.clean_accuracy <= p.max_drop;
+    rows.push_back({k.method, fixed2(k.clean_accuracy), fixed2(k.proxy_asr), acc, asr,
+                    mark.empty() ? (within ? "" : "too much accuracy lost") : mark});
+  }
+  rows.insert(rows.begin(), {"(BadNet)", fixed2(p.base_accuracy), fixed2(p.base_proxy_asr),
+                             fixed2(c.baseline_accuracy), fixed2(c.baseline_asr), ""});
+  d.table({"method", "held-out clean accuracy (%)", "proxy ASR (%)", "test accuracy (%)",
+           "test ASR (%)", ""},
+          rows, {false, true, true, true, true, false});
+}
+
 }  // namespace bdguard::report

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "bdguard/compare.h"
+#include "bdguard/repair.h"
 #include "bdguard/report.h"
 #include "report/document.h"
 
@@ -18,7 +19,10 @@ void add_compare_section(Document& d, const CompareResult& r, const PlotResult& 
 PlotSpec compare_plot(const CompareResult& r);
 std::string compare_data(const CompareResult& r);
 // compare.csv's text: method,clean_accuracy,asr,accuracy_drop,der,seconds,model,error,
-// natural_rate.
+// natural_rate,proxy_asr.
 std::string compare_csv(const CompareResult& r);
+// The repair stage of a run: the pick and why, each candidate's held-out accuracy and
+// proxy ASR beside its real ASR on the test files (from `c`), the kept model's file.
+void add_repair_section(Document& d, const RepairPick& p, const CompareResult& c, int level);
 
 }  // namespace bdguard::report

@@ -41,8 +41,13 @@ void add_scan_verdict(Document& d, const nlohmann::json& scan) {
               ". It combines MM-BD (Wang et al., IEEE S&P 2024: from random inputs alone, the "
               "largest margin each label can be driven to, tested against a Gamma fit of the "
               "others), K-Arm (Shen et al., ICML 2021: the smallest trigger to each candidate "
-              "label, optimisation steps scheduled by a bandit, its size against a bound) and "
-              "Neural Cleanse (below) by the uncalibrated rule of docs/detectors.md.");
+              "label, optimisation steps scheduled by a bandit, its size against a bound)" +
+              (scan.value("calibrated", false)
+                   ? std::string(" by the calibration shipped with bdguard (a logistic "
+                                 "regression fitted on a labelled zoo, docs/detectors.md); "
+                                 "Neural Cleanse (below) is listed as evidence.")
+                   : std::string(" and Neural Cleanse (below) by the uncalibrated rule of "
+                                 "docs/detectors.md.")));
   std::vector<std::vector<std::string>> rows;
   for (const auto& det : scan["detectors"]) {
     char p[32] = "";

@@ -231,6 +231,7 @@ report::Document build_document(const RunReport& r, const PlotResult& plots) {
   }
 
   if (r.comparison) report::add_compare_section(d, *r.comparison, plots, 2);
+  if (r.repair) report::add_repair_section(d, *r.repair, *r.comparison, 2);
 
   d.heading(2, "Timings");
   rows.clear();

@@ -128,6 +128,11 @@ std::string conclusion(const RunReport& r) {
     out << " Of the defenses compared, the best by DER is " << compare_verdict(*r.comparison)
         << ".";
   }
+  if (r.repair) {
+    out << " Repaired from clean data alone: " << repair_reason(*r.repair);
+    if (!r.repair->output.empty()) out << "; saved as " << r.repair->output;
+    out << ".";
+  }
   return out.str();
 }
 
@@ -227,6 +232,7 @@ nlohmann::json summary_json(const RunReport& r, const PlotResult& plots) {
                        {"no_backdoor_asr", kNoBackdoorAsr}};
   doc["detection"] = report::detection_json(r);
   doc["comparison"] = r.comparison ? to_json(*r.comparison) : nlohmann::json();
+  doc["repair"] = r.repair ? to_json(*r.repair) : nlohmann::json();
   doc["conclusion"] = conclusion(r);
   doc["warnings"] = r.warnings;
   return doc;

@@ -161,10 +161,10 @@ TEST(RunCli, ComparisonStageIsInTheReport) {
   const std::string d = test::tiny_dir("badnet"), out = test::temp_dir() + "/run";
   auto r = run_cli(
       "run --quiet --threads 2 --no-detect --epochs 1 --drops 4 "
-      "--compare-methods clp,fine-pruning --compare-set epochs=1 --model " +
-      d + "/bd_net.h5 --valid " + d + "/data/valid.h5 --poisoned-valid " + d +
-      "/data/bd_valid.h5 --test " + d + "/data/test.h5 --poisoned-test " + d +
-      "/data/bd_test.h5 --out " + out);
+      "--compare-methods clp,fine-pruning --compare-set epochs=1" +
+      test::kFastNc + "--model " + d + "/bd_net.h5 --valid " + d +
+      "/data/valid.h5 --poisoned-valid " + d + "/data/bd_valid.h5 --test " + d +
+      "/data/test.h5 --poisoned-test " + d + "/data/bd_test.h5 --out " + out);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json summary = json::parse(test::read_text(out + "/summary.json"));
   ASSERT_EQ(summary["comparison"]["rows"].size(), 2u);
@@ -174,6 +174,18 @@ TEST(RunCli, ComparisonStageIsInTheReport) {
   EXPECT_TRUE(fs::exists(out + "/compare.csv"));
   EXPECT_TRUE(fs::exists(out + "/plots/compare.png"));
   EXPECT_TRUE(fs::exists(out + "/models/fine-pruning.h5"));
+  // The repair stage: repair's rule on the two compared defenses (both run by repair).
+  const json& repair = summary["repair"];
+  ASSERT_TRUE(repair.is_object()) << summary.dump();
+  EXPECT_EQ(repair["candidates"].size(), 2u);
+  EXPECT_TRUE(summary["comparison"]["rows"][0]["proxy_asr"].is_number());
+  EXPECT_NE(test::read_text(out + "/report.md").find("## Repair"), std::string::npos);
+  if (repair["method"].is_string()) {
+    EXPECT_EQ(repair["output"], "repaired.h5");
+    EXPECT_EQ(repair["sha256"], sha256_file(out + "/repaired.h5"));
+    EXPECT_EQ(repair["sha256"],
+              sha256_file(out + "/models/" + repair["method"].get<std::string>() + ".h5"));
+  }
 }
 
 using test::kFastNc;

@@ -60,6 +60,36 @@ LabelTrigger trigger(int64_t label, double l1, bool refined = true) {
   return t;
 }
 
+// run's repair stage: repair's rule on a comparison's rows (held-out accuracy, proxy ASR).
+TEST(RepairFromCompare, PicksAmongRepairsMethodsByTheRule) {
+  CompareResult c;
+  c.baseline_valid.clean_accuracy = 90;
+  c.baseline_proxy_asr = 95;
+  c.proxy = {{"labels", {3}}, {"source", "hand-made"}, {"n_holdout", 100}};
+  auto row = [](const std::string& method, double acc, double proxy) {
+    CompareRow r;
+    r.method = method;
+    r.ok = true;
+    r.valid.clean_accuracy = acc;
+    r.proxy_asr = proxy;
+    r.model = "models/" + method + ".h5";
+    return r;
+  };
+  c.rows = {row("finetune", 88, 10), row("clp", 89.5, 30), row("anp", 89, 1),
+            row("nc-unlearn", 85, 0)};
+  const RepairPick p = repair_from_compare(c, 3);
+  ASSERT_EQ(p.candidates.size(), 3u);  // anp is not one of repair's methods
+  ASSERT_EQ(p.picked, 0);              // nc-unlearn lost 5 points
+  EXPECT_EQ(p.model, "models/finetune.h5");
+  EXPECT_EQ(p.labels, std::vector<int64_t>{3});
+  EXPECT_NE(repair_reason(p).find("finetune: the lowest proxy ASR (10.00 %"), std::string::npos)
+      << repair_reason(p);
+  EXPECT_EQ(to_json(p)["method"], "finetune");
+  // Without a proxy nothing is picked.
+  c.baseline_proxy_asr.reset();
+  EXPECT_EQ(repair_from_compare(c, 3).picked, -1);
+}
+
 TEST(ProxyTriggers, FlaggedLabelsElseTheSmallestRefinedMask) {
   NeuralCleanseResult nc;
   nc.labels = {trigger(0, 9), trigger(1, 2, /*refined=*/false), trigger(2, 4), trigger(3, 7)};

@@ -32,7 +32,7 @@ struct DemoOptions {
   bool retrain = false, force = false;
   int threads = 0;
   bool quiet = false;
-  bool no_detect = false;
+  bool no_detect = false, no_repair = false;
   RunCompareFlags compare;
 };
 
@@ -107,6 +107,7 @@ void run_demo(const DemoOptions& o) {
   ro.global.quiet = o.quiet;
   ro.no_detect = o.no_detect;
   ro.compare = o.compare;
+  ro.no_repair = o.no_repair;
   // The demo keeps to its few minutes: ANP with 300 mask iterations (its original 2,000
   // take about 6 minutes here); a --compare-set of the user's comes later and wins.
   const auto methods = parse_methods(ro.compare.methods);
@@ -120,8 +121,9 @@ void run_demo(const DemoOptions& o) {
   write_file_atomic(o.out + "/" + kMarker, summary.dump(2) + "\n");
   std::printf(
       "\nEverything is in %s/: bd_net.h5, data/, model_X=*.h5, sweep.csv, plots/, "
-      "report.html, report.md, summary.json, compare.csv, models/ (%.0f s).\n",
-      o.out.c_str(), summary["seconds"].get<double>());
+      "report.html, report.md, summary.json, compare.csv, models/%s (%.0f s).\n",
+      o.out.c_str(), std::filesystem::exists(o.out + "/repaired.h5") ? ", repaired.h5" : "",
+      summary["seconds"].get<double>());
 }
 
 }  // namespace
@@ -142,6 +144,9 @@ void setup_demo(CLI::App& app) {
   sub->add_flag("--no-detect", opt->no_detect,
                 "skip the detection stage (Neural Cleanse and STRIP)");
   add_run_compare_flags(*sub, opt->compare);
+  sub->add_flag("--no-repair", opt->no_repair,
+                "skip the repair stage (the compared defense repair's rule keeps, saved as "
+                "repaired.h5)");
   sub->add_flag("--quiet,-q", opt->quiet, "no progress on stderr");
   sub->callback([opt] { run_demo(*opt); });
 }

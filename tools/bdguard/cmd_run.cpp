@@ -22,6 +22,7 @@
 #include "bdguard/scan.h"
 #include "bdguard/sweep_files.h"
 #include "commands.h"
+#include "scan_cli.h"
 #include "train_cli.h"
 
 namespace bdguard::cli {
@@ -141,9 +142,11 @@ std::vector<std::pair<std::string, nlohmann::json>> settings_of(const RunOptions
   return s;
 }
 
-// bdguard scan's verdict on the BadNet from the Neural Cleanse run of the detection
-// stage, MM-BD and K-Arm (the clean data's pixel range), by the uncalibrated rule; K-Arm's
-// trigger files go to triggers/.
+// bdguard scan's verdict on the BadNet: MM-BD and K-Arm (the clean data's pixel range)
+// combined by the shipped calibration (scan's default for these two detectors; without
+// one, the uncalibrated rule with the detection stage's Neural Cleanse run as a third
+// detector); Neural Cleanse's report is listed as evidence either way. K-Arm's trigger
+// files go to triggers/.
 nlohmann::json scan_stage(const Model& m, const NeuralCleanseResult& nc, const RunOptions& o,
                           const TensorData& clean) {
   ScanOptions so;
@@ -155,16 +158,29 @@ nlohmann::json scan_stage(const Model& m, const NeuralCleanseResult& nc, const R
   so.k_arm.pixel_min = nc.pixel_min;
   so.k_arm.pixel_max = nc.pixel_max;
   ScanResult sr = run_detectors(m, &clean, so);
-  sr.reports.push_back(nc_report(nc));
-  const ScanVerdict v = combine_uncalibrated(sr.reports, kScanThreshold);
-  nlohmann::json doc = scan_verdict_json(v, sr.reports);
-  doc["calibrated"] = false;
+  ScanFlags flags;
+  flags.detectors = "mm-bd,k-arm";
+  const std::string file = resolved_calibration(flags);
+  std::optional<Calibration> calib;
+  if (!file.empty()) calib = read_calibration(file);
+  std::vector<DetectorReport> reports = sr.reports;
+  reports.push_back(nc_report(nc));
+  const ScanVerdict v = calib ? combine(*calib, sr.reports, kScanThreshold)
+                              : combine_uncalibrated(reports, kScanThreshold);
+  nlohmann::json doc = scan_verdict_json(v, reports);
+  doc["calibrated"] = calib.has_value();
+  doc["calibration"] = {{"file", calib ? nlohmann::json(file) : nlohmann::json()},
+                        {"sha256", calib ? nlohmann::json(sha256_file(file)) : nlohmann::json()},
+                        {"default", calib.has_value()},
+                        {"trained_on", calib ? calib->trained_on : nlohmann::json()}};
   doc["triggers"] = write_k_arm_trigger(*sr.k_arm, o.out);
-  doc["settings"] = {{"mm-bd", to_json(so.mm_bd)},
-                     {"k-arm", to_json(so.k_arm)},
-                     {"combination",
-                      "uncalibrated: p = min(1, D * smallest p-value), probability = 0.05 / "
-                      "(0.05 + p)"}};
+  doc["settings"] = {
+      {"mm-bd", to_json(so.mm_bd)},
+      {"k-arm", to_json(so.k_arm)},
+      {"combination", calib ? "logistic regression of the calibration file (mm-bd, k-arm; nc "
+                              "listed as evidence)"
+                            : "uncalibrated: p = min(1, D * smallest p-value), probability = "
+                              "0.05 / (0.05 + p)"}};
   return doc;
 }
 
@@ -185,7 +201,7 @@ void run_run(const RunOptions& o) {
   auto t_start = Clock::now();
   apply_threads(o.global.threads);
   Stages stages(/*total=*/6 + (o.no_finetune ? 0 : 1) + (o.no_detect ? 0 : 3) +
-                    (o.compare.no_compare ? 0 : 1),
+                    (o.compare.no_compare ? 0 : (o.no_repair ? 1 : 2)),
                 o.global.quiet);
 
   RunReport r;
@@ -342,15 +358,28 @@ void run_run(const RunOptions& o) {
   }
   if (!o.compare.no_compare) {
     stages.begin("defenses compared");
-    r.comparison = run_compare_stage(m, read_tensor_data(valid), read_tensor_data(poisoned_valid),
-                                     read_tensor_data(test), read_tensor_data(poisoned_test),
-                                     r.detection ? &r.detection->nc : nullptr, o.compare,
-                                     o.finetune.seed, o.global.batch, o.out, stages.progress());
+    r.comparison = run_compare_stage(
+        m, read_tensor_data(valid), read_tensor_data(poisoned_valid), read_tensor_data(test),
+        read_tensor_data(poisoned_test), r.detection ? &r.detection->nc : nullptr, o.compare,
+        o.finetune.seed, o.global.batch, o.out, stages.progress(), nc_options(o.nc, m));
     for (const auto& row : r.comparison->rows) {
       if (!row.ok) stages.warn(row.method + " failed: " + row.error);
     }
     stages.end(r.comparison->best >= 0 ? "best: " + compare_verdict(*r.comparison)
                                        : "no method ran");
+    if (!o.no_repair) {
+      // repair's rule on the compared defenses: no training again (repair.h).
+      stages.begin("repair");
+      RepairPick p = repair_from_compare(*r.comparison);
+      if (p.picked >= 0 && !p.model.empty()) {
+        p.output = "repaired" + fs::path(p.model).extension().string();
+        fs::copy_file(fs::path(o.out) / p.model, fs::path(o.out) / p.output,
+                      fs::copy_options::overwrite_existing);
+        p.sha256 = sha256_file((fs::path(o.out) / p.output).string());
+      }
+      stages.end(repair_reason(p));
+      r.repair = std::move(p);
+    }
   }
   nlohmann::json settings = nlohmann::json::object();
   for (const auto& [key, value] : r.settings) settings[key] = value;
@@ -400,6 +429,9 @@ void add_run_options(CLI::App& sub, RunOptions& o) {
   add_strip_options(sub, o.strip, /*clean_flag=*/"", "--strip-seed", false);
   add_finetune_options(sub, o.finetune, o.finetune_optimizer);
   add_run_compare_flags(sub, o.compare);
+  sub.add_flag("--no-repair", o.no_repair,
+               "skip the repair stage (repair's rule on the compared defenses: the lowest proxy "
+               "ASR within 3 points of held-out accuracy, saved as repaired.<ext>)");
   sub.add_option("--layer", o.layer,
                  "Conv, Gemm or MatMul node to prune (default: the last Conv every path "
                  "crosses, else the last Gemm's input)");

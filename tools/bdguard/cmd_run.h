@@ -34,6 +34,7 @@ struct RunOptions {
   NcFlags nc;
   StripFlags strip;
   RunCompareFlags compare;  // the comparison of defenses (--no-compare skips it)
+  bool no_repair = false;   // skip the repair stage (repair's rule on the comparison)
 };
 
 // Binds the flags of `bdguard run` (and --config) to `o` on `sub`.

@@ -47,13 +47,15 @@ struct RunCompareFlags {
 };
 void add_run_compare_flags(CLI::App& app, RunCompareFlags& f);
 // Every method of `f` on the BadNet with the run's four data sets (valid, poisoned
-// valid, test, poisoned test), reusing `nc` (the run's Neural Cleanse, may be null);
-// the defended models go to OUT/models/, compare.csv and compare.json to OUT.
+// valid, test, poisoned test), reusing `nc` (the run's Neural Cleanse, may be null;
+// else `nc_options` run it for nc-unlearn and the proxy ASR); the defended models go to
+// OUT/models/, compare.csv and compare.json to OUT.
 CompareResult run_compare_stage(const Model& m, const TensorData& valid,
                                 const TensorData& poisoned_valid, const TensorData& test,
                                 const TensorData& poisoned_test, const NeuralCleanseResult* nc,
                                 const RunCompareFlags& f, uint64_t seed, int64_t batch,
-                                const std::string& out, ProgressFn progress);
+                                const std::string& out, ProgressFn progress,
+                                NeuralCleanseOptions nc_options = {});
 
 // One line of the method's own figures ("channels pruned: 3 of 48; best epoch 12 of 15").
 std::string figures_line(const DefenseResult& r);

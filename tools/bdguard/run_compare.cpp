@@ -21,7 +21,8 @@ CompareResult run_compare_stage(const Model& m, const TensorData& valid,
                                 const TensorData& poisoned_valid, const TensorData& test,
                                 const TensorData& poisoned_test, const NeuralCleanseResult* nc,
                                 const RunCompareFlags& f, uint64_t seed, int64_t batch,
-                                const std::string& out, ProgressFn progress) {
+                                const std::string& out, ProgressFn progress,
+                                NeuralCleanseOptions nc_options) {
   CompareData data;
   data.valid = valid;
   data.poisoned_valid = poisoned_valid;
@@ -36,12 +37,14 @@ CompareResult run_compare_stage(const Model& m, const TensorData& valid,
   o.out_dir = out;
   o.defense.seed = seed;
   o.defense.eval_batch = batch;
-  // Neural Cleanse for nc-unlearn when the run's detection stage was skipped.
+  // Neural Cleanse for nc-unlearn and the proxy when the run's detection stage was skipped.
+  o.defense.neural_cleanse = nc_options;
   o.defense.neural_cleanse.seed = seed;
   size_t done = 0;
   const size_t total = o.methods.size();
-  o.on_start = [&](const std::string&) {
-    if (progress) progress(static_cast<int64_t>(done++), static_cast<int64_t>(total));
+  o.on_start = [&](const std::string&) {  // each method (and the proxy's Neural Cleanse)
+    if (progress && done < total)
+      progress(static_cast<int64_t>(done++), static_cast<int64_t>(total));
   };
   CompareResult r = compare_defenses(m, data, o);
   if (progress) progress(static_cast<int64_t>(total), static_cast<int64_t>(total));

@@ -2,7 +2,9 @@
 // proxy of the attack, and the rule that picks one (bdguard/repair.h).
 #include "bdguard/repair.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 
 #include "bdguard/error.h"
 #include "bdguard/finetune.h"
@@ -108,6 +110,75 @@ RepairResult repair(const Model& m, const TensorData& clean, const RepairOptions
   if (r.picked >= 0) r.model = std::move(models[static_cast<size_t>(r.picked)]);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
+}
+
+RepairPick repair_from_compare(const CompareResult& c, double max_drop) {
+  RepairPick p;
+  p.max_drop = max_drop;
+  if (!c.baseline_proxy_asr || !c.baseline_valid.clean_accuracy) return p;
+  p.base_accuracy = *c.baseline_valid.clean_accuracy;
+  p.base_proxy_asr = *c.baseline_proxy_asr;
+  if (c.proxy.is_object()) p.labels = c.proxy.value("labels", std::vector<int64_t>{});
+  const std::vector<std::string> methods = repair_auto_methods();
+  std::vector<std::string> models;
+  for (const CompareRow& row : c.rows) {
+    if (std::find(methods.begin(), methods.end(), row.method) == methods.end()) continue;
+    RepairCandidate k;
+    k.method = row.method;
+    k.seconds = row.seconds;
+    k.ok = row.ok && row.valid.clean_accuracy && row.proxy_asr;
+    if (k.ok) {
+      k.clean_accuracy = *row.valid.clean_accuracy;
+      k.proxy_asr = *row.proxy_asr;
+    } else {
+      k.error = row.ok ? "no held-out accuracy or proxy ASR" : row.error;
+    }
+    p.candidates.push_back(std::move(k));
+    models.push_back(row.model);
+  }
+  p.picked = pick_repair(p.base_accuracy, p.candidates, max_drop);
+  if (p.picked >= 0) p.model = models[static_cast<size_t>(p.picked)];
+  return p;
+}
+
+std::string repair_reason(const RepairPick& p) {
+  char buf[512];
+  int within = 0;
+  for (const auto& k : p.candidates) {
+    within += k.ok && p.base_accuracy - k.clean_accuracy <= p.max_drop;
+  }
+  if (p.candidates.empty()) return "no defense repair chooses from was compared";
+  if (p.picked < 0) {
+    std::snprintf(buf, sizeof buf,
+                  "none picked: no defense kept the held-out clean accuracy within %.1f points "
+                  "of the BadNet's %.2f %%",
+                  p.max_drop, p.base_accuracy);
+    return buf;
+  }
+  const RepairCandidate& k = p.candidates[static_cast<size_t>(p.picked)];
+  std::snprintf(buf, sizeof buf,
+                "%s: the lowest proxy ASR (%.2f %%, the BadNet's %.2f %%) of the %d defenses "
+                "within %.1f points of the BadNet's held-out clean accuracy (%.2f %%; %s: "
+                "%.2f %%)",
+                k.method.c_str(), k.proxy_asr, p.base_proxy_asr, within, p.max_drop,
+                p.base_accuracy, k.method.c_str(), k.clean_accuracy);
+  return buf;
+}
+
+nlohmann::json to_json(const RepairPick& p) {
+  nlohmann::json candidates = nlohmann::json::array();
+  for (const auto& k : p.candidates) candidates.push_back(to_json(k));
+  const bool picked = p.picked >= 0;
+  return {{"method", picked ? nlohmann::json(p.candidates[static_cast<size_t>(p.picked)].method)
+                            : nlohmann::json()},
+          {"reason", repair_reason(p)},
+          {"base_clean_accuracy", p.base_accuracy},
+          {"base_proxy_asr", p.base_proxy_asr},
+          {"proxy_labels", p.labels},
+          {"max_drop", p.max_drop},
+          {"candidates", candidates},
+          {"output", p.output.empty() ? nlohmann::json() : nlohmann::json(p.output)},
+          {"sha256", p.sha256.empty() ? nlohmann::json() : nlohmann::json(p.sha256)}};
 }
 
 nlohmann::json to_json(const RepairCandidate& c) {

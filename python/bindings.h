@@ -107,6 +107,7 @@ void bind_errors(py::module_& m);
 void bind_model(py::module_& m);
 void bind_detect(py::module_& m);
 void bind_defend(py::module_& m);
+void bind_scan(py::module_& m);
 
 // Runs `f` without the GIL.
 template <class F>

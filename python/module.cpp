@@ -1,5 +1,5 @@
 // The `bdguard._native` extension: the library's errors as Python exceptions, and the
-// parts bound in model_py.cpp, detect_py.cpp and defend_py.cpp.
+// parts bound in model_py.cpp, detect_py.cpp, defend_py.cpp and scan_py.cpp.
 #include "bdguard/error.h"
 #include "bdguard/threads.h"
 #include "bindings.h"
@@ -28,11 +28,13 @@ void bind_errors(py::module_& m) {
 
 PYBIND11_MODULE(_native, m) {
   namespace bp = bdguard::python;
-  m.doc() = "bdguard's library: models, Neural Cleanse, STRIP, defenses (see bdguard/__init__.py)";
+  m.doc() =
+      "bdguard's library: models, scan, Neural Cleanse, STRIP, defenses (see bdguard/__init__.py)";
   bp::bind_errors(m);
   bp::bind_model(m);
   bp::bind_detect(m);
   bp::bind_defend(m);
+  bp::bind_scan(m);
   m.def("set_threads", &bdguard::set_compute_threads, pybind11::arg("n"),
         "compute threads for LibTorch and OpenBLAS (0: all cores); returns the number set");
 }

@@ -60,9 +60,6 @@ struct KArmOptions {
   int64_t max_sources = 3;
   int64_t min_arms = 3;
   int64_t max_arms = 8;
-  // Labels another detector suspects (scan passes MM-BD's): each becomes a universal arm
-  // when the pre-screen did not make it one, beyond max_arms (ours, not the reference's).
-  std::vector<int64_t> hint_targets;
   int64_t min_source_images = 10;
   // Optimisation (the reference's defaults unless noted).
   int64_t batch = 32;
@@ -100,8 +97,7 @@ struct KArmArm {
   int64_t target = 0;
   int64_t source = -1;  // -1: universal
   double screen = 0;
-  bool passed_screen = false;                           // false: added by min_arms or a hint
-  bool hinted = false;                                  // added for hint_targets
+  bool passed_screen = false;                           // false: added by min_arms
   int steps = 0;                                        // optimisation steps spent on it
   int rounds = 0;                                       // improvements of its best trigger
   double l1 = std::numeric_limits<double>::infinity();  // best mask norm (pixels)

@@ -107,16 +107,6 @@ KArmScreen k_arm_screen(const Model& m, const at::Tensor& images, const KArmOpti
     if (static_cast<int64_t>(out.arms.size()) >= std::min(o.min_arms, o.max_arms)) break;
     if (c[label] <= o.global_theta * nd) universal(label, false);
   }
-  for (int64_t label : o.hint_targets) {
-    if (label < 0 || label >= classes) continue;
-    const bool armed = std::any_of(out.arms.begin(), out.arms.end(), [&](const KArmArm& a) {
-      return a.source < 0 && a.target == label;
-    });
-    if (!armed) {
-      universal(label, false);
-      out.arms.back().hinted = true;
-    }
-  }
   if (!any_universal) {
     for (const Pair& pr : pairs(prob, in_top, out.predicted, o)) {
       if (static_cast<int64_t>(out.arms.size()) >= o.max_arms) break;

@@ -111,11 +111,7 @@ ScanResult run_detectors(const Model& m, const TensorData* clean, const ScanOpti
       out.nc = neural_cleanse(m, *clean, o.nc);
       out.reports.push_back(nc_report(*out.nc));
     } else if (name == "k-arm") {
-      // MM-BD's suspected target, when it ran first, is an arm too: the pre-screen ranks
-      // labels by natural confusion and can leave a patch BadNet's target out.
-      KArmOptions ko = o.k_arm;
-      if (out.mm_bd && out.mm_bd->target >= 0) ko.hint_targets.push_back(out.mm_bd->target);
-      out.k_arm = k_arm(m, *clean, ko);
+      out.k_arm = k_arm(m, *clean, o.k_arm);
       out.reports.push_back(k_arm_report(*out.k_arm));
     } else {
       fail<InvalidArgument>("", "detector", "mm-bd, nc or k-arm", "'" + name + "'");

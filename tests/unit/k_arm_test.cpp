@@ -105,31 +105,6 @@ TEST(KArm, SameSeedSameResult) {
   for (size_t i = 0; i < a.arms.size(); ++i) EXPECT_EQ(a.arms[i].steps, b.arms[i].steps);
 }
 
-TEST(KArm, AHintedLabelBecomesAnArmOnce) {
-  Model m = hand_model(true);
-  KArmOptions o = fast();
-  o.steps = 40;
-  o.min_arms = 1;
-  o.hint_targets = {4, 2};  // 4: not an arm of the screen; 2: already the first
-  KArmResult r = k_arm(m, clean_images(m, 100), o);
-  int64_t fours = 0, twos = 0;
-  for (const KArmArm& a : r.arms) {
-    if (a.source >= 0) continue;
-    if (a.target == 4) {
-      ++fours;
-      EXPECT_TRUE(a.hinted);
-      EXPECT_FALSE(a.passed_screen);
-    }
-    if (a.target == 2) {
-      ++twos;
-      EXPECT_FALSE(a.hinted);
-    }
-  }
-  EXPECT_EQ(fours, 1);
-  EXPECT_EQ(twos, 1);
-  EXPECT_EQ(r.target, 2);  // the hint adds an arm; the best arm still wins
-}
-
 TEST(KArm, RejectsOneClassAndDataOfTheWrongShape) {
   json cfg = test::functional(
       {8, 8, 1},

@@ -227,6 +227,7 @@ TEST(Compare, ChoicesDoNotDependOnTheTestFiles) {
   d.test = read_tensor_data(LabDataset(dir + "/data/test.h5", shape)).subset({0, 1, 2, 3, 4, 5});
   d.poisoned_test = read_tensor_data(LabDataset(dir + "/data/bd_test.h5", shape));
   CompareOptions o;
+  o.proxy = false;  // its Neural Cleanse run is not the point here (the CLI tests check it)
   o.methods = {"fine-pruning", "anp", "clp"};
   o.params["fine-pruning"] = {{"epochs", 1}};
   o.params["anp"] = {{"iterations", 15}};
@@ -252,6 +253,7 @@ TEST(Compare, AFailingMethodGetsItsRowAndTheOthersRun) {
   d.test = t.data.clean;
   d.poisoned_test = *t.data.poisoned;
   CompareOptions o;
+  o.proxy = false;
   o.methods = {"clp", "fine-pruning"};
   // A layer the model does not have: fine-pruning fails when it looks for it.
   o.params["fine-pruning"] = {{"layer", "no_such_layer"}};

@@ -141,10 +141,8 @@ py::object scan(const PyModel& pm, const py::object& x, const py::object& detect
     const ScanVerdict v =
         calib ? combine(*calib, r.reports, threshold) : combine_uncalibrated(r.reports, threshold);
     nlohmann::json d = scan_verdict_json(v, r.reports);
-    d["calibration"] = {
-        {"file", calib ? nlohmann::json(calib_file) : nlohmann::json()},
-        {"sha256", calib ? nlohmann::json(sha256_file(calib_file)) : nlohmann::json()},
-        {"trained_on", calib ? calib->trained_on : nlohmann::json()}};
+    // "default" is bdguard.scan's to set (bdguard/__init__.py chooses the shipped file).
+    d["calibration"] = calibration_json(calib ? &*calib : nullptr, calib_file, false);
     settings["threads"] = at::get_num_threads();
     if (r.mm_bd) settings["mm-bd"] = to_json(so.mm_bd);
     if (r.nc) settings["nc"] = to_json(so.nc);

@@ -70,8 +70,9 @@ struct RepairCandidate {
   nlohmann::json figures;  // the method's own (defend.h)
 };
 
-// The index of the candidate the rule picks (above), or -1 when no candidate that ran
-// stays within `max_drop` points of `base_accuracy`.
+// Whether `c` ran and kept its held-out accuracy within `max_drop` points of `base_accuracy`.
+bool repair_qualifies(double base_accuracy, const RepairCandidate& c, double max_drop);
+// The index of the candidate the rule picks (above), or -1 when no candidate qualifies.
 int pick_repair(double base_accuracy, const std::vector<RepairCandidate>& candidates,
                 double max_drop);
 

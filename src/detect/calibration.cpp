@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "bdguard/error.h"
+#include "bdguard/fileio.h"
 #include "bdguard/scan.h"
 
 namespace bdguard {
@@ -131,6 +132,13 @@ Calibration read_calibration(const std::string& path) {
   nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) fail(path, "calibration", "a JSON document", "text that is not JSON");
   return parse_calibration(doc, path);
+}
+
+nlohmann::json calibration_json(const Calibration* c, const std::string& file, bool is_default) {
+  return {{"file", c ? nlohmann::json(file) : nlohmann::json()},
+          {"sha256", c ? nlohmann::json(sha256_file(file)) : nlohmann::json()},
+          {"default", c != nullptr && is_default},
+          {"trained_on", c ? c->trained_on : nlohmann::json()}};
 }
 
 nlohmann::json to_json(const Calibration& c) {

@@ -165,7 +165,7 @@ void add_repair_section(Document& d, const RepairPick& p, const CompareResult& c
       rows.push_back({k.method, "-", "-", acc, asr, "failed: " + k.error});
       continue;
     }
-    const bool within = p.base_accuracy - k.clean_accuracy <= p.max_drop;
+    const bool within = repair_qualifies(p.base_accuracy, k, p.max_drop);
     rows.push_back({k.method, fixed2(k.clean_accuracy), fixed2(k.proxy_asr), acc, asr,
                     mark.empty() ? (within ? "" : "too much accuracy lost") : mark});
   }

@@ -169,10 +169,7 @@ nlohmann::json scan_stage(const Model& m, const NeuralCleanseResult& nc, const R
                               : combine_uncalibrated(reports, kScanThreshold);
   nlohmann::json doc = scan_verdict_json(v, reports);
   doc["calibrated"] = calib.has_value();
-  doc["calibration"] = {{"file", calib ? nlohmann::json(file) : nlohmann::json()},
-                        {"sha256", calib ? nlohmann::json(sha256_file(file)) : nlohmann::json()},
-                        {"default", calib.has_value()},
-                        {"trained_on", calib ? calib->trained_on : nlohmann::json()}};
+  doc["calibration"] = calibration_json(calib ? &*calib : nullptr, file, /*is_default=*/true);
   doc["triggers"] = write_k_arm_trigger(*sr.k_arm, o.out);
   doc["settings"] = {
       {"mm-bd", to_json(so.mm_bd)},

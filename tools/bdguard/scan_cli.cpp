@@ -236,11 +236,8 @@ ScanRun scan_to_folder(const ModelOptions& mo, const ScanFlags& f, const std::st
     evidence[d.name] = d.details;
     det_times[d.name] = d.seconds;
   }
-  doc["calibration"] = {
-      {"file", calib ? nlohmann::json(flags.calibration) : nlohmann::json()},
-      {"sha256", calib ? nlohmann::json(sha256_file(flags.calibration)) : nlohmann::json()},
-      {"default", calib && f.calibration.empty()},
-      {"trained_on", calib ? calib->trained_on : nlohmann::json()}};
+  doc["calibration"] =
+      calibration_json(calib ? &*calib : nullptr, flags.calibration, f.calibration.empty());
   nlohmann::json settings = model_settings(mo);
   settings["model"] = mo.model;
   settings["clean"] = f.no_data ? nlohmann::json() : nlohmann::json(f.clean);

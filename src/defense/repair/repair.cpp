@@ -20,12 +20,16 @@ std::vector<std::string> repair_auto_methods() {
   return out;
 }
 
+bool repair_qualifies(double base_accuracy, const RepairCandidate& c, double max_drop) {
+  return c.ok && base_accuracy - c.clean_accuracy <= max_drop;
+}
+
 int pick_repair(double base_accuracy, const std::vector<RepairCandidate>& candidates,
                 double max_drop) {
   int best = -1;
   for (size_t i = 0; i < candidates.size(); ++i) {
     const RepairCandidate& c = candidates[i];
-    if (!c.ok || base_accuracy - c.clean_accuracy > max_drop) continue;
+    if (!repair_qualifies(base_accuracy, c, max_drop)) continue;
     if (best < 0) {
       best = static_cast<int>(i);
       continue;
@@ -145,7 +149,7 @@ std::string repair_reason(const RepairPick& p) {
   char buf[512];
   int within = 0;
   for (const auto& k : p.candidates) {
-    within += k.ok && p.base_accuracy - k.clean_accuracy <= p.max_drop;
+    within += repair_qualifies(p.base_accuracy, k, p.max_drop);
   }
   if (p.candidates.empty()) return "no defense repair chooses from was compared";
   if (p.picked < 0) {

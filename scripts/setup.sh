@@ -12,6 +12,7 @@ packages=(
   libtomlplusplus-dev
   libonnx-dev libprotobuf-dev libonnx-testdata
   slurmctld slurmd slurm-client munge
+  pybind11-dev python3-dev python3-numpy python3-pytest python3-torch
 )
 
 missing=()

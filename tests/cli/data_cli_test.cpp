@@ -1,6 +1,6 @@
 // Data as users hold it, through the binary: `bdguard data inspect`, and the tiny
 // BadNet's lab HDF5 data converted to .npz and to image folders giving exactly the same
-// `bdguard eval` output as the HDF5 files.
+// `bdguard eval`, `detect` and `compare` results as the HDF5 files.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -100,6 +100,75 @@ TEST(DataCli, EvalIsTheSameOnHdf5NpzAndImageFolders) {
   json doc = json::parse(h5.out);
   EXPECT_EQ(doc["n_clean"], 400);
   EXPECT_GT(doc["attack_success_rate"].get<double>(), 50.0);  // the tiny BadNet's backdoor
+}
+
+// What detect and compare report that depends on the data (not timings, not paths).
+json data_figures(const json& doc) {
+  json out;
+  for (const char* key : {"labels", "flagged", "backdoored", "median", "mad", "baseline"}) {
+    if (doc.contains(key)) out[key] = doc[key];
+  }
+  if (doc.contains("rows")) {
+    for (const auto& row : doc["rows"]) {
+      out["rows"].push_back({{"method", row["method"]},
+                             {"clean_accuracy", row["clean_accuracy"]},
+                             {"asr", row["asr"]}});
+    }
+  }
+  if (out.contains("labels")) {
+    for (auto& l : out["labels"]) l.erase("seconds");
+  }
+  if (out.contains("baseline")) out["baseline"].erase("seconds");
+  return out;
+}
+
+// The check: the demo-like data as an .npz and as class folders give exactly
+// the same detect and compare results as the HDF5 files (rows sorted by label, so that
+// the class folders keep the files' order, which seeded sampling depends on).
+TEST(DataCli, DetectAndCompareAreTheSameOnHdf5NpzAndImageFolders) {
+  BDGUARD_REQUIRE_TINY();
+  const std::string tiny = test::tiny_dir("badnet");
+  const std::string dir = test::temp_dir();
+  const Shape shape{1, 28, 28};
+  std::string args[3];
+  for (const auto& [flag, file] :
+       {std::pair{"--valid", "valid"}, std::pair{"--poisoned-valid", "bd_valid"},
+        std::pair{"--test", "test"}, std::pair{"--poisoned-test", "bd_test"}}) {
+    auto [x, y] = first_rows(tiny + "/data/" + file + ".h5", shape, 300);
+    const at::Tensor order = std::get<1>(y.sort(/*stable=*/true, 0, false));
+    x = x.index_select(0, order).contiguous();
+    y = y.index_select(0, order).contiguous();
+    const std::string base = dir + "/" + file;
+    write_lab_dataset(base + ".h5", x, y);
+    test::write_npz(base + ".npz", x.permute({0, 2, 3, 1}).contiguous().to(at::kByte), y);
+    write_class_folders(base, x, y);
+    const std::string forms[3] = {base + ".h5", base + ".npz", base};
+    for (int i = 0; i < 3; ++i) args[i] += std::string(" ") + flag + " " + q(forms[i]);
+  }
+  const std::string model = " --model " + q(tiny + "/bd_net.h5");
+  json detect[3], compare[3];
+  for (int i = 0; i < 3; ++i) {
+    // detect takes the clean data as --clean: the validation set.
+    const std::string valid = args[i].substr(0, args[i].find(" --poisoned-valid"));
+    auto d = test::run_cli("detect --json --quiet --threads 1 --seed 1" + test::kFastNc + model +
+                           " --clean" + valid.substr(std::string(" --valid").size()) + " --out " +
+                           q(dir + "/nc" + std::to_string(i)));
+    ASSERT_EQ(d.exit_code, 0) << d.err;
+    detect[i] = data_figures(json::parse(d.out));
+    const std::string out = dir + "/cmp" + std::to_string(i);
+    auto c = test::run_cli(
+        "compare --json --quiet --threads 1 --no-proxy --methods finetune "
+        "--epochs 1" +
+        model + args[i] + " --out " + q(out));
+    ASSERT_EQ(c.exit_code, 0) << c.err;
+    compare[i] = data_figures(json::parse(c.out));
+  }
+  ASSERT_FALSE(detect[0]["labels"].empty()) << detect[0];
+  ASSERT_FALSE(compare[0]["rows"].empty()) << compare[0];
+  for (int i = 1; i < 3; ++i) {
+    EXPECT_EQ(detect[i], detect[0]) << "form " << i;
+    EXPECT_EQ(compare[i], compare[0]) << "form " << i;
+  }
 }
 
 }  // namespace

@@ -208,6 +208,10 @@ double trojan_probability(double score);
 // A missing or failed task's probability (TrojAI scores a missing answer so).
 constexpr double kMissingProbability = 0.5;
 
+// A scan campaign's calibration file from its settings; "" for the uncalibrated rule
+// ("none", or a manifest from before the default calibration).
+std::string scan_calibration_file(const nlohmann::json& settings);
+
 // ---- Metrics (ground truth: 1 backdoored, 0 clean) ---------------------------------
 
 // ROC AUC as the Mann-Whitney statistic: the fraction of (backdoored, clean) pairs in

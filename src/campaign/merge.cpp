@@ -28,8 +28,7 @@ nlohmann::json opt_json(const std::optional<int64_t>& v) {
 // or scan's own probability (its calibration file, or the uncalibrated rule).
 nlohmann::json probability_map(const nlohmann::json& settings) {
   if (settings.value("methods", "detect") == "scan") {
-    std::string calib = settings.value("calibration", "");
-    if (calib == "none") calib.clear();
+    const std::string calib = scan_calibration_file(settings);
     return {{"score", "scan's probability (the score column repeats it)"},
             {"formula", calib.empty() ? "scan's uncalibrated rule (docs/detectors.md)"
                                       : "the logistic regression of the calibration file"},
@@ -47,6 +46,11 @@ nlohmann::json probability_map(const nlohmann::json& settings) {
 }
 
 }  // namespace
+
+std::string scan_calibration_file(const nlohmann::json& settings) {
+  const std::string calib = settings.value("calibration", "");
+  return calib == "none" ? "" : calib;
+}
 
 MergeResult merge_campaign(const Manifest& m) {
   MergeResult out;

@@ -151,8 +151,7 @@ void add_metrics(report::Document& d, const nlohmann::json& mt) {
 // How the trojan probability was made: scan's own, or Neural Cleanse's fixed logistic.
 std::string probability_text(const nlohmann::json& settings) {
   if (settings.value("methods", "detect") == "scan") {
-    std::string calib = settings.value("calibration", "");
-    if (calib == "none") calib.clear();
+    const std::string calib = scan_calibration_file(settings);
     return "The trojan probability is `bdguard scan`'s: " +
            (calib.empty() ? std::string("its uncalibrated rule (the smallest p-value of the "
                                         "detectors, Bonferroni-corrected)")

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bdguard/fileio.h"
+#include "bdguard/k_arm.h"
 #include "campaign_util.h"
 #include "test_util.h"
 
@@ -256,6 +257,26 @@ TEST(CampaignRun, ScanTasksScoreWithScanAndCalibrateFitsOnThem) {
                        "/s --mm-starts 4 --mm-steps 40 --calibration " + dir + "/calib.json");
   EXPECT_EQ(again.exit_code, 0) << again.err;
   EXPECT_EQ(again.out.find("uncalibrated"), std::string::npos) << again.out;
+}
+
+TEST(CampaignRun, ScanTasksTakeTheKArmFlagsOfInit) {
+  BDGUARD_REQUIRE_ZOO();
+  const std::string c = work_dir() + "/c";
+  ASSERT_EQ(test::init_campaign(c, zoo_dir() + "/models",
+                                " --methods scan --detectors k-arm --k-arm-steps 20 "
+                                "--k-arm-min-arms 5 --calibration none")
+                .exit_code,
+            0);
+  const auto settings = read_json(c + "/manifest.json")["settings"];
+  EXPECT_EQ(settings["k_arm_steps"], 20);
+  EXPECT_EQ(settings["k_arm_min_arms"], 5);
+  EXPECT_EQ(settings["k_arm_arms"], KArmOptions{}.max_arms);
+  auto r = run_cli("campaign run " + c + " --jobs 2 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  const auto k_arm = read_json(c + "/tasks/0/scan.json")["settings"]["k-arm"];
+  EXPECT_EQ(k_arm["steps"], 20);
+  EXPECT_EQ(k_arm["min_arms"], 5);
+  EXPECT_EQ(k_arm["max_arms"], KArmOptions{}.max_arms);
 }
 
 TEST(CampaignRun, CalibrateRefusesACampaignThatDidNotScan) {

@@ -91,20 +91,28 @@ TEST(ScanCli, NoDataOnAModelWithoutBackdoorSaysNo) {
   EXPECT_NE(r.out.find("uncalibrated"), std::string::npos) << r.out;
 }
 
+// The shipped default (models/scan-calibration.json, K-Arm alone) decides which
+// detectors `auto` runs with data; without data no calibration ships (MM-BD alone does
+// not rank the calibration zoo: docs/detectors.md), so --no-data is uncalibrated.
 TEST(ScanCli, WithoutCalibrationFlagUsesTheShippedOneForItsDetectors) {
+  BDGUARD_REQUIRE_TINY();
   const std::string d = test::temp_dir();
-  const std::string shipped = std::string(BDGUARD_SOURCE_DIR) + "/models/";
-  if (!fs::exists(shipped + "scan-calibration-no-data.json")) {
-    GTEST_SKIP() << "no shipped calibration in " << shipped;
-  }
-  auto r = run_cli("scan --no-data --json --model " + hand_model(d + "/bd.h5", 10, true) + kFast +
-                   " --out " + d + "/out");
+  const std::string shipped = std::string(BDGUARD_SOURCE_DIR) + "/models/scan-calibration.json";
+  ASSERT_TRUE(fs::exists(shipped)) << shipped;
+  const std::string tiny = test::tiny_dir("badnet");
+  auto r = run_cli("scan --json --quiet --threads 1 --seed 1 --k-arm-steps 200 --model " + tiny +
+                   "/bd_net.h5 --clean " + tiny + "/data/valid.h5 --out " + d + "/out");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json doc = json::parse(r.out);
-  EXPECT_EQ(doc["calibration"]["file"], shipped + "scan-calibration-no-data.json");
+  EXPECT_EQ(doc["calibration"]["file"], shipped);
   EXPECT_EQ(doc["calibration"]["default"], true);
   EXPECT_EQ(doc["calibration"]["trained_on"]["zoo"]["options"]["seed"], 1);
-  EXPECT_EQ(doc["backdoored"], true);
+  ASSERT_EQ(doc["detectors"].size(), 1u);
+  EXPECT_EQ(doc["detectors"][0]["name"], "k-arm");
+  auto none = run_cli("scan --no-data --json --model " + hand_model(d + "/bd.h5", 10, true) +
+                      kFast + " --out " + d + "/none");
+  ASSERT_EQ(none.exit_code, 0) << none.err;
+  EXPECT_TRUE(json::parse(none.out)["calibration"]["file"].is_null()) << none.out;
 }
 
 TEST(ScanCli, CalibrationFileGivesTheLogisticProbability) {

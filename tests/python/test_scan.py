@@ -41,15 +41,19 @@ def test_scan_without_data_runs_mm_bd_alone(bdguard_module, model_and_clean):
 
 def test_scan_default_calibration_is_the_shipped_one(bdguard_module, model_and_clean):
     here = os.path.dirname(bdguard_module.__file__)
-    shipped = os.path.join(here, "scan-calibration-no-data.json")
-    if not os.path.exists(shipped):
-        pytest.skip(f"no shipped calibration beside the package ({shipped})")
-    model, _ = model_and_clean
-    got = bdguard_module.scan(model, mm_starts=4, mm_steps=40, seed=1)
+    shipped = os.path.join(here, "scan-calibration.json")
+    assert os.path.exists(shipped), "the build copies models/scan-calibration.json beside the package"
+    model, x = model_and_clean
+    got = bdguard_module.scan(model, x, k_arm_steps=200, seed=1)
     assert got["calibration"]["file"] == shipped
     assert got["calibration"]["default"] is True
+    assert [d["name"] for d in got["detectors"]] == ["k-arm"]
     with open(shipped, encoding="utf-8") as f:
         assert got["calibration"]["trained_on"] == json.load(f)["trained_on"]
+    # Without data no calibration ships: the uncalibrated rule.
+    none = bdguard_module.scan(model, mm_starts=4, mm_steps=40, seed=1)
+    assert none["calibration"]["file"] is None
+    assert none["calibration"]["default"] is False
 
 
 def test_scan_bad_input_is_a_bdguard_error(bdguard_module, model_and_clean):
@@ -58,5 +62,6 @@ def test_scan_bad_input_is_a_bdguard_error(bdguard_module, model_and_clean):
         bdguard_module.scan(model, detectors=["k-arm"], calibration=None)
     with pytest.raises(bdguard_module.InvalidArgument, match="distinct names"):
         bdguard_module.scan(model, x, detectors=["mm-bd", "mm-bd"], calibration=None)
-    with pytest.raises(bdguard_module.Error):
-        bdguard_module.scan(model, x[:, :5], calibration=None)
+    # Images of 5 x 28 pixels for a 28 x 28 model.
+    with pytest.raises(bdguard_module.Error, match="28"):
+        bdguard_module.scan(model, x[:, :, :5], calibration=None)

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -142,11 +143,11 @@ std::vector<std::pair<std::string, nlohmann::json>> settings_of(const RunOptions
   return s;
 }
 
-// bdguard scan's verdict on the BadNet: MM-BD and K-Arm (the clean data's pixel range)
-// combined by the shipped calibration (scan's default for these two detectors; without
-// one, the uncalibrated rule with the detection stage's Neural Cleanse run as a third
-// detector); Neural Cleanse's report is listed as evidence either way. K-Arm's trigger
-// files go to triggers/.
+// bdguard scan's verdict on the BadNet: MM-BD and K-Arm run (the clean data's pixel
+// range); the verdict is the shipped calibration's (scan's default with data: K-Arm
+// alone) or, without one, the uncalibrated rule with the detection stage's Neural Cleanse
+// run as a third detector. Every detector's report is listed as evidence either way.
+// K-Arm's trigger files go to triggers/.
 nlohmann::json scan_stage(const Model& m, const NeuralCleanseResult& nc, const RunOptions& o,
                           const TensorData& clean) {
   ScanOptions so;
@@ -158,15 +159,26 @@ nlohmann::json scan_stage(const Model& m, const NeuralCleanseResult& nc, const R
   so.k_arm.pixel_min = nc.pixel_min;
   so.k_arm.pixel_max = nc.pixel_max;
   ScanResult sr = run_detectors(m, &clean, so);
-  ScanFlags flags;
-  flags.detectors = "mm-bd,k-arm";
-  const std::string file = resolved_calibration(flags);
+  const std::string file = resolved_calibration(ScanFlags{});  // auto, with data
   std::optional<Calibration> calib;
   if (!file.empty()) calib = read_calibration(file);
   std::vector<DetectorReport> reports = sr.reports;
   reports.push_back(nc_report(nc));
-  const ScanVerdict v = calib ? combine(*calib, sr.reports, kScanThreshold)
-                              : combine_uncalibrated(reports, kScanThreshold);
+  ScanVerdict v;
+  if (calib) {
+    std::vector<DetectorReport> fitted;
+    for (const auto& r : reports) {
+      const auto& d = calib->detectors;
+      if (std::find(d.begin(), d.end(), r.name) != d.end()) fitted.push_back(r);
+    }
+    v = combine(*calib, fitted, kScanThreshold);
+  } else {
+    v = combine_uncalibrated(reports, kScanThreshold);
+  }
+  std::string fitted_names;
+  for (const auto& d : calib ? calib->detectors : std::vector<std::string>{}) {
+    fitted_names += (fitted_names.empty() ? "" : ", ") + d;
+  }
   nlohmann::json doc = scan_verdict_json(v, reports);
   doc["calibrated"] = calib.has_value();
   doc["calibration"] = calibration_json(calib ? &*calib : nullptr, file, /*is_default=*/true);
@@ -174,8 +186,8 @@ nlohmann::json scan_stage(const Model& m, const NeuralCleanseResult& nc, const R
   doc["settings"] = {
       {"mm-bd", to_json(so.mm_bd)},
       {"k-arm", to_json(so.k_arm)},
-      {"combination", calib ? "logistic regression of the calibration file (mm-bd, k-arm; nc "
-                              "listed as evidence)"
+      {"combination", calib ? "logistic regression of the calibration file (" + fitted_names +
+                                  "; the others listed as evidence)"
                             : "uncalibrated: p = min(1, D * smallest p-value), probability = "
                               "0.05 / (0.05 + p)"}};
   return doc;

@@ -75,8 +75,8 @@ struct Calibration {
 Calibration parse_calibration(const nlohmann::json& doc, const std::string& file);
 Calibration read_calibration(const std::string& path);
 nlohmann::json to_json(const Calibration& c);
-// scan.json's `calibration`: {"file", "sha256", "default", "trained_on"} of `c` read from
-// `file` (`is_default`: the shipped one, chosen without a flag); nulls and false without.
+// scan.json's `calibration`: {"file", "sha256", "default", "detectors", "trained_on"} of `c` read
+// from `file` (`is_default`: the shipped one, chosen without a flag); nulls and false without.
 nlohmann::json calibration_json(const Calibration* c, const std::string& file, bool is_default);
 // The feature of one score under `transform` (log1p of a negative score is of 0).
 double calibration_feature(const std::string& transform, double score);

@@ -138,6 +138,7 @@ nlohmann::json calibration_json(const Calibration* c, const std::string& file, b
   return {{"file", c ? nlohmann::json(file) : nlohmann::json()},
           {"sha256", c ? nlohmann::json(sha256_file(file)) : nlohmann::json()},
           {"default", c != nullptr && is_default},
+          {"detectors", c ? nlohmann::json(c->detectors) : nlohmann::json()},
           {"trained_on", c ? c->trained_on : nlohmann::json()}};
 }
 

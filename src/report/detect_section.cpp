@@ -31,6 +31,24 @@ std::string label_text(const nlohmann::json& v) {
   return v.is_number_integer() ? std::to_string(v.get<int64_t>()) : "none";
 }
 
+// The detectors a calibration was fitted on, as scan.json names them ("K-Arm's score").
+std::string fitted_text(const nlohmann::json& scan) {
+  const nlohmann::json names = scan["calibration"].value("detectors", nlohmann::json::array());
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string n = names[i].get<std::string>();
+    out += (i == 0                  ? ""
+            : i + 1 == names.size() ? " and "
+                                    : ", ") +
+           (n == "k-arm"   ? std::string("K-Arm")
+            : n == "mm-bd" ? "MM-BD"
+            : n == "nc"    ? "Neural Cleanse"
+                           : n) +
+           "'s";
+  }
+  return out.empty() ? "the detectors' scores" : out + (names.size() == 1 ? " score" : " scores");
+}
+
 // bdguard scan's verdict: the probability and each detector's evidence.
 void add_scan_verdict(Document& d, const nlohmann::json& scan) {
   const bool yes = scan["backdoored"].get<bool>();
@@ -38,16 +56,19 @@ void add_scan_verdict(Document& d, const nlohmann::json& scan) {
               ", probability " + fixed2(scan["probability"].get<double>()) +
               (scan.value("calibrated", false) ? "" : " (uncalibrated)") + ", target " +
               label_text(scan["target"]) +
-              ". It combines MM-BD (Wang et al., IEEE S&P 2024: from random inputs alone, the "
+              ". It ran MM-BD (Wang et al., IEEE S&P 2024: from random inputs alone, the "
               "largest margin each label can be driven to, tested against a Gamma fit of the "
-              "others), K-Arm (Shen et al., ICML 2021: the smallest trigger to each candidate "
-              "label, optimisation steps scheduled by a bandit, its size against a bound)" +
+              "others) and K-Arm (Shen et al., ICML 2021: the smallest trigger to each "
+              "candidate label, optimisation steps scheduled by a bandit, its size against a "
+              "bound). " +
               (scan.value("calibrated", false)
-                   ? std::string(" by the calibration shipped with bdguard (a logistic "
-                                 "regression fitted on a labelled zoo, docs/detectors.md); "
-                                 "Neural Cleanse (below) is listed as evidence.")
-                   : std::string(" and Neural Cleanse (below) by the uncalibrated rule of "
-                                 "docs/detectors.md.")));
+                   ? "The probability is the calibration shipped with bdguard (a logistic "
+                     "regression fitted on a labelled zoo, docs/detectors.md) of " +
+                         fitted_text(scan) +
+                         "; the other detectors and Neural Cleanse (below) are listed as "
+                         "evidence."
+                   : std::string("The uncalibrated rule of docs/detectors.md combines them "
+                                 "with Neural Cleanse (below).")));
   std::vector<std::vector<std::string>> rows;
   for (const auto& det : scan["detectors"]) {
     char p[32] = "";

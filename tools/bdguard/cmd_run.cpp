@@ -175,10 +175,6 @@ nlohmann::json scan_stage(const Model& m, const NeuralCleanseResult& nc, const R
   } else {
     v = combine_uncalibrated(reports, kScanThreshold);
   }
-  std::string fitted_names;
-  for (const auto& d : calib ? calib->detectors : std::vector<std::string>{}) {
-    fitted_names += (fitted_names.empty() ? "" : ", ") + d;
-  }
   nlohmann::json doc = scan_verdict_json(v, reports);
   doc["calibrated"] = calib.has_value();
   doc["calibration"] = calibration_json(calib ? &*calib : nullptr, file, /*is_default=*/true);
@@ -186,8 +182,8 @@ nlohmann::json scan_stage(const Model& m, const NeuralCleanseResult& nc, const R
   doc["settings"] = {
       {"mm-bd", to_json(so.mm_bd)},
       {"k-arm", to_json(so.k_arm)},
-      {"combination", calib ? "logistic regression of the calibration file (" + fitted_names +
-                                  "; the others listed as evidence)"
+      {"combination", calib ? "logistic regression of the calibration file (" +
+                                  joined(calib->detectors) + "; the others listed as evidence)"
                             : "uncalibrated: p = min(1, D * smallest p-value), probability = "
                               "0.05 / (0.05 + p)"}};
   return doc;

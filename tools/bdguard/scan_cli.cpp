@@ -23,12 +23,6 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-std::string joined(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += (s.empty() ? "" : ",") + x;
-  return s;
-}
-
 std::string number(double v, int digits) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*g", digits, v);
@@ -58,6 +52,12 @@ std::string shipped_file(const std::string& name) {
 }
 
 }  // namespace
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ",") + x;
+  return s;
+}
 
 void add_scan_flags(CLI::App& sub, ScanFlags& f, bool with_nc, const std::string& group) {
   std::vector<CLI::Option*> opts;

@@ -34,6 +34,8 @@ constexpr double kMaxScore = 300;            // -log10 of a p-value of 0
 // The detectors scan knows, and whether each needs clean data.
 const std::vector<std::string>& scan_detector_names();  // {"mm-bd", "nc", "k-arm"}
 bool detector_needs_data(const std::string& name);
+// Detector names as --detectors takes them: "mm-bd,k-arm" ("" for none).
+std::string detector_list(const std::vector<std::string>& names);
 
 struct DetectorReport {
   std::string name;

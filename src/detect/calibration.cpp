@@ -17,9 +17,7 @@ const char* kFormat = "bdguard-scan-calibration";
 constexpr int64_t kMaxCalibrationBytes = 1 << 20;
 
 std::string list_text(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += (s.empty() ? "" : ",") + x;
-  return s.empty() ? "none" : s;
+  return v.empty() ? "none" : detector_list(v);
 }
 
 // Solves a x = b (n small) by Gaussian elimination with partial pivoting.

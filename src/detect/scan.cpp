@@ -15,6 +15,12 @@ const std::vector<std::string>& scan_detector_names() {
 
 bool detector_needs_data(const std::string& name) { return name == "nc" || name == "k-arm"; }
 
+std::string detector_list(const std::vector<std::string>& names) {
+  std::string s;
+  for (const auto& x : names) s += (s.empty() ? "" : ",") + x;
+  return s;
+}
+
 DetectorReport mm_bd_report(const MmBdResult& r) {
   DetectorReport d;
   d.name = "mm-bd";

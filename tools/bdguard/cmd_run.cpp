@@ -182,10 +182,11 @@ nlohmann::json scan_stage(const Model& m, const NeuralCleanseResult& nc, const R
   doc["settings"] = {
       {"mm-bd", to_json(so.mm_bd)},
       {"k-arm", to_json(so.k_arm)},
-      {"combination", calib ? "logistic regression of the calibration file (" +
-                                  joined(calib->detectors) + "; the others listed as evidence)"
-                            : "uncalibrated: p = min(1, D * smallest p-value), probability = "
-                              "0.05 / (0.05 + p)"}};
+      {"combination", calib
+                          ? "logistic regression of the calibration file (" +
+                                detector_list(calib->detectors) + "; the others listed as evidence)"
+                          : "uncalibrated: p = min(1, D * smallest p-value), probability = "
+                            "0.05 / (0.05 + p)"}};
   return doc;
 }
 

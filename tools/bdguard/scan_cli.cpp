@@ -53,16 +53,10 @@ std::string shipped_file(const std::string& name) {
 
 }  // namespace
 
-std::string joined(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += (s.empty() ? "" : ",") + x;
-  return s;
-}
-
 void add_scan_flags(CLI::App& sub, ScanFlags& f, bool with_nc, const std::string& group) {
   std::vector<CLI::Option*> opts;
   opts.push_back(sub.add_option("--detectors", f.detectors,
-                                "auto, or a list among " + joined(scan_detector_names()))
+                                "auto, or a list among " + detector_list(scan_detector_names()))
                      ->capture_default_str());
   opts.push_back(
       sub.add_option("--calibration", f.calibration,
@@ -140,7 +134,8 @@ std::vector<std::string> scan_detector_list(const ScanFlags& f, const Calibratio
       const auto& names = scan_detector_names();
       if (std::find(names.begin(), names.end(), item) == names.end() ||
           std::find(list.begin(), list.end(), item) != list.end()) {
-        fail<InvalidArgument>("--detectors", "", "auto, or distinct names among " + joined(names),
+        fail<InvalidArgument>("--detectors", "",
+                              "auto, or distinct names among " + detector_list(names),
                               "'" + f.detectors + "'");
       }
       list.push_back(item);
@@ -158,9 +153,10 @@ std::vector<std::string> scan_detector_list(const ScanFlags& f, const Calibratio
     std::sort(a.begin(), a.end());
     std::sort(b.begin(), b.end());
     if (a != b) {
-      fail<InvalidArgument>(f.calibration, "calibration",
-                            "one fitted for the detectors this scan runs (" + joined(list) + ")",
-                            "one fitted for " + joined(c->detectors));
+      fail<InvalidArgument>(
+          f.calibration, "calibration",
+          "one fitted for the detectors this scan runs (" + detector_list(list) + ")",
+          "one fitted for " + detector_list(c->detectors));
     }
   }
   return list;

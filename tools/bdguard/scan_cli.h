@@ -39,8 +39,6 @@ constexpr const char* kDefaultNoDataCalibration = "scan-calibration-no-data.json
 // given; "none": the uncalibrated rule; not given: the first shipped one (above; with
 // --no-data only the second) that is found and was fitted for the detectors the scan runs.
 std::string resolved_calibration(const ScanFlags& f);
-// Detector names as --detectors takes them: "mm-bd,k-arm".
-std::string joined(const std::vector<std::string>& v);
 
 // The detectors a scan runs: the calibration's under "auto" (without one: mm-bd, and k-arm with
 // data), else the listed ones; checked against the data and the calibration.

@@ -102,6 +102,26 @@ TEST(DataCli, EvalIsTheSameOnHdf5NpzAndImageFolders) {
   EXPECT_GT(doc["attack_success_rate"].get<double>(), 50.0);  // the tiny BadNet's backdoor
 }
 
+TEST(DataCli, LabelsIsASecondNameOfDataLabelsForAnNpyPair) {
+  BDGUARD_REQUIRE_TINY();
+  const std::string tiny = test::tiny_dir("badnet");
+  const std::string dir = test::temp_dir();
+  auto [x, y] = first_rows(tiny + "/data/test.h5", Shape{1, 28, 28}, 200);
+  test::write_bytes(dir + "/x.npy", test::npy_of(x.to(at::kByte)));
+  test::write_bytes(dir + "/y.npy", test::npy_of(y));
+  const std::string eval =
+      "eval --json --threads 1 --model " + q(tiny + "/bd_net.h5") + " --clean " + q(dir + "/x.npy");
+  auto long_name = test::run_cli(eval + " --data-labels " + q(dir + "/y.npy"));
+  ASSERT_EQ(long_name.exit_code, 0) << long_name.err;
+  auto short_name = test::run_cli(eval + " --labels " + q(dir + "/y.npy"));
+  ASSERT_EQ(short_name.exit_code, 0) << short_name.err;
+  EXPECT_EQ(short_name.out, long_name.out);
+  EXPECT_EQ(json::parse(long_name.out)["n_clean"], 200);
+  // detect keeps --labels for its candidate target labels.
+  auto detect = test::run_cli("detect --help");
+  EXPECT_NE(detect.out.find("candidate labels"), std::string::npos) << detect.out;
+}
+
 // What detect and compare report that depends on the data (not timings, not paths).
 json data_figures(const json& doc) {
   json out;

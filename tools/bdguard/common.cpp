@@ -48,14 +48,30 @@ void add_model_options(CLI::App& app, ModelOptions& o, const std::string& model_
       ->capture_default_str();
 }
 
+namespace {
+// Every command's --data-labels, for the --labels spelling (add_labels_aliases).
+std::vector<std::pair<CLI::App*, std::vector<std::string>*>>& data_label_options() {
+  static std::vector<std::pair<CLI::App*, std::vector<std::string>*>> options;
+  return options;
+}
+}  // namespace
+
 void add_data_options(CLI::App& app, ModelOptions& o) {
   app.add_option("--data-labels", o.data_labels,
                  "labels of .npy or IDX images: LABELS, or IMAGES=LABELS per input (repeatable)");
+  data_label_options().emplace_back(&app, &o.data_labels);
   app.add_flag("--resize", o.resize,
                "resize folder images of another size to the model's input (else refused)");
   app.add_option("--max-files", o.max_files, "refuse an image folder with more images")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+}
+
+void add_labels_aliases() {
+  for (auto& [app, labels] : data_label_options()) {
+    if (app->get_option_no_throw("--labels") != nullptr) continue;
+    app->add_option("--labels", *labels, "the same as --data-labels");
+  }
 }
 
 void add_global_options(CLI::App& app, GlobalOptions& g) {

@@ -63,6 +63,10 @@ DataOptions data_options(const ModelOptions& o, const Model& m);
 
 // Binds the data options alone (for commands without a model: data inspect).
 void add_data_options(CLI::App& app, ModelOptions& o);
+// After every command is set up: --labels as a second name of --data-labels in the
+// commands where --labels does not already name candidate target labels (detect, scan,
+// campaign init, ...), as issue 25 spells it.
+void add_labels_aliases();
 // A progress bar on stderr when it is a terminal (and not --quiet); nothing otherwise.
 ProgressFn progress_bar(const std::string& label, bool quiet);
 

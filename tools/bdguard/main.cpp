@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   bdguard::cli::setup_data(app);
   bdguard::cli::setup_scan(app);
   bdguard::cli::setup_repair(app);
+  bdguard::cli::add_labels_aliases();
   bdguard::use_caching_cpu_allocator();
   bdguard::install_cleanup_signal_handlers();
   bdguard::start_read_watchdog(bdguard::cli::read_timeout_seconds());

@@ -191,7 +191,10 @@ TEST(Strip, ScoresDoNotDependOnBatching) {
   TensorData test = clean_images(m, 30, 10);
   auto x = sa.scores(test.images, kStripTestStream), y = sb.scores(test.images, kStripTestStream);
   ASSERT_EQ(x.size(), y.size());
-  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(x[i], y[i], 1e-9) << i;
+  // Equal up to float32 rounding: the BLAS may sum a row's products in another order
+  // in a batch of another size (OpenBLAS's small-matrix kernels on AVX-512 CPUs differ
+  // in the last bits, about 1e-7 here).
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(x[i], y[i], 1e-5) << i;
 }
 
 }  // namespace

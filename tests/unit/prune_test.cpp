@@ -195,6 +195,21 @@ TEST(Prune, FastSweepEqualsPlainWhenTwoClassesTie) {
   bias[5] = bias[2];
   bias[2] += 3.0;  // and make them win often
   bias[5] += 3.0;
+  {
+    // Where the BLAS computes two identical weight columns with different bits (OpenBLAS's
+    // AVX-512 kernels handle columns by their position in a tile), no exact tie arises:
+    // the plain method's label then rests on the last bit of each column, and the
+    // sweep's re-run of near ties (a batch of other rows) need not reproduce it.
+    at::NoGradGuard no_grad;
+    Shape dims{64};
+    const Shape s = m.input_shape();
+    dims.insert(dims.end(), s.begin(), s.end());
+    at::Tensor z = m.run(at::rand(dims) * 255, {m.logits_index()})[0];
+    if (!z.select(1, 2).equal(z.select(1, 5))) {
+      GTEST_SKIP() << "this CPU's BLAS gives identical weight columns different bits: "
+                      "no exact ties to break";
+    }
+  }
   SweepResult r = expect_same_sweep(m, test::temp_dir(), "");
   EXPECT_GT(r.timings.ties_verified, 0);
 }

@@ -101,5 +101,11 @@ struct DataSummary {
 // `layout` kAuto: guessed from the shape (the axis of 1 or 3 channels; NCHW when both
 // or neither could be). HDF5 files are read in batches, the other formats whole.
 DataSummary inspect_data(const std::string& path, const DataOptions& options);
+// `bdguard data take`: images [skip, skip + count) of `path` (count < 0: to the end; fewer
+// where the data ends first), read as every command reads them (layout as inspect_data
+// finds it), written to `out` as a lab HDF5 file (float32 NCHW, raw pixel values, int64
+// labels). Returns how many were written.
+int64_t take_data(const std::string& path, const DataOptions& options, int64_t skip, int64_t count,
+                  const std::string& out);
 
 }  // namespace bdguard

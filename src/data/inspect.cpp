@@ -36,10 +36,9 @@ void histogram_of(const std::vector<int64_t>& labels, DataSummary& s) {
   s.histogram.assign(counts.begin(), counts.end());
 }
 
-}  // namespace
-
-DataSummary inspect_data(const std::string& path, const DataOptions& options) {
-  DataSummary s;
+// The format, shape as stored, dtype and layout of `path` (into `s`), and the model
+// input (C, H, W) they imply; `raw` gets the data of a format read whole.
+Shape describe(const std::string& path, const DataOptions& options, DataSummary& s, RawData& raw) {
   s.format = detect_data_format(path);
   Shape chw;
   if (s.format == DataFormat::kLabHdf5) {
@@ -50,24 +49,14 @@ DataSummary inspect_data(const std::string& path, const DataOptions& options) {
       s.dtype = info.dtype_name();
     }
     s.layout = guess_layout(path, s.shape, options.layout, chw);
-    LabDataset ds(path, chw, options);
-    s.size = ds.size();
-    constexpr int64_t kBatch = 1024;
-    for (int64_t start = 0; start < ds.size(); start += kBatch) {
-      at::Tensor x = ds.read(start, std::min(kBatch, ds.size() - start)).images;
-      const double lo = x.min().item<double>(), hi = x.max().item<double>();
-      s.min = start == 0 ? lo : std::min(s.min, lo);
-      s.max = start == 0 ? hi : std::max(s.max, hi);
-    }
-    histogram_of(ds.labels(), s);
-    return s;
+    return chw;
   }
   ReadOptions ro;
   ro.resize = options.resize;
   ro.limits.max_bytes = options.max_tensor_bytes;
   ro.limits.max_files = options.max_files;
   ro.labels = labels_file_for(path, options.labels);
-  RawData raw = read_raw_data(path, ro);
+  raw = read_raw_data(path, ro);
   s.shape = Shape(raw.images.sizes().begin(), raw.images.sizes().end());
   s.dtype = raw.dtype;
   if (raw.channels_last_hint) {
@@ -76,19 +65,60 @@ DataSummary inspect_data(const std::string& path, const DataOptions& options) {
   } else {
     s.layout = guess_layout(path, s.shape, options.layout, chw);
   }
-  // The same checks as when a command reads it (finite pixels, whole-number labels).
+  return chw;
+}
+
+// `path` as a command reads it, with the layout `s` names.
+LabDataset open_as(const std::string& path, const DataOptions& options, const DataSummary& s,
+                   const Shape& chw) {
   DataOptions d = options;
   d.layout = s.layout == "NHWC"   ? Layout::kNHWC
              : s.layout == "NCHW" ? Layout::kNCHW
                                   : Layout::kAuto;
-  LabDataset ds(path, chw, d);
+  return LabDataset(path, chw, d);
+}
+
+}  // namespace
+
+DataSummary inspect_data(const std::string& path, const DataOptions& options) {
+  DataSummary s;
+  RawData raw;
+  const Shape chw = describe(path, options, s, raw);
+  // The same checks as when a command reads it (finite pixels, whole-number labels).
+  LabDataset ds = open_as(path, options, s, chw);
   s.size = ds.size();
-  if (s.size > 0) {
+  if (s.format == DataFormat::kLabHdf5) {
+    constexpr int64_t kBatch = 1024;
+    for (int64_t start = 0; start < ds.size(); start += kBatch) {
+      at::Tensor x = ds.read(start, std::min(kBatch, ds.size() - start)).images;
+      const double lo = x.min().item<double>(), hi = x.max().item<double>();
+      s.min = start == 0 ? lo : std::min(s.min, lo);
+      s.max = start == 0 ? hi : std::max(s.max, hi);
+    }
+  } else if (s.size > 0) {
     s.min = raw.images.min().item<double>();
     s.max = raw.images.max().item<double>();
   }
   histogram_of(ds.labels(), s);
   return s;
+}
+
+int64_t take_data(const std::string& path, const DataOptions& options, int64_t skip, int64_t count,
+                  const std::string& out) {
+  if (skip < 0) fail<InvalidArgument>(path, "--skip", "0 or more", std::to_string(skip));
+  DataSummary s;
+  RawData raw;
+  const Shape chw = describe(path, options, s, raw);
+  raw = RawData{};  // read again below, with the checks every command makes
+  LabDataset ds = open_as(path, options, s, chw);
+  if (skip > ds.size()) {
+    fail<InvalidArgument>(path, "--skip", "at most the " + std::to_string(ds.size()) + " images",
+                          std::to_string(skip));
+  }
+  const int64_t n = count < 0 ? ds.size() - skip : std::min(count, ds.size() - skip);
+  const Batch b = ds.read(skip, n);
+  write_lab_dataset(out, b.images.contiguous(), b.labels);
+  return n;
 }
 
 }  // namespace bdguard

@@ -1,4 +1,4 @@
-// Data as users hold it, through the binary: `bdguard data inspect`, and the tiny
+// Data as users hold it, through the binary: `bdguard data inspect` and `data take`, and the tiny
 // BadNet's lab HDF5 data converted to .npz and to image folders giving exactly the same
 // `bdguard eval`, `detect` and `compare` results as the HDF5 files.
 #include <ATen/ATen.h>
@@ -47,6 +47,39 @@ TEST(DataCli, InspectRefusesAPickledNpyWithOneErrorLine) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
   EXPECT_NE(r.err.find("pickled"), std::string::npos) << r.err;
+}
+
+TEST(DataCli, TakeWritesTheRowsAskedForAsLabHdf5FromAnNpz) {
+  const std::string dir = test::temp_dir();
+  at::Tensor x = at::arange(5 * 2 * 2 * 3, at::kByte).reshape({5, 2, 2, 3});  // NHWC
+  test::write_npz(dir + "/d.npz", x, at::arange(5, at::kLong));
+  auto r = test::run_cli("data take --json --skip 1 --first 3 " + q(dir + "/d.npz") + " --out " +
+                         q(dir + "/part.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["images"], 3);
+  LabDataset part(dir + "/part.h5", {3, 2, 2});
+  ASSERT_EQ(part.size(), 3);
+  Batch b = part.read(0, 3);
+  EXPECT_TRUE(b.images.equal(x.slice(0, 1, 4).permute({0, 3, 1, 2}).to(at::kFloat)));
+  EXPECT_EQ(part.labels(), (std::vector<int64_t>{1, 2, 3}));
+  // --first past the end takes what is there; --skip past the end is refused.
+  r = test::run_cli("data take --json --skip 4 --first 9 " + q(dir + "/d.npz") + " --out " +
+                    q(dir + "/tail.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["images"], 1);
+}
+
+TEST(DataCli, TakeRefusesASkipPastTheEndAndAnOutputThatIsNotH5) {
+  const std::string dir = test::temp_dir();
+  test::write_npz(dir + "/d.npz", at::zeros({2, 1, 4, 4}, at::kByte), at::zeros({2}, at::kLong));
+  auto r = test::run_cli("data take --skip 3 " + q(dir + "/d.npz") + " --out " + q(dir + "/x.h5"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("--skip"), std::string::npos) << r.err;
+  r = test::run_cli("data take " + q(dir + "/d.npz") + " --out " + q(dir + "/x.npz"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find(".h5"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir + "/x.npz"));
 }
 
 // The first `n` rows of a lab file as uint8 (the tiny data are whole pixel values).

@@ -1,8 +1,10 @@
 // bdguard data inspect: what bdguard sees in a data path (format, images, layout, dtype,
-// value range, labels).
+// value range, labels); bdguard data take: a run of its images as a lab HDF5 file.
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
+#include "bdguard/error.h"
 #include "commands.h"
 #include "common.h"
 
@@ -52,6 +54,43 @@ void run_data_inspect(const DataInspectOptions& o) {
   }
 }
 
+struct DataTakeOptions {
+  ModelOptions data;
+  GlobalOptions global;
+  std::string path, out;
+  int64_t skip = 0, first = -1;
+};
+
+void run_data_take(const DataTakeOptions& o) {
+  apply_threads(o.global.threads);
+  if (std::filesystem::path(o.out).extension() != ".h5") {
+    fail<InvalidArgument>(o.out, "--out", "a lab HDF5 file name ending in .h5", o.out);
+  }
+  DataOptions d;
+  d.layout = parse_layout(o.data.layout);
+  d.max_tensor_bytes = o.data.max_tensor_bytes;
+  d.labels = o.data.data_labels;
+  d.resize = o.data.resize;
+  d.max_files = o.data.max_files;
+  const int64_t n = take_data(o.path, d, o.skip, o.first, o.out);
+  if (o.global.json) {
+    print_json({{"path", o.path}, {"out", o.out}, {"skip", o.skip}, {"images", n}});
+    return;
+  }
+  std::printf("Wrote %s: %lld images of %s from row %lld\n", o.out.c_str(),
+              static_cast<long long>(n), o.path.c_str(), static_cast<long long>(o.skip));
+}
+
+void add_layout_options(CLI::App& sub, ModelOptions& data) {
+  sub.add_option("--layout", data.layout, "layout of the images (auto: guessed)")
+      ->check(CLI::IsMember({"auto", "nchw", "nhwc"}))
+      ->capture_default_str();
+  sub.add_option("--max-tensor-bytes", data.max_tensor_bytes,
+                 "refuse any single tensor larger than this")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+}
+
 }  // namespace
 
 void setup_data(CLI::App& app) {
@@ -62,18 +101,30 @@ void setup_data(CLI::App& app) {
       group->add_subcommand("inspect", "format, images, shape, layout, dtype, range, labels");
   add_global_options(*sub, opt->global);
   add_data_options(*sub, opt->data);
-  sub->add_option("--layout", opt->data.layout, "layout of the images (auto: guessed)")
-      ->check(CLI::IsMember({"auto", "nchw", "nhwc"}))
-      ->capture_default_str();
-  sub->add_option("--max-tensor-bytes", opt->data.max_tensor_bytes,
-                  "refuse any single tensor larger than this")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  add_layout_options(*sub, opt->data);
   sub->add_option("data", opt->path,
                   "lab HDF5, .npz, .npy (with --data-labels), IDX, or an image folder")
       ->required()
       ->check(CLI::ExistingPath);
   sub->callback([opt] { run_data_inspect(*opt); });
+
+  auto take = std::make_shared<DataTakeOptions>();
+  auto* tsub = group->add_subcommand(
+      "take", "a run of images (--skip, --first) written as a lab HDF5 file, in any input format");
+  add_global_options(*tsub, take->global);
+  add_data_options(*tsub, take->data);
+  add_layout_options(*tsub, take->data);
+  tsub->add_option("data", take->path,
+                   "lab HDF5, .npz, .npy (with --data-labels), IDX, or an image folder")
+      ->required()
+      ->check(CLI::ExistingPath);
+  tsub->add_option("--out", take->out, "the lab HDF5 file to write (.h5)")->required();
+  tsub->add_option("--skip", take->skip, "rows to skip first")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  tsub->add_option("--first", take->first, "how many rows to take (default: to the end)")
+      ->check(CLI::PositiveNumber);
+  tsub->callback([take] { run_data_take(*take); });
 }
 
 }  // namespace bdguard::cli

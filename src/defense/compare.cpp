@@ -9,6 +9,7 @@
 #include "bdguard/error.h"
 #include "bdguard/evaluate.h"
 #include "bdguard/fileio.h"
+#include "bdguard/finetune.h"
 #include "bdguard/model_io.h"
 #include "bdguard/repair.h"
 
@@ -70,17 +71,29 @@ CompareResult compare_defenses(const Model& m, const CompareData& data, const Co
   r.baseline_asr = accuracy(m, data.poisoned_test, batch);
 
   // The proxy's triggers and held-out images (compare.h).
+  // Without a given Neural Cleanse result, the proxy's run (on the training part of the
+  // clean data) is nc-unlearn's too, as in repair: one run, and the pick repair makes.
   std::optional<AttackProxy> proxy;
+  NeuralCleanseResult own;
+  const NeuralCleanseResult* nc = data.neural_cleanse;
   if (o.proxy) {
-    if (!data.neural_cleanse && o.on_start) o.on_start("Neural Cleanse (the proxy's triggers)");
     NeuralCleanseOptions nco = o.defense.neural_cleanse;
     if (!nco.progress) nco.progress = o.defense.progress;
-    proxy = make_attack_proxy(m, data.valid, o.defense.seed, data.neural_cleanse, nco);
+    if (!nc) {
+      if (o.on_start) o.on_start("Neural Cleanse (the proxy's triggers)");
+      own = neural_cleanse(m, split_validation(data.valid, kFinetuneHoldout, o.defense.seed).train,
+                           nco);
+    }
+    proxy = make_attack_proxy(m, data.valid, o.defense.seed, nc ? nc : &own, nco);
+    if (!nc) {
+      proxy->source = "Neural Cleanse on the training part of the clean data";
+      nc = &own;
+    }
     r.proxy = to_json(*proxy);
     r.baseline_proxy_asr = proxy_asr(m, *proxy, batch);
   }
 
-  DefenseData dd{data.valid, data.poisoned_valid, data.neural_cleanse};
+  DefenseData dd{data.valid, data.poisoned_valid, nc};
   if (!o.out_dir.empty()) std::filesystem::create_directories(o.out_dir + "/models");
   for (const std::string& method : methods) {
     if (o.on_start) o.on_start(method);
@@ -192,6 +205,7 @@ nlohmann::json to_json(const CompareResult& r) {
           {"best", r.best >= 0 ? nlohmann::json(r.rows[static_cast<size_t>(r.best)].method)
                                : nlohmann::json()},
           {"verdict", compare_verdict(r)},
+          {"repair", r.baseline_proxy_asr ? to_json(repair_from_compare(r)) : nlohmann::json()},
           {"n_test", r.n_test},
           {"n_poisoned_test", r.n_poisoned_test},
           {"n_valid", r.n_valid},

@@ -148,6 +148,10 @@ TEST(CompareCli, WritesTheTableTheFilesAndTheModels) {
     EXPECT_EQ(row["model"], "models/" + row["method"].get<std::string>() + ".h5");
     EXPECT_EQ(row["sha256"], sha256_file(file));
   }
+  // Repair's pick on this table: its candidates are the rows of its auto methods (not anp).
+  ASSERT_TRUE(doc["repair"].is_object()) << doc["repair"];
+  EXPECT_EQ(doc["repair"]["candidates"].size(), 2u);
+  EXPECT_NE(r.out.find("repair"), std::string::npos) << r.out;
   EXPECT_NE(test::read_text(out + "/compare.md").find("Best by DER"), std::string::npos);
   const std::string html = test::read_text(out + "/compare.html");
   EXPECT_EQ(html.find("http"), std::string::npos);

@@ -5,6 +5,7 @@
 #include "bdguard/compare_files.h"
 #include "bdguard/detect_files.h"
 #include "bdguard/error.h"
+#include "bdguard/repair.h"
 #include "commands.h"
 #include "common.h"
 #include "defend_cli.h"
@@ -103,6 +104,11 @@ void run_compare(const CompareCliOptions& o) {
     return;
   }
   print_table(r);
+  if (r.baseline_proxy_asr) {
+    const RepairPick p = repair_from_compare(r);
+    std::printf("%s%s\n",
+                p.picked >= 0 ? "repair would pick " : "repair: ", repair_reason(p).c_str());
+  }
   std::printf("best: %s\nWrote %s/compare.{csv,json,md,html}, plots/compare.{png,svg}, models/\n",
               compare_verdict(r).c_str(), o.out.c_str());
 }

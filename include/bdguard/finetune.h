@@ -11,7 +11,10 @@
 // it, and the entries are set to zero after it.
 #pragma once
 
+#include <ATen/Tensor.h>
+
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -36,6 +39,42 @@ constexpr int64_t kFinetuneBatch = 32;
 constexpr double kFinetuneHoldout = 0.2;
 constexpr double kFinetuneClipNorm = 10.0;
 
+// EpochKeeper's default slack: an epoch up to this many points of held-out accuracy
+// below the best one may be kept for a lower proxy ASR (about 4 of the 400 images held
+// out of 2,000).
+constexpr double kProxySlack = 1.0;
+
+// Which epoch's weights a training run keeps. Without a proxy: the best held-out
+// accuracy (ties: the earlier epoch). With one: among the epochs whose held-out
+// accuracy is within `slack` points of the best of all epochs, the lowest proxy ASR
+// (ties: the higher accuracy, then the earlier epoch). Only the weights of epochs that
+// can still be kept are copied: those within `slack` of the best so far that no other
+// epoch beats on both counts.
+class EpochKeeper {
+ public:
+  EpochKeeper(bool use_proxy, double slack);
+  // The weights after epoch `epoch`, its held-out accuracy and proxy ASR (ignored
+  // without a proxy).
+  void offer(int epoch, double accuracy, double proxy_asr, const Model& m);
+  // Puts the kept epoch's weights into `m` and returns the epoch (0: nothing was
+  // offered; `m` is left as it is).
+  int restore(Model& m) const;
+  double accuracy() const;   // of the epoch kept (-1: none)
+  double proxy_asr() const;  // of the epoch kept (0 without a proxy)
+
+ private:
+  struct Entry {
+    int epoch = 0;
+    double accuracy = 0, proxy = 0;
+    std::vector<at::Tensor> weights;
+  };
+  bool beats(const Entry& a, const Entry& b) const;
+  const Entry* kept() const;
+  bool use_proxy_;
+  double slack_, best_ = -1;
+  std::vector<Entry> front_;
+};
+
 struct FinetuneData {
   const LabDataset* clean = nullptr;          // clean validation data (required)
   const LabDataset* poisoned = nullptr;       // poisoned validation data: ASR, reported only
@@ -59,6 +98,11 @@ struct FinetuneOptions {
   int shift = kFinetuneShift;  // augmentation, TrainOptions::shift
   int64_t eval_batch = kDefaultBatch;
   TrainProgressFn progress;
+  // A proxy of the attack (repair.h: reversed triggers stamped on the held-out images):
+  // the proxy ASR of a model, in percent. When set, the epoch kept is chosen by
+  // EpochKeeper's proxy rule, `proxy_slack` points; else the best held-out epoch.
+  std::function<double(const Model&)> proxy;
+  double proxy_slack = kProxySlack;
 };
 
 struct FinetuneMetrics {
@@ -73,6 +117,7 @@ struct FinetuneEpoch {
   double holdout_accuracy = 0;
   std::optional<double> asr;
   double seconds = 0;
+  std::optional<double> proxy_asr;  // with FinetuneOptions::proxy
 };
 
 struct FinetuneResult {
@@ -101,12 +146,13 @@ struct ValidationSplit {
 ValidationSplit split_validation(const TensorData& clean, double holdout, uint64_t seed);
 
 // finetune's training on data in memory: trains `m` on `train` and keeps the epoch
-// with the best accuracy on `holdout` (or the input's weights); the ASR on `poisoned`
-// (may be null) is recorded per epoch, never used.
+// EpochKeeper picks on `holdout` (with 0 epochs, the input's weights); the ASR on
+// `poisoned` (may be null) is recorded per epoch, never used.
 struct FinetuneRun {
   std::vector<FinetuneEpoch> epochs;
   int best_epoch = 0, diverged_epoch = 0;
-  double holdout_accuracy = 0;  // of the weights kept
+  double holdout_accuracy = 0;      // of the weights kept
+  std::optional<double> proxy_asr;  // of the weights kept, with a proxy
 };
 FinetuneRun finetune_in_memory(Model& m, const TensorData& train, const TensorData& holdout,
                                const TensorData* poisoned, const FinetuneOptions& options);

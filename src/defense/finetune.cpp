@@ -52,6 +52,62 @@ nlohmann::json metrics_json(const FinetuneMetrics& m) {
 
 }  // namespace
 
+EpochKeeper::EpochKeeper(bool use_proxy, double slack)
+    : use_proxy_(use_proxy), slack_(use_proxy ? std::max(0.0, slack) : 0.0) {}
+
+// Whether `a` is kept rather than `b` whenever both can be (a's accuracy is at least
+// b's, so a stays within the slack as long as b does).
+bool EpochKeeper::beats(const Entry& a, const Entry& b) const {
+  if (a.accuracy < b.accuracy) return false;
+  if (a.proxy != b.proxy) return a.proxy < b.proxy;
+  return a.accuracy > b.accuracy || a.epoch < b.epoch;
+}
+
+void EpochKeeper::offer(int epoch, double accuracy, double proxy_asr, const Model& m) {
+  Entry e{epoch, accuracy, use_proxy_ ? proxy_asr : 0.0, {}};
+  best_ = std::max(best_, accuracy);
+  const double floor = best_ - slack_;
+  front_.erase(std::remove_if(front_.begin(), front_.end(),
+                              [&](const Entry& f) { return f.accuracy < floor || beats(e, f); }),
+               front_.end());
+  if (e.accuracy < floor) return;
+  for (const Entry& f : front_) {
+    if (beats(f, e)) return;
+  }
+  for (const auto& p : m.parameters()) e.weights.push_back(p.detach().clone());
+  front_.push_back(std::move(e));
+}
+
+const EpochKeeper::Entry* EpochKeeper::kept() const {
+  const Entry* k = nullptr;
+  for (const Entry& e : front_) {
+    if (!k || e.proxy < k->proxy ||
+        (e.proxy == k->proxy &&
+         (e.accuracy > k->accuracy || (e.accuracy == k->accuracy && e.epoch < k->epoch)))) {
+      k = &e;
+    }
+  }
+  return k;
+}
+
+int EpochKeeper::restore(Model& m) const {
+  const Entry* k = kept();
+  if (!k) return 0;
+  size_t i = 0;
+  for (int node : m.parameter_nodes()) m.node(static_cast<size_t>(node)).value = k->weights[i++];
+  return k->epoch;
+}
+
+double EpochKeeper::accuracy() const {
+  const Entry* k = kept();
+  return k ? k->accuracy : -1;
+}
+
+double EpochKeeper::proxy_asr() const {
+  const Entry* k = kept();
+  return k ? k->proxy : 0;
+}
+
 ValidationSplit split_validation(const TensorData& clean, double holdout, uint64_t seed) {
   const int64_t n = clean.size();
   if (n < 2)
@@ -76,9 +132,9 @@ FinetuneRun finetune_in_memory(Model& m, const TensorData& train, const TensorDa
   auto holdout_accuracy = [&](const Model& model) {
     return match_rate(predict(model, holdout, o.eval_batch), hold_labels);
   };
-  std::vector<at::Tensor> best;
-  for (const auto& p : m.parameters()) best.push_back(p.detach().clone());  // the input's
-  r.holdout_accuracy = o.epochs > 0 ? -1 : holdout_accuracy(m);
+  EpochKeeper keeper(static_cast<bool>(o.proxy), o.proxy_slack);
+  std::vector<at::Tensor> input;  // kept when no epoch ends (0 epochs, or the first diverged)
+  for (const auto& p : m.parameters()) input.push_back(p.detach().clone());
   TrainOptions t;
   t.epochs = o.epochs;
   t.batch = o.batch;
@@ -92,24 +148,27 @@ FinetuneRun finetune_in_memory(Model& m, const TensorData& train, const TensorDa
   t.shift = o.shift;
   t.on_epoch = [&](Model& model, const EpochStats& s) {
     const double acc = holdout_accuracy(model);
-    std::optional<double> asr;
+    std::optional<double> asr, proxy;
     if (poisoned) asr = accuracy(model, *poisoned, o.eval_batch);
-    r.epochs.push_back({s.epoch, s.loss, s.accuracy, acc, asr, s.seconds});
-    if (acc > r.holdout_accuracy) {
-      r.holdout_accuracy = acc;
-      r.best_epoch = s.epoch;
-      best.clear();
-      for (const auto& p : model.parameters()) best.push_back(p.detach().clone());
-    }
+    if (o.proxy) proxy = o.proxy(model);
+    r.epochs.push_back({s.epoch, s.loss, s.accuracy, acc, asr, s.seconds, proxy});
+    keeper.offer(s.epoch, acc, proxy.value_or(0), model);
   };
   if (o.epochs > 0) {
     for (const EpochStats& e : train_model(m, train, t)) {
       if (e.diverged) r.diverged_epoch = e.epoch;
     }
   }
-  size_t k = 0;
-  for (int i : m.parameter_nodes()) m.node(static_cast<size_t>(i)).value = best[k++];
-  if (r.best_epoch == 0) r.holdout_accuracy = holdout_accuracy(m);
+  r.best_epoch = keeper.restore(m);
+  if (r.best_epoch == 0) {
+    size_t k = 0;
+    for (int i : m.parameter_nodes()) m.node(static_cast<size_t>(i)).value = input[k++];
+    r.holdout_accuracy = holdout_accuracy(m);
+    if (o.proxy) r.proxy_asr = o.proxy(m);
+  } else {
+    r.holdout_accuracy = keeper.accuracy();
+    if (o.proxy) r.proxy_asr = keeper.proxy_asr();
+  }
   return r;
 }
 
@@ -151,11 +210,13 @@ FinetuneResult finetune(Model& m, const FinetuneData& d, const FinetuneOptions& 
 nlohmann::json to_json(const FinetuneResult& r) {
   nlohmann::json epochs = nlohmann::json::array();
   for (const auto& e : r.epochs) {
-    epochs.push_back({{"epoch", e.epoch},
-                      {"loss", e.loss},
-                      {"train_accuracy", e.train_accuracy},
-                      {"holdout_accuracy", e.holdout_accuracy},
-                      {"asr", e.asr ? nlohmann::json(*e.asr) : nlohmann::json()}});
+    epochs.push_back(
+        {{"epoch", e.epoch},
+         {"loss", e.loss},
+         {"train_accuracy", e.train_accuracy},
+         {"holdout_accuracy", e.holdout_accuracy},
+         {"asr", e.asr ? nlohmann::json(*e.asr) : nlohmann::json()},
+         {"proxy_asr", e.proxy_asr ? nlohmann::json(*e.proxy_asr) : nlohmann::json()}});
   }
   nlohmann::json pruned = nlohmann::json::array();
   for (const auto& p : r.pruned) {

@@ -203,6 +203,71 @@ TEST(Defend, NcUnlearnWithTheTrueTriggerLowersTheAsr) {
   EXPECT_LT(*r.after.asr, 10.0) << r.figures.dump();
 }
 
+// Neural Cleanse's result as if it had reversed the tiny BadNet's trigger (the white
+// 4x4 square at the bottom right) for label 3, flagged or not; every other label's mask
+// empty and larger by its L1 norm.
+NeuralCleanseResult true_trigger(bool flagged) {
+  NeuralCleanseResult nc;
+  if (flagged) nc.flagged = {3};
+  nc.labels.resize(10);
+  for (int64_t k = 0; k < 10; ++k) {
+    LabelTrigger& t = nc.labels[static_cast<size_t>(k)];
+    t.label = k;
+    t.refined = true;
+    t.mask = at::zeros({28, 28});
+    t.pattern = at::zeros({1, 28, 28});
+    t.mask_l1 = k == 3 ? 16 : 100;
+  }
+  nc.labels[3].mask.narrow(0, 24, 4).narrow(1, 24, 4).fill_(1);
+  nc.labels[3].pattern.fill_(255);
+  return nc;
+}
+
+TEST(Defend, NcUnlearnUnlearnsTheSmallestMaskWhenNoLabelIsFlagged) {
+  BDGUARD_REQUIRE_TINY();
+  Tiny t = tiny();
+  const NeuralCleanseResult nc = true_trigger(false);
+  t.data.neural_cleanse = &nc;
+  DefenseOptions o;
+  o.params = {{"epochs", 3}};
+  DefenseResult r = defend("nc-unlearn", t.model, t.data, o);
+  EXPECT_EQ(r.figures["unlearned_labels"], json::array({3}));
+  EXPECT_LT(*r.after.asr, 10.0) << r.figures.dump();
+  o.params["unflagged"] = "none";  // the original: nothing flagged, nothing unlearned
+  r = defend("nc-unlearn", t.model, t.data, o);
+  EXPECT_FALSE(r.figures["unlearned"].get<bool>());
+  EXPECT_TRUE(test::same_parameters(r.model, t.model));
+}
+
+TEST(Defend, WithAProxyFinetuneKeepsTheLowestProxyEpochWithinTheSlack) {
+  BDGUARD_REQUIRE_TINY();
+  Tiny t = tiny();
+  const NeuralCleanseResult nc = true_trigger(true);
+  t.data.neural_cleanse = &nc;
+  DefenseOptions o;
+  o.params = {{"epochs", 4}, {"proxy_slack", 2.0}};
+  const DefenseResult r = defend("finetune", t.model, t.data, o);
+  ASSERT_EQ(r.figures["kept_by"], "proxy") << r.figures.dump();
+  double best = -1;
+  for (const auto& e : r.figures["epochs"])
+    best = std::max(best, e["holdout_accuracy"].get<double>());
+  int want = 0;
+  double lowest = 1e9, want_acc = -1;  // ties: the higher accuracy, then the earlier epoch
+  for (const auto& e : r.figures["epochs"]) {
+    const double acc = e["holdout_accuracy"], proxy = e["proxy_asr"];
+    if (acc < best - 2) continue;
+    if (proxy < lowest || (proxy == lowest && acc > want_acc)) {
+      lowest = proxy;
+      want_acc = acc;
+      want = e["epoch"];
+    }
+  }
+  EXPECT_EQ(r.figures["best_epoch"], want) << r.figures.dump();
+  EXPECT_EQ(r.figures["proxy_asr"], lowest);
+  o.params["select"] = "accuracy";  // the best held-out epoch, as without a proxy
+  EXPECT_EQ(defend("finetune", t.model, t.data, o).figures["kept_by"], "accuracy");
+}
+
 TEST(Defend, SameSeedSameModel) {
   BDGUARD_REQUIRE_TINY();
   Tiny t = tiny();

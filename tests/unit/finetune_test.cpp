@@ -152,6 +152,62 @@ TEST(Finetune, DivergenceInTheFirstEpochKeepsTheInputWeights) {
   }
 }
 
+// A model whose first parameter is filled with `v`: which epoch's weights were kept.
+Model marked(const Model& base, float v) {
+  Model m = base.clone();
+  m.node(static_cast<size_t>(m.parameter_nodes().front())).value.fill_(v);
+  return m;
+}
+
+float mark_of(const Model& m) {
+  return m.node(static_cast<size_t>(m.parameter_nodes().front())).value.flatten()[0].item<float>();
+}
+
+TEST(EpochKeeper, WithoutAProxyKeepsTheBestAccuracyAndTheEarlierOfATie) {
+  const Model base = small_model();
+  EpochKeeper k(false, 5);  // the slack means nothing without a proxy
+  k.offer(1, 80, 90, marked(base, 1));
+  k.offer(2, 85, 50, marked(base, 2));
+  k.offer(3, 85, 0, marked(base, 3));
+  k.offer(4, 84, 0, marked(base, 4));
+  Model m = base.clone();
+  EXPECT_EQ(k.restore(m), 2);
+  EXPECT_EQ(mark_of(m), 2);
+  EXPECT_EQ(k.accuracy(), 85);
+}
+
+TEST(EpochKeeper, WithAProxyKeepsTheLowestProxyAsrWithinTheSlackOfTheBestAccuracy) {
+  const Model base = small_model();
+  EpochKeeper k(true, 1);
+  k.offer(1, 84.5, 10, marked(base, 1));  // within 1 point of the best (85): kept
+  k.offer(2, 85, 40, marked(base, 2));
+  k.offer(3, 83, 0, marked(base, 3));     // 2 points below: never kept
+  k.offer(4, 84.5, 10, marked(base, 4));  // ties epoch 1: the earlier is kept
+  Model m = base.clone();
+  EXPECT_EQ(k.restore(m), 1);
+  EXPECT_EQ(mark_of(m), 1);
+  EXPECT_EQ(k.proxy_asr(), 10);
+}
+
+TEST(EpochKeeper, AnEpochLeftBehindByALaterBestAccuracyIsNotKept) {
+  const Model base = small_model();
+  EpochKeeper k(true, 1);
+  k.offer(1, 80, 0, marked(base, 1));  // the best so far, then 6 points below the best
+  k.offer(2, 86, 30, marked(base, 2));
+  k.offer(3, 85.5, 20, marked(base, 3));
+  Model m = base.clone();
+  EXPECT_EQ(k.restore(m), 3);
+  EXPECT_EQ(k.accuracy(), 85.5);
+}
+
+TEST(EpochKeeper, NothingOfferedLeavesTheModelAsItIs) {
+  const Model base = small_model();
+  EpochKeeper k(true, 1);
+  Model m = marked(base, 7);
+  EXPECT_EQ(k.restore(m), 0);
+  EXPECT_EQ(mark_of(m), 7);
+}
+
 TEST(Train, GradientClippingBoundsEveryStep) {
   // One SGD step (no momentum effect on the first step) with lr 1 moves the weights by
   // exactly the clipped gradient: its global norm is at most the limit.

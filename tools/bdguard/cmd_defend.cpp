@@ -53,9 +53,7 @@ void run_defend(const DefendOptions& o) {
     fail<InvalidArgument>("", "--clean", "clean validation data (" + o.method + " trains on it)",
                           "none");
   }
-  if (!o.detect_dir.empty() && o.method != "nc-unlearn") {
-    fail<InvalidArgument>("", "--detect", "only with nc-unlearn", o.method);
-  }
+
   Model m = load(o.model, o.model.model);
   check_output_path(m, o.out);
   const DataOptions d = data_options(o.model, m);
@@ -84,22 +82,32 @@ void run_defend(const DefendOptions& o) {
     if (stages.second) stages.second(done, total);
   };
   opt.neural_cleanse.stage = stages.first;
-  DefenseResult r = defend(o.method, m, data, opt);
-  save_model(r.model, o.out);
-  const std::string sha = sha256_file(o.out);
-  // The proxy ASR before and after, on the held-out clean images (repair.h), when there
-  // is clean data to split.
+  // The proxy of the attack (repair.h), when there is clean data to split: Neural
+  // Cleanse on the training part (or --detect's), before the method runs, so that it
+  // chooses its epoch by it (select proxy) and nc-unlearn unlearns its triggers; the
+  // proxy ASR before and after, on the held-out clean images.
   std::optional<AttackProxy> proxy;
+  NeuralCleanseResult own;
   double proxy_before = 0, proxy_after = 0;
   if (!o.no_proxy && data.clean.size() >= 2) {
-    if (stages.first) stages.first("Neural Cleanse (the proxy's triggers)");
     NeuralCleanseOptions nco = nc_options(o.nc, m);
     nco.stage = stages.first;
     nco.progress = opt.progress;
+    if (!data.neural_cleanse) {
+      if (stages.first) stages.first("Neural Cleanse (the proxy's triggers)");
+      own = neural_cleanse(m, split_validation(data.clean, kFinetuneHoldout, o.seed).train, nco);
+      data.neural_cleanse = &own;
+    }
     proxy = make_attack_proxy(m, data.clean, o.seed, data.neural_cleanse, nco);
+    if (data.neural_cleanse == &own) {
+      proxy->source = "Neural Cleanse on the training part of the clean data";
+    }
     proxy_before = proxy_asr(m, *proxy, o.global.batch);
-    proxy_after = proxy_asr(r.model, *proxy, o.global.batch);
   }
+  DefenseResult r = defend(o.method, m, data, opt);
+  save_model(r.model, o.out);
+  const std::string sha = sha256_file(o.out);
+  if (proxy) proxy_after = proxy_asr(r.model, *proxy, o.global.batch);
   if (o.global.json) {
     nlohmann::json doc = defense_json(r, o.out, sha);
     doc["model"] = o.model.model;
@@ -151,12 +159,13 @@ void setup_defend(CLI::App& app) {
   sub->add_option("--out", opt->out, "the defended model (.h5 for Keras, .onnx for ONNX)");
   sub->add_option("--seed", opt->seed, "seed of the split, shuffling and the method's draws");
   sub->add_option("--detect", opt->detect_dir,
-                  "nc-unlearn: the folder of an earlier bdguard detect (else it runs here)")
+                  "the folder of an earlier bdguard detect: the proxy's triggers and nc-unlearn's "
+                  "(else Neural Cleanse runs here)")
       ->check(CLI::ExistingDirectory);
   sub->add_flag("--list-options", opt->list, "print the method's options and defaults, and exit");
   sub->add_flag("--no-proxy", opt->no_proxy,
-                "no proxy ASR (Neural Cleanse's reversed triggers on the held-out clean images; "
-                "without --detect it runs Neural Cleanse once more)");
+                "no proxy of the attack (Neural Cleanse's reversed triggers on the held-out "
+                "clean images: the proxy ASR, and the epoch choice of select=proxy)");
   add_method_flags(*sub, opt->flags);
   add_nc_options(*sub, opt->nc, "--detect-seed");
   sub->callback([opt, sub] {

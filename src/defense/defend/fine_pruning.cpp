@@ -37,7 +37,7 @@ void run_fine_pruning(const Context& c, DefenseResult& r) {
 
   c.stage("fine-tuning");
   FinetuneRun run = finetune_in_memory(r.model, c.split.train, c.split.holdout, c.poisoned(),
-                                       finetune_options(c));
+                                       finetune_options(c, c.data.neural_cleanse));
   r.figures = finetune_figures(run);
   std::vector<int64_t> pruned(sweep.order.begin(), sweep.order.begin() + step);
   const SweepStep& at = sweep.steps[static_cast<size_t>(step)];

@@ -38,10 +38,19 @@ nlohmann::json option(const nlohmann::json& value, const std::string& help, doub
 nlohmann::json keep_option(const std::string& value, const std::string& help);
 
 // The fine-tuning options every training method shares (epochs, lr, batch, optimizer,
-// cosine, clip_grad_norm), with the given defaults, added to `schema`.
+// cosine, clip_grad_norm, shift, select, proxy_slack), with the given defaults, added
+// to `schema`.
 void add_finetune_options(nlohmann::json& schema, int epochs, double lr, int64_t batch);
-// Those options as FinetuneOptions (seed and eval batch from the context).
-FinetuneOptions finetune_options(const Context& c);
+// "select" (proxy or accuracy: how the epoch kept is chosen, EpochKeeper) and
+// "proxy_slack", added to `schema`.
+void add_select_options(nlohmann::json& schema);
+// The proxy ASR on the held-out part with `nc`'s proxy triggers (repair.h), for
+// FinetuneOptions::proxy; empty without `nc`, without a trigger, or with select
+// "accuracy". `nc` must outlive the function.
+std::function<double(const Model&)> proxy_of(const Context& c, const NeuralCleanseResult* nc);
+// Those options as FinetuneOptions (seed and eval batch from the context), the proxy
+// from `nc` (the given Neural Cleanse result, or the method's own).
+FinetuneOptions finetune_options(const Context& c, const NeuralCleanseResult* nc);
 // Fine-tunes `m` as finetune does (best held-out epoch kept), returning the figures:
 // epochs run, best epoch, held-out accuracy per epoch.
 nlohmann::json finetune_figures(const FinetuneRun& run);

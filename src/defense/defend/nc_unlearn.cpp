@@ -2,14 +2,18 @@
 // The reversed trigger of every flagged label is stamped, x' = (1 - m) x + m p, on a
 // seeded `unlearn_fraction` of the clean training part, the images keeping their true
 // labels (one stamped copy of those images per flagged label, as BackdoorBench does),
-// and the model is fine-tuned on that set. With no label flagged the model is
-// returned unchanged (there is nothing to unlearn).
+// and the model is fine-tuned on that set. With no label flagged, `unflagged` decides:
+// "smallest" unlearns the trigger of the label whose refined mask is smallest (the
+// attack's proxy, repair.h; with 10 labels Neural Cleanse's anomaly index rarely passes
+// 2), "none" returns the model unchanged (the original, which unlearns flagged labels
+// only).
 #include <ATen/ATen.h>
 
 #include <algorithm>
 #include <cmath>
 
 #include "bdguard/error.h"
+#include "bdguard/repair.h"
 #include "methods.h"
 
 namespace bdguard::defense {
@@ -28,6 +32,10 @@ constexpr int kUnlearnEpochs = 20;
 nlohmann::json nc_unlearn_schema() {
   nlohmann::json s = nlohmann::json::object();
   s["unlearn_fraction"] = option(0.2, "fraction of the clean training images stamped", 0, 1);
+  s["unflagged"] = option("smallest",
+                          "no label flagged: unlearn the smallest mask's trigger (smallest), or "
+                          "return the model unchanged (none, the original)");
+  s["unflagged"]["choices"] = {"smallest", "none"};
   add_finetune_options(s, kUnlearnEpochs, kUnlearnLr, kFinetuneBatch);
   return s;
 }
@@ -45,7 +53,12 @@ void run_nc_unlearn(const Context& c, DefenseResult& r) {
   r.figures["flagged"] = nc->flagged;
   r.figures["neural_cleanse_seconds"] = nc->seconds;
   r.figures["neural_cleanse_given"] = c.data.neural_cleanse != nullptr;
-  if (nc->flagged.empty()) {
+  std::vector<int64_t> labels_unlearned = nc->flagged;
+  if (labels_unlearned.empty() && c.params.at("unflagged").get<std::string>() == "smallest") {
+    for (const LabelTrigger* t : proxy_triggers(*nc)) labels_unlearned.push_back(t->label);
+  }
+  r.figures["unlearned_labels"] = labels_unlearned;
+  if (labels_unlearned.empty()) {
     r.figures["unlearned"] = false;
     r.figures["note"] = "Neural Cleanse flagged no label: the model is returned unchanged";
     return;
@@ -64,12 +77,12 @@ void run_nc_unlearn(const Context& c, DefenseResult& r) {
   std::vector<at::Tensor> labels{train.subset(kept).labels};
   const TensorData chosen = train.subset(stamped);
   const at::Tensor x = chosen.images.to(at::kFloat);
-  for (int64_t label : nc->flagged) {
+  for (int64_t label : labels_unlearned) {
     auto it = std::find_if(nc->labels.begin(), nc->labels.end(),
                            [&](const LabelTrigger& t) { return t.label == label; });
     if (it == nc->labels.end() || !it->mask.defined()) {
       fail<InvalidArgument>("", "nc-unlearn: Neural Cleanse result",
-                            "the trigger of flagged label " + std::to_string(label), "none");
+                            "the trigger of label " + std::to_string(label), "none");
     }
     const LabelTrigger& t = *it;
     const at::Tensor m = t.mask.unsqueeze(0).unsqueeze(0);  // (1, 1, H, W)
@@ -78,12 +91,12 @@ void run_nc_unlearn(const Context& c, DefenseResult& r) {
   }
   const TensorData unlearn{at::cat(images), at::cat(labels)};
   r.figures["unlearned"] = true;
-  r.figures["n_stamped"] = n_stamp * static_cast<int64_t>(nc->flagged.size());
+  r.figures["n_stamped"] = n_stamp * static_cast<int64_t>(labels_unlearned.size());
   r.figures["n_unlearn"] = unlearn.size();
 
   c.stage("fine-tuning");
   FinetuneRun run =
-      finetune_in_memory(r.model, unlearn, c.split.holdout, c.poisoned(), finetune_options(c));
+      finetune_in_memory(r.model, unlearn, c.split.holdout, c.poisoned(), finetune_options(c, nc));
   nlohmann::json f = finetune_figures(run);
   for (auto& [k, v] : f.items()) r.figures[k] = v;
 }

@@ -111,7 +111,8 @@ void add_tuning_options(nlohmann::json& schema, int epochs, const std::string& e
   schema["clip_grad_norm"] =
       option(kFinetuneClipNorm, "global L2 norm gradients are clipped to (0: never)", 0, 1e12);
   schema["keep"] =
-      keep_option("best", "the weights kept: the best held-out epoch's, or the last's");
+      keep_option("best", "the weights kept: the best held-out epoch's (select), or the last's");
+  add_select_options(schema);
 }
 
 OwnLoop own_loop(const Context& c, uint64_t salt, bool cosine) {
@@ -121,6 +122,8 @@ OwnLoop own_loop(const Context& c, uint64_t salt, bool cosine) {
   loop.seed = c.options.seed ^ salt;
   loop.lr = get_double(c.params, "lr");
   loop.keep_best = c.params.at("keep").get<std::string>() == "best";
+  if (loop.keep_best) loop.proxy = proxy_of(c, c.data.neural_cleanse);
+  if (c.params.contains("proxy_slack")) loop.proxy_slack = get_double(c.params, "proxy_slack");
   loop.cosine = cosine;
   if (c.params.contains("clip_grad_norm"))
     loop.clip_grad_norm = get_double(c.params, "clip_grad_norm");
@@ -134,9 +137,9 @@ nlohmann::json train_own_loss(Model& m, const Context& c, const OwnLoop& loop,
   const int64_t n = data.size(), steps = (n + loop.batch - 1) / loop.batch;
   const int64_t total = steps * loop.epochs;
   nlohmann::json per_epoch = nlohmann::json::array();
-  std::vector<at::Tensor> kept = snapshot(m);
-  double best_holdout = -1;
-  int kept_epoch = 0, diverged_epoch = 0;
+  std::vector<at::Tensor> last = snapshot(m);
+  EpochKeeper keeper(static_cast<bool>(loop.proxy), loop.proxy_slack);
+  int last_epoch = 0, diverged_epoch = 0;
   {
     TrainableScope scope(m);
     const std::vector<at::Tensor>& params = scope.params();
@@ -186,17 +189,26 @@ nlohmann::json train_own_loss(Model& m, const Context& c, const OwnLoop& loop,
           {"seconds",
            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}};
       if (c.poisoned()) e["asr"] = accuracy(m, *c.poisoned(), c.options.eval_batch);
+      double proxy = 0;
+      if (loop.proxy) e["proxy_asr"] = proxy = loop.proxy(m);
       per_epoch.push_back(e);
-      if (!loop.keep_best || acc > best_holdout) {
-        best_holdout = acc;
-        kept_epoch = epoch;
-        kept = snapshot(m);
+      if (loop.keep_best) {
+        keeper.offer(epoch, acc, proxy, m);
+      } else {
+        last_epoch = epoch;
+        last = snapshot(m);
       }
     }
   }
-  restore(m, kept);
+  int kept_epoch = last_epoch;
+  if (loop.keep_best) kept_epoch = keeper.restore(m);
+  if (!loop.keep_best || kept_epoch == 0) restore(m, last);  // the last, or the input's
   return {{"epochs_run", per_epoch.size()},
           {"best_epoch", kept_epoch},
+          {"kept_by", loop.keep_best ? (loop.proxy ? "proxy" : "accuracy") : "last"},
+          {"proxy_asr", loop.keep_best && loop.proxy && kept_epoch > 0
+                            ? nlohmann::json(keeper.proxy_asr())
+                            : nlohmann::json()},
           {"diverged_epoch", diverged_epoch ? nlohmann::json(diverged_epoch) : nlohmann::json()},
           {"epochs", per_epoch},
           {"pruned_channels_kept", pruned.channels()}};

@@ -77,8 +77,9 @@ std::pair<double, double> pixel_range(const Context& c);
 // `clip_grad_norm` (0: never), the optimizer steps, pruned entries are zeroed again and
 // `after_step` runs (no grad). With `cosine`, the learning rate falls from `lr` to 0
 // along a cosine over all steps. After each epoch the held-out accuracy (and the ASR
-// on poisoned validation data, reported only) is measured; the epoch kept is the best
-// held-out one (`keep_best`), or the last. A non-finite loss stops the loop, keeping
+// on poisoned validation data, reported only) is measured; the epoch kept is
+// EpochKeeper's (`keep_best`: the best held-out one, or with a proxy the lowest proxy
+// ASR within `proxy_slack` points of it), or the last. A non-finite loss stops the loop, keeping
 // the epoch kept before it.
 struct OwnLoop {
   int epochs = 0;
@@ -88,10 +89,13 @@ struct OwnLoop {
   bool keep_best = true;
   bool cosine = false;
   double lr = 0;
+  // With keep_best: the proxy the epoch kept is chosen by (EpochKeeper), if any.
+  std::function<double(const Model&)> proxy;
+  double proxy_slack = kProxySlack;
 };
 // The options of a fine-tuning method on the loop (ft-sam, fst), added to `schema`:
 // epochs (`epochs_help`), lr (SGD, momentum 0.9, cosine decay to 0), batch,
-// clip_grad_norm (bdguard's fine-tuning's) and keep ("best").
+// clip_grad_norm (bdguard's fine-tuning's), keep ("best"), select and proxy_slack.
 void add_tuning_options(nlohmann::json& schema, int epochs, const std::string& epochs_help,
                         double lr, int64_t batch);
 // The loop's settings from the method's options "epochs", "batch", "lr", "keep" and, where

@@ -157,6 +157,8 @@ struct FinetuneRun {
 FinetuneRun finetune_in_memory(Model& m, const TensorData& train, const TensorData& holdout,
                                const TensorData* poisoned, const FinetuneOptions& options);
 
+// Each epoch's figures (epoch, loss, train_accuracy, holdout_accuracy, asr, proxy_asr).
+nlohmann::json to_json(const std::vector<FinetuneEpoch>& epochs);
 nlohmann::json to_json(const FinetuneResult& r);
 
 }  // namespace bdguard

@@ -48,14 +48,16 @@ double proxy_asr(const Model& m, const std::vector<const LabelTrigger*>& trigger
 // The proxy as `compare` and `defend` report it beside the real ASR: `clean` split as
 // every defense splits it (kFinetuneHoldout, `seed`), the triggers of `given` when there
 // is one (`--detect`, run's detection stage), else of Neural Cleanse run with `nc` on the
-// training part; measured on the held-out part.
+// training part (into `*own` when given, so that the caller can reuse that run:
+// nc-unlearn and the methods' epoch choice do); measured on the held-out part.
 struct AttackProxy {
   std::vector<LabelTrigger> triggers;  // copies of proxy_triggers()
   std::string source;                  // where they came from, in words
   TensorData holdout;
 };
 AttackProxy make_attack_proxy(const Model& m, const TensorData& clean, uint64_t seed,
-                              const NeuralCleanseResult* given, const NeuralCleanseOptions& nc);
+                              const NeuralCleanseResult* given, const NeuralCleanseOptions& nc,
+                              NeuralCleanseResult* own = nullptr);
 double proxy_asr(const Model& m, const AttackProxy& p, int64_t batch);
 // {"labels", "source", "n_holdout"}
 nlohmann::json to_json(const AttackProxy& p);

@@ -9,7 +9,6 @@
 #include "bdguard/error.h"
 #include "bdguard/evaluate.h"
 #include "bdguard/fileio.h"
-#include "bdguard/finetune.h"
 #include "bdguard/model_io.h"
 #include "bdguard/repair.h"
 
@@ -79,16 +78,9 @@ CompareResult compare_defenses(const Model& m, const CompareData& data, const Co
   if (o.proxy) {
     NeuralCleanseOptions nco = o.defense.neural_cleanse;
     if (!nco.progress) nco.progress = o.defense.progress;
-    if (!nc) {
-      if (o.on_start) o.on_start("Neural Cleanse (the proxy's triggers)");
-      own = neural_cleanse(m, split_validation(data.valid, kFinetuneHoldout, o.defense.seed).train,
-                           nco);
-    }
-    proxy = make_attack_proxy(m, data.valid, o.defense.seed, nc ? nc : &own, nco);
-    if (!nc) {
-      proxy->source = "Neural Cleanse on the training part of the clean data";
-      nc = &own;
-    }
+    if (!nc && o.on_start) o.on_start("Neural Cleanse (the proxy's triggers)");
+    proxy = make_attack_proxy(m, data.valid, o.defense.seed, nc, nco, &own);
+    if (!nc) nc = &own;
     r.proxy = to_json(*proxy);
     r.baseline_proxy_asr = proxy_asr(m, *proxy, batch);
   }

@@ -207,17 +207,21 @@ FinetuneResult finetune(Model& m, const FinetuneData& d, const FinetuneOptions& 
   return r;
 }
 
-nlohmann::json to_json(const FinetuneResult& r) {
-  nlohmann::json epochs = nlohmann::json::array();
-  for (const auto& e : r.epochs) {
-    epochs.push_back(
-        {{"epoch", e.epoch},
-         {"loss", e.loss},
-         {"train_accuracy", e.train_accuracy},
-         {"holdout_accuracy", e.holdout_accuracy},
-         {"asr", e.asr ? nlohmann::json(*e.asr) : nlohmann::json()},
-         {"proxy_asr", e.proxy_asr ? nlohmann::json(*e.proxy_asr) : nlohmann::json()}});
+nlohmann::json to_json(const std::vector<FinetuneEpoch>& epochs) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& e : epochs) {
+    out.push_back({{"epoch", e.epoch},
+                   {"loss", e.loss},
+                   {"train_accuracy", e.train_accuracy},
+                   {"holdout_accuracy", e.holdout_accuracy},
+                   {"asr", e.asr ? nlohmann::json(*e.asr) : nlohmann::json()},
+                   {"proxy_asr", e.proxy_asr ? nlohmann::json(*e.proxy_asr) : nlohmann::json()}});
   }
+  return out;
+}
+
+nlohmann::json to_json(const FinetuneResult& r) {
+  const nlohmann::json epochs = to_json(r.epochs);
   nlohmann::json pruned = nlohmann::json::array();
   for (const auto& p : r.pruned) {
     pruned.push_back({{"layer", p.layer},

@@ -19,13 +19,7 @@ struct DataInspectOptions {
 
 void run_data_inspect(const DataInspectOptions& o) {
   apply_threads(o.global.threads);
-  DataOptions d;
-  d.layout = parse_layout(o.data.layout);
-  d.max_tensor_bytes = o.data.max_tensor_bytes;
-  d.labels = o.data.data_labels;
-  d.resize = o.data.resize;
-  d.max_files = o.data.max_files;
-  const DataSummary s = inspect_data(o.path, d);
+  const DataSummary s = inspect_data(o.path, data_options(o.data));
   nlohmann::json hist = nlohmann::json::object();
   for (const auto& [label, count] : s.histogram) hist[std::to_string(label)] = count;
   if (o.global.json) {
@@ -66,13 +60,7 @@ void run_data_take(const DataTakeOptions& o) {
   if (std::filesystem::path(o.out).extension() != ".h5") {
     fail<InvalidArgument>(o.out, "--out", "a lab HDF5 file name ending in .h5", o.out);
   }
-  DataOptions d;
-  d.layout = parse_layout(o.data.layout);
-  d.max_tensor_bytes = o.data.max_tensor_bytes;
-  d.labels = o.data.data_labels;
-  d.resize = o.data.resize;
-  d.max_files = o.data.max_files;
-  const int64_t n = take_data(o.path, d, o.skip, o.first, o.out);
+  const int64_t n = take_data(o.path, data_options(o.data), o.skip, o.first, o.out);
   if (o.global.json) {
     print_json({{"path", o.path}, {"out", o.out}, {"skip", o.skip}, {"images", n}});
     return;
@@ -91,6 +79,13 @@ void add_layout_options(CLI::App& sub, ModelOptions& data) {
       ->capture_default_str();
 }
 
+// The DATA argument of every `data` subcommand.
+void add_data_path(CLI::App& sub, std::string& path) {
+  sub.add_option("data", path, "lab HDF5, .npz, .npy (with --data-labels), IDX, or an image folder")
+      ->required()
+      ->check(CLI::ExistingPath);
+}
+
 }  // namespace
 
 void setup_data(CLI::App& app) {
@@ -102,10 +97,7 @@ void setup_data(CLI::App& app) {
   add_global_options(*sub, opt->global);
   add_data_options(*sub, opt->data);
   add_layout_options(*sub, opt->data);
-  sub->add_option("data", opt->path,
-                  "lab HDF5, .npz, .npy (with --data-labels), IDX, or an image folder")
-      ->required()
-      ->check(CLI::ExistingPath);
+  add_data_path(*sub, opt->path);
   sub->callback([opt] { run_data_inspect(*opt); });
 
   auto take = std::make_shared<DataTakeOptions>();
@@ -114,10 +106,7 @@ void setup_data(CLI::App& app) {
   add_global_options(*tsub, take->global);
   add_data_options(*tsub, take->data);
   add_layout_options(*tsub, take->data);
-  tsub->add_option("data", take->path,
-                   "lab HDF5, .npz, .npy (with --data-labels), IDX, or an image folder")
-      ->required()
-      ->check(CLI::ExistingPath);
+  add_data_path(*tsub, take->path);
   tsub->add_option("--out", take->out, "the lab HDF5 file to write (.h5)")->required();
   tsub->add_option("--skip", take->skip, "rows to skip first")
       ->check(CLI::NonNegativeNumber)

@@ -93,15 +93,11 @@ void run_defend(const DefendOptions& o) {
     NeuralCleanseOptions nco = nc_options(o.nc, m);
     nco.stage = stages.first;
     nco.progress = opt.progress;
-    if (!data.neural_cleanse) {
-      if (stages.first) stages.first("Neural Cleanse (the proxy's triggers)");
-      own = neural_cleanse(m, split_validation(data.clean, kFinetuneHoldout, o.seed).train, nco);
-      data.neural_cleanse = &own;
+    if (!data.neural_cleanse && stages.first) {
+      stages.first("Neural Cleanse (the proxy's triggers)");
     }
-    proxy = make_attack_proxy(m, data.clean, o.seed, data.neural_cleanse, nco);
-    if (data.neural_cleanse == &own) {
-      proxy->source = "Neural Cleanse on the training part of the clean data";
-    }
+    proxy = make_attack_proxy(m, data.clean, o.seed, data.neural_cleanse, nco, &own);
+    if (!data.neural_cleanse) data.neural_cleanse = &own;
     proxy_before = proxy_asr(m, *proxy, o.global.batch);
   }
   DefenseResult r = defend(o.method, m, data, opt);

@@ -158,14 +158,19 @@ Model load(const ModelOptions& o, const std::string& path) {
   return load_model(path, arch_source(o), load_options(o));
 }
 
-DataOptions data_options(const ModelOptions& o, const Model& m) {
+DataOptions data_options(const ModelOptions& o) {
   DataOptions d;
   d.layout = parse_layout(o.layout);
-  d.num_classes = m.num_classes();
   d.max_tensor_bytes = o.max_tensor_bytes;
   d.labels = o.data_labels;
   d.resize = o.resize;
   d.max_files = o.max_files;
+  return d;
+}
+
+DataOptions data_options(const ModelOptions& o, const Model& m) {
+  DataOptions d = data_options(o);
+  d.num_classes = m.num_classes();
   return d;
 }
 

@@ -59,6 +59,9 @@ std::string number_text(const std::vector<double>& v);
 // The settings every command records about its model: arch, input_scale, mean, std.
 nlohmann::json model_settings(const ModelOptions& o);
 Model load(const ModelOptions& o, const std::string& path);
+// The data flags as DataOptions: without a model (no class count, `data` commands), or
+// with the model's number of classes.
+DataOptions data_options(const ModelOptions& o);
 DataOptions data_options(const ModelOptions& o, const Model& m);
 
 // Binds the data options alone (for commands without a model: data inspect).

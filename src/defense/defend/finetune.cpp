@@ -65,16 +65,7 @@ FinetuneOptions finetune_options(const Context& c, const NeuralCleanseResult* nc
 }
 
 nlohmann::json finetune_figures(const FinetuneRun& run) {
-  nlohmann::json epochs = nlohmann::json::array();
-  for (const auto& e : run.epochs) {
-    epochs.push_back(
-        {{"epoch", e.epoch},
-         {"loss", e.loss},
-         {"train_accuracy", e.train_accuracy},
-         {"holdout_accuracy", e.holdout_accuracy},
-         {"asr", e.asr ? nlohmann::json(*e.asr) : nlohmann::json()},
-         {"proxy_asr", e.proxy_asr ? nlohmann::json(*e.proxy_asr) : nlohmann::json()}});
-  }
+  const nlohmann::json epochs = to_json(run.epochs);
   return {{"epochs_run", run.epochs.size()},
           {"best_epoch", run.best_epoch},
           {"kept_by", run.proxy_asr ? "proxy" : "accuracy"},

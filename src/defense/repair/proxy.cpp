@@ -48,15 +48,17 @@ double proxy_asr(const Model& m, const std::vector<const LabelTrigger*>& trigger
 }
 
 AttackProxy make_attack_proxy(const Model& m, const TensorData& clean, uint64_t seed,
-                              const NeuralCleanseResult* given, const NeuralCleanseOptions& nc) {
+                              const NeuralCleanseResult* given, const NeuralCleanseOptions& nc,
+                              NeuralCleanseResult* own) {
   ValidationSplit split = split_validation(clean, kFinetuneHoldout, seed);
   AttackProxy p;
-  NeuralCleanseResult own;
+  NeuralCleanseResult local;
   if (given) {
     p.source = "the given Neural Cleanse result";
   } else {
-    own = neural_cleanse(m, split.train, nc);
-    given = &own;
+    if (!own) own = &local;
+    *own = neural_cleanse(m, split.train, nc);
+    given = own;
     p.source = "Neural Cleanse on the training part of the clean data";
   }
   for (const LabelTrigger* t : proxy_triggers(*given)) p.triggers.push_back(*t);

@@ -88,6 +88,32 @@ bool defense_needs_clean(const std::string& method);
 // an option it does not have, or a value of the wrong type or out of range.
 nlohmann::json defense_params(const std::string& method, const nlohmann::json& params);
 
+// The setting a method hinges on (its "tune" option, empty: none) and the values it is
+// chosen among, per model, by pick_tuned on the held-out clean part and the proxy of
+// the attack (repair.h). A user's own value of the setting is never overridden.
+struct TunedSetting {
+  std::string key;
+  std::vector<double> values;
+};
+TunedSetting defense_tuned_setting(const std::string& method);
+
+// One run of a method with one value of its tuned setting, measured on the held-out part.
+struct TuneTrial {
+  double value = 0;
+  bool is_default = false;
+  double accuracy = 0;   // held-out clean accuracy, percent
+  double proxy_asr = 0;  // proxy ASR on the held-out part, percent
+  double seconds = 0;
+};
+// The trial kept: among those whose accuracy is at least `base_accuracy - max_drop`
+// (the BadNet's held-out accuracy less the drop allowed), the lowest proxy ASR; ties go
+// to the higher accuracy, then to the default value, then to the earlier trial. With
+// none that close, the highest accuracy. -1 for no trials.
+int pick_tuned(const std::vector<TuneTrial>& trials, double base_accuracy, double max_drop);
+// tune_max_drop's default: a point below repair's --max-drop (3), for the noise of a
+// held-out part of 400 images.
+constexpr double kTuneMaxDrop = 2.0;
+
 // Runs `method` on a copy of `m`.
 DefenseResult defend(const std::string& method, const Model& m, const DefenseData& data,
                      const DefenseOptions& options);

@@ -268,6 +268,85 @@ TEST(Defend, WithAProxyFinetuneKeepsTheLowestProxyEpochWithinTheSlack) {
   EXPECT_EQ(defend("finetune", t.model, t.data, o).figures["kept_by"], "accuracy");
 }
 
+// The setting a method hinges on is chosen per model: one run per value, the one
+// pick_tuned keeps on the held-out part with the proxy, its value in params.
+TEST(Defend, TunedSettingIsTheRunPickTunedKeeps) {
+  BDGUARD_REQUIRE_TINY();
+  Tiny t = tiny();
+  const NeuralCleanseResult nc = true_trigger(true);
+  t.data.neural_cleanse = &nc;
+  DefenseOptions o;
+  o.params = {{"epochs", 2}};
+  const DefenseResult r = defend("nc-unlearn", t.model, t.data, o);
+  const json& tuning = r.figures["tuning"];
+  ASSERT_TRUE(tuning["tuned"].get<bool>()) << tuning.dump();
+  EXPECT_EQ(tuning["setting"], "unlearn_fraction");
+  std::vector<TuneTrial> trials;
+  for (const auto& row : tuning["trials"]) {
+    TuneTrial k;
+    k.value = row["value"];
+    k.is_default = k.value == 0.2;
+    k.accuracy = row["holdout_accuracy"];
+    k.proxy_asr = row["proxy_asr"];
+    trials.push_back(k);
+  }
+  ASSERT_EQ(trials.size(), defense_tuned_setting("nc-unlearn").values.size());
+  const TuneTrial& want =
+      trials[static_cast<size_t>(pick_tuned(trials, *r.before.clean_accuracy, kTuneMaxDrop))];
+  EXPECT_EQ(tuning["badnet_holdout_accuracy"], *r.before.clean_accuracy);
+  EXPECT_EQ(tuning["chosen"], want.value);
+  EXPECT_EQ(r.params["unlearn_fraction"], want.value);
+  EXPECT_EQ(*r.after.clean_accuracy, want.accuracy);  // the model kept is that run's
+  // The run of the chosen value alone (a value the user sets is not tuned) gives the
+  // same model.
+  o.params["unlearn_fraction"] = want.value;
+  const DefenseResult alone = defend("nc-unlearn", t.model, t.data, o);
+  EXPECT_EQ(alone.figures["tuning"]["why"], "set by the user");
+  EXPECT_TRUE(test::same_parameters(alone.model, r.model));
+}
+
+TEST(Defend, TuneOffOrNoProxyRunsTheDefaultOnce) {
+  BDGUARD_REQUIRE_TINY();
+  Tiny t = tiny();
+  DefenseOptions o;
+  o.params = {{"epochs", 1}};
+  DefenseResult r = defend("finetune", t.model, t.data, o);  // no Neural Cleanse result
+  EXPECT_FALSE(r.figures["tuning"]["tuned"].get<bool>());
+  EXPECT_EQ(r.params["lr"], 0.03);
+  const NeuralCleanseResult nc = true_trigger(true);
+  t.data.neural_cleanse = &nc;
+  o.params["tune"] = "off";
+  r = defend("finetune", t.model, t.data, o);
+  EXPECT_EQ(r.figures["tuning"]["why"], "tune is off");
+  EXPECT_EQ(r.params["lr"], 0.03);
+  EXPECT_FALSE(r.figures["tuning"].contains("trials"));
+}
+
+TEST(DefendTune, PickTunedKeepsTheLowestProxyWithinTheDropAllowed) {
+  auto trial = [](double value, bool is_default, double acc, double proxy) {
+    TuneTrial t;
+    t.value = value;
+    t.is_default = is_default;
+    t.accuracy = acc;
+    t.proxy_asr = proxy;
+    return t;
+  };
+  // BadNet 88, 2 points allowed: 86.5 has the lowest proxy of those at 86 or more; 80
+  // has a lower one but loses 8 points.
+  EXPECT_EQ(pick_tuned({trial(1, false, 80.0, 0.0), trial(2, true, 87.2, 30.0),
+                        trial(3, false, 86.5, 5.0)},
+                       88.0, 2.0),
+            2);
+  // No drop allowed: only a run as accurate as the BadNet qualifies.
+  EXPECT_EQ(pick_tuned({trial(1, false, 86.5, 5.0), trial(2, true, 88.0, 30.0)}, 88.0, 0.0), 1);
+  // None within the drop: the highest accuracy.
+  EXPECT_EQ(pick_tuned({trial(1, false, 70.0, 0.0), trial(2, true, 75.0, 30.0)}, 88.0, 2.0), 1);
+  // A tie in proxy: the higher accuracy; a tie in both: the default.
+  EXPECT_EQ(pick_tuned({trial(1, false, 86.5, 5.0), trial(2, false, 86.9, 5.0)}, 88.0, 2.0), 1);
+  EXPECT_EQ(pick_tuned({trial(1, false, 86.5, 5.0), trial(2, true, 86.5, 5.0)}, 88.0, 2.0), 1);
+  EXPECT_EQ(pick_tuned({}, 88.0, 2.0), -1);
+}
+
 TEST(Defend, SameSeedSameModel) {
   BDGUARD_REQUIRE_TINY();
   Tiny t = tiny();

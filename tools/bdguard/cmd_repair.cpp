@@ -98,7 +98,8 @@ void run_repair(const RepairCliOptions& o) {
         "trigger of label %s (Neural Cleanse)\n",
         o.model.model.c_str(), static_cast<long long>(r.n_train),
         static_cast<long long>(r.n_holdout), labels_text(r.proxy_labels).c_str());
-    std::printf("  %-14s %16s %10s %9s\n", "", "held-out acc. %", "proxy ASR %", "seconds");
+    std::printf("  %-14s %16s %10s %9s  %-22s\n", "", "held-out acc. %", "proxy ASR %", "seconds",
+                "setting chosen");
     std::printf("  %-14s %16.2f %10.2f %9s\n", "(the model)", r.base_accuracy, r.base_proxy_asr,
                 "");
     for (size_t i = 0; i < r.candidates.size(); ++i) {
@@ -107,8 +108,8 @@ void run_repair(const RepairCliOptions& o) {
         std::printf("  %-14s failed: %s\n", c.method.c_str(), c.error.c_str());
         continue;
       }
-      std::printf("  %-14s %16.2f %10.2f %9.1f%s\n", c.method.c_str(), c.clean_accuracy,
-                  c.proxy_asr, c.seconds,
+      std::printf("  %-14s %16.2f %10.2f %9.1f  %-22s%s\n", c.method.c_str(), c.clean_accuracy,
+                  c.proxy_asr, c.seconds, tuned_text(c.figures).c_str(),
                   static_cast<int>(i) == r.picked                   ? "  <- picked"
                   : r.base_accuracy - c.clean_accuracy > o.max_drop ? "  (drop over --max-drop)"
                                                                     : "");

@@ -123,7 +123,9 @@ std::map<std::string, nlohmann::json> methods_params(const std::vector<std::stri
     }
     apply(method, key, value, "--set " + s);
   }
-  for (const auto& m : methods) out[m] = defense_params(m, out[m]);
+  // Checked here (an error names the flag's value), but passed on as given: a setting the
+  // user did not set is the method's to choose (defend.h: TunedSetting).
+  for (const auto& m : methods) defense_params(m, out[m]);
   return out;
 }
 
@@ -166,6 +168,14 @@ nlohmann::json defense_json(const DefenseResult& r, const std::string& output,
   return doc;
 }
 
+std::string tuned_text(const nlohmann::json& figures) {
+  if (!figures.contains("tuning") || !figures["tuning"].value("tuned", false)) return "";
+  const nlohmann::json& t = figures["tuning"];
+  char value[32];
+  std::snprintf(value, sizeof value, "%g", t["chosen"].get<double>());
+  return t["setting"].get<std::string>() + " " + value;
+}
+
 std::string figures_line(const DefenseResult& r) {
   const nlohmann::json& f = r.figures;
   std::string out;
@@ -181,6 +191,9 @@ std::string figures_line(const DefenseResult& r) {
   if (f.contains("flagged")) add("labels flagged by Neural Cleanse: " + f["flagged"].dump());
   if (f.contains("best_epoch") && f.contains("epochs_run")) {
     add("best epoch " + f["best_epoch"].dump() + " of " + f["epochs_run"].dump());
+  }
+  if (const std::string t = tuned_text(f); !t.empty()) {
+    add(t + " chosen of " + std::to_string(f["tuning"]["trials"].size()) + " by the proxy");
   }
   if (f.contains("note")) add(f["note"].get<std::string>());
   return out.empty() ? "(no figures)" : out;

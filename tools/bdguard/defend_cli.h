@@ -25,8 +25,9 @@ struct MethodFlags {
 // Binds --epochs, --lr, --batch-size, --optimizer, --holdout, --drop, --layer,
 // --unlearn-fraction, --clp-u, ... and --set.
 void add_method_flags(CLI::App& app, MethodFlags& f);
-// The options of `method` from the flags (InvalidArgument for a flag the method does
-// not take, or a value of the wrong type).
+// The options of `method` the flags set, and only those (checked: InvalidArgument for a
+// flag the method does not take, or a value of the wrong type); defend() fills in the
+// rest, and chooses the tuned setting where the flags leave it.
 nlohmann::json method_params(const std::string& method, const MethodFlags& f);
 // The same for several methods at once: a flag applies to each method that has its key,
 // and must apply to one at least.
@@ -57,6 +58,8 @@ CompareResult run_compare_stage(const Model& m, const TensorData& valid,
                                 const std::string& out, ProgressFn progress,
                                 NeuralCleanseOptions nc_options = {});
 
+// The setting the method chose per model, "lr 0.1" (empty: none was tuned).
+std::string tuned_text(const nlohmann::json& figures);
 // One line of the method's own figures ("channels pruned: 3 of 48; best epoch 12 of 15").
 std::string figures_line(const DefenseResult& r);
 

@@ -55,6 +55,16 @@ FinetuneOptions finetune_options(const Context& c, const NeuralCleanseResult* nc
 // epochs run, best epoch, held-out accuracy per epoch.
 nlohmann::json finetune_figures(const FinetuneRun& run);
 
+// "tune" (proxy or off) and "tune_max_drop", for a method whose `key` is chosen per model
+// among `values` (defend.h: TunedSetting), added to `schema`.
+void add_tune_options(nlohmann::json& schema, const std::string& key,
+                      const std::vector<double>& values);
+// Runs `run` once per value of `key` (unless tune is off, `given` (the user's options)
+// sets `key`, or there is no held-out data or proxy: then once, as it is) and keeps the
+// run pick_tuned chooses; figures["tuning"] records every trial.
+void run_tuned(const Context& c, DefenseResult& r, Runner run, const std::string& key,
+               const std::vector<double>& values, const nlohmann::json& given);
+
 int64_t get_int(const nlohmann::json& params, const char* key);
 double get_double(const nlohmann::json& params, const char* key);
 

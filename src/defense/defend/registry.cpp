@@ -19,6 +19,10 @@ struct Method {
   bool needs_clean;
   nlohmann::json (*schema)();
   Runner run;
+  // The setting chosen per model (defend.h: TunedSetting; "" for none) and its values,
+  // the method's default among them.
+  const char* tune_key;
+  std::vector<double> tune_values;
 };
 
 const std::vector<Method>& table() {
@@ -26,38 +30,80 @@ const std::vector<Method>& table() {
       {"finetune",
        "fine-tuning on clean data, as the fine-tuning step of Fine-Pruning (Liu, Dolan-Gavitt, "
        "Garg, RAID 2018); bdguard's recipe",
-       true, defense::finetune_schema, defense::run_finetune},
+       true,
+       defense::finetune_schema,
+       defense::run_finetune,
+       "lr",
+       {0.01, 0.03, 0.1}},
       {"fine-pruning",
        "Fine-Pruning (Liu, Dolan-Gavitt, Garg, RAID 2018): bdguard prune's sweep, then "
        "fine-tuning",
-       true, defense::fine_pruning_schema, defense::run_fine_pruning},
+       true,
+       defense::fine_pruning_schema,
+       defense::run_fine_pruning,
+       "drop",
+       {2, 4, 8}},
       {"nc-unlearn",
        "Neural Cleanse's unlearning (Wang et al., IEEE S&P 2019, section VI-C); triggers "
        "from bdguard detect",
-       true, defense::nc_unlearn_schema, defense::run_nc_unlearn},
-      {"anp", "Adversarial Neuron Pruning (Wu & Wang, NeurIPS 2021), csdongxian/ANP_backdoor", true,
-       defense::anp_schema, defense::run_anp},
+       true,
+       defense::nc_unlearn_schema,
+       defense::run_nc_unlearn,
+       "unlearn_fraction",
+       {0.1, 0.2, 0.4}},
+      {"anp",
+       "Adversarial Neuron Pruning (Wu & Wang, NeurIPS 2021), csdongxian/ANP_backdoor",
+       true,
+       defense::anp_schema,
+       defense::run_anp,
+       "",
+       {}},
       {"clp",
        "Channel Lipschitzness-based Pruning (Zheng et al., ECCV 2022), "
        "rkteddy/channel-Lipschitzness-based-pruning",
-       false, defense::clp_schema, defense::run_clp},
-      {"nad", "Neural Attention Distillation (Li et al., ICLR 2021), bboylyg/NAD", true,
-       defense::nad_schema, defense::run_nad},
+       false,
+       defense::clp_schema,
+       defense::run_clp,
+       "u",
+       {2, 3, 4}},
+      {"nad",
+       "Neural Attention Distillation (Li et al., ICLR 2021), bboylyg/NAD",
+       true,
+       defense::nad_schema,
+       defense::run_nad,
+       "lr",
+       {0.003, 0.01, 0.03}},
       {"i-bau",
-       "Implicit Backdoor Adversarial Unlearning (Zeng et al., ICLR 2022), YiZeng623/I-BAU", true,
-       defense::i_bau_schema, defense::run_i_bau},
+       "Implicit Backdoor Adversarial Unlearning (Zeng et al., ICLR 2022), YiZeng623/I-BAU",
+       true,
+       defense::i_bau_schema,
+       defense::run_i_bau,
+       "lr",
+       {3e-4, 1e-3, 3e-3}},
       {"sau",
        "Shared Adversarial Unlearning (Wei et al., NeurIPS 2023), BackdoorBench v2.2 "
        "defense/sau.py",
-       true, defense::sau_schema, defense::run_sau},
+       true,
+       defense::sau_schema,
+       defense::run_sau,
+       "bound",
+       {0.1, 0.2, 0.3}},
       {"ft-sam",
        "fine-tuning with sharpness-aware minimisation (Zhu et al., ICCV 2023), BackdoorBench "
        "v2.2 defense/ft-sam.py",
-       true, defense::ft_sam_schema, defense::run_ft_sam},
+       true,
+       defense::ft_sam_schema,
+       defense::run_ft_sam,
+       "rho",
+       {1, 2, 4}},
       {"fst",
        "Feature Shift Tuning (Min et al., NeurIPS 2023), "
        "AISafety-HKUST/stable_backdoor_purification fine_tune/ft.py",
-       true, defense::fst_schema, defense::run_fst},
+       true,
+       defense::fst_schema,
+       defense::run_fst,
+       "alpha",
+       {0.05, 0.1, 0.2}},
   };
   return methods;
 }
@@ -165,10 +211,17 @@ nlohmann::json defense_defaults(const std::string& method) {
   schema["holdout"] = defense::option(
       kFinetuneHoldout,
       "fraction of the clean validation data held out: every choice is made on it", 1e-4, 1 - 1e-4);
+  const Method& m = find_method(method);
+  if (*m.tune_key) defense::add_tune_options(schema, m.tune_key, m.tune_values);
   return schema;
 }
 
 std::string defense_source(const std::string& method) { return find_method(method).source; }
+
+TunedSetting defense_tuned_setting(const std::string& method) {
+  const Method& m = find_method(method);
+  return {m.tune_key, m.tune_values};
+}
 
 bool defense_needs_clean(const std::string& method) { return find_method(method).needs_clean; }
 
@@ -227,7 +280,11 @@ DefenseResult defend(const std::string& method, const Model& m, const DefenseDat
   r.before = measure(m);
   const Context c{m, data, options, r.params, split};
   r.model = m.clone();
-  info.run(c, r);
+  if (*info.tune_key) {
+    defense::run_tuned(c, r, info.run, info.tune_key, info.tune_values, options.params);
+  } else {
+    info.run(c, r);
+  }
   r.after = measure(r.model);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;

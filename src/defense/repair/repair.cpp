@@ -92,7 +92,8 @@ RepairResult repair(const Model& m, const TensorData& clean, const RepairOptions
     const auto t0 = std::chrono::steady_clock::now();
     try {
       DefenseOptions d = o.defense;
-      d.params = params[method];
+      // The user's options only: a setting not given is the method's to choose.
+      d.params = o.params.count(method) ? o.params.at(method) : nlohmann::json::object();
       DefenseResult dr = defend(method, m, data, d);
       c.ok = true;
       // defend() held out the same images (same seed and fraction, checked above).

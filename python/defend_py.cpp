@@ -49,7 +49,8 @@ std::vector<std::string> method_list(const py::object& methods) {
 }
 
 // Each option goes to every method that has it (it must fit one at least); `per_method`
-// ({method: {key: value}}) sets one method's. Completed with the defaults.
+// ({method: {key: value}}) sets one method's. Checked, but passed on as given: a setting
+// not given is the method's to choose (defend.h: TunedSetting).
 std::map<std::string, nlohmann::json> methods_params(const std::vector<std::string>& methods,
                                                      const nlohmann::json& options,
                                                      const nlohmann::json& per_method) {
@@ -75,7 +76,7 @@ std::map<std::string, nlohmann::json> methods_params(const std::vector<std::stri
     }
     out[method].update(values);
   }
-  for (const auto& m : methods) out[m] = defense_params(m, out[m]);
+  for (const auto& m : methods) defense_params(m, out[m]);
   return out;
 }
 

@@ -17,15 +17,19 @@
 #      proxy ranks the methods), printed; the BadNets whose attack took (ASR >= MIN_ASR,
 #      50 %) in WORK/summary_took.json.
 #
+#   5. WORK/tuning.json: per method, how often each value of its tuned setting was chosen.
+#
 #   scripts/measure-repair.sh [BDGUARD] [WORK]
 #
 # Defaults: build/bdguard, repair-evaluation/. Each step resumes where it stopped.
+# METHODS replaces the candidates (default: repair's auto ones); COMPARE_ARGS adds flags
+# to every compare ("--set tune=off": each method with its default setting only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bdguard=${1:-build/bdguard}
 work=${2:-repair-evaluation}
 command -v jq >/dev/null || { apt-get update -q && apt-get install -y -q jq; }
-methods=finetune,fine-pruning,nc-unlearn,clp,i-bau,sau,ft-sam,fst
+methods=${METHODS:-finetune,fine-pruning,nc-unlearn,clp,ft-sam,fst}  # repair --methods auto
 mkdir -p "$work/data" "$work/compare"
 : >"$work/ground_truth.jsonl"
 for spec in ${ZOOS:-3:20 4:5}; do
@@ -48,7 +52,8 @@ for spec in ${ZOOS:-3:20 4:5}; do
     pv=$work/data/bd_valid_$name.h5
     [[ -f $pv ]] || "$bdguard" data take "$zoo/data/bd_valid_$base.h5" --first 1000 --out "$pv"
     echo "== $name ($(date +%T))"
-    "$bdguard" compare --threads "${THREADS:-2}" --seed 0 --methods "$methods" --force \
+    # shellcheck disable=SC2086  # COMPARE_ARGS: extra flags, e.g. "--set tune=off"
+    "$bdguard" compare --threads "${THREADS:-2}" --seed 0 --methods "$methods" --force ${COMPARE_ARGS:-} \
       --model "$model" --valid "$clean" --poisoned-valid "$pv" --test "$zoo/data/test.h5" \
       --poisoned-test "$zoo/data/bd_test_$base.h5" --out "$out" >"$work/compare/$name.log"
     grep "^repair" "$work/compare/$name.log" || true
@@ -145,3 +150,10 @@ jq -s -c '
     holdout_accuracy_mean: {accuracy_rule: (map(.accuracy_rule.holdout_accuracy) | add / length),
                             proxy_rule: (map(.proxy_rule.holdout_accuracy) | add / length)}})[]' \
   "$work/epoch_choice.jsonl" | tee "$work/epoch_choice.json"
+
+# The setting each method chose per BadNet (figures.tuning), counted per value.
+for f in "$work"/compare/*/compare.json; do
+  jq -c '.rows[] | select(.ok) | select(.figures.tuning.tuned == true)
+    | {method, setting: .figures.tuning.setting, chosen: .figures.tuning.chosen}' "$f"
+done | jq -s -c 'group_by(.method) | map({method: .[0].method, setting: .[0].setting,
+    chosen: (group_by(.chosen) | map({value: .[0].chosen, n: length}))})' | tee "$work/tuning.json"

@@ -49,7 +49,8 @@ struct CompareData {
 // seed); the reversed triggers are those of the given Neural Cleanse result
 // (CompareData::neural_cleanse: `compare --detect`, `run`'s detection stage) or of
 // Neural Cleanse run on the training part with the defenses' options; each model's
-// proxy ASR is measured on the held-out part. It never feeds a choice. That own run is
+// proxy ASR is measured on the held-out part. Each method chooses its epoch and its
+// tuned setting by it (defend.h); compare picks no row by it. That own run is
 // nc-unlearn's too (as in repair), so compare's rows are the candidates repair would
 // train with the same seed.
 struct CompareOptions {

@@ -389,6 +389,45 @@ TEST(Compare, ChoicesDoNotDependOnTheTestFiles) {
   EXPECT_NE(a.baseline_asr, b.baseline_asr);
 }
 
+// With a proxy every method chooses its setting (and epoch) by it: still on the
+// validation data alone, so other test files and poisoned validation images leave the
+// choices and the models as they were.
+TEST(Compare, TunedChoicesDoNotDependOnTheTestOrPoisonedFiles) {
+  BDGUARD_REQUIRE_TINY();
+  Tiny t = tiny();
+  const NeuralCleanseResult nc = true_trigger(true);
+  const std::string dir = test::tiny_dir("badnet");
+  const Shape shape = t.model.input_shape();
+  CompareData d;
+  d.valid = t.data.clean;
+  d.poisoned_valid = t.data.poisoned;
+  d.test = read_tensor_data(LabDataset(dir + "/data/test.h5", shape)).subset({0, 1, 2, 3, 4, 5});
+  d.poisoned_test = read_tensor_data(LabDataset(dir + "/data/bd_test.h5", shape));
+  d.neural_cleanse = &nc;
+  CompareOptions o;
+  o.methods = {"fine-pruning", "nc-unlearn"};
+  o.params["fine-pruning"] = {{"epochs", 1}};
+  o.params["nc-unlearn"] = {{"epochs", 1}};
+  CompareResult a = compare_defenses(t.model, d, o);
+  d.poisoned_test = d.test;
+  d.poisoned_test.labels = at::full_like(d.test.labels, 3);
+  d.poisoned_valid->labels = at::full_like(d.poisoned_valid->labels, 5);
+  CompareResult b = compare_defenses(t.model, d, o);
+  ASSERT_EQ(a.rows.size(), 2u);
+  ASSERT_EQ(b.rows.size(), 2u);
+  for (size_t i = 0; i < a.rows.size(); ++i) {
+    ASSERT_TRUE(a.rows[i].ok) << a.rows[i].error;
+    json ta = a.rows[i].figures["tuning"], tb = b.rows[i].figures["tuning"];
+    ASSERT_TRUE(ta["tuned"].get<bool>()) << ta.dump();
+    for (json* t : {&ta, &tb}) {
+      for (auto& row : (*t)["trials"]) row.erase("seconds");
+    }
+    EXPECT_EQ(ta, tb) << a.rows[i].method;
+    EXPECT_EQ(a.rows[i].params, b.rows[i].params);
+    EXPECT_DOUBLE_EQ(a.rows[i].clean_accuracy, b.rows[i].clean_accuracy);
+  }
+}
+
 TEST(Compare, AFailingMethodGetsItsRowAndTheOthersRun) {
   BDGUARD_REQUIRE_TINY();
   Tiny t = tiny();

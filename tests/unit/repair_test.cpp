@@ -151,10 +151,10 @@ TEST(Repair, BadInputThrowsBeforeAnyWork) {
   EXPECT_THROW(repair(m, two, o), InvalidArgument);
 }
 
-TEST(Repair, AutoLeavesOutAnpAndNad) {
+TEST(Repair, AutoLeavesOutAnpNadIbauAndSau) {
   const auto a = repair_auto_methods();
-  EXPECT_EQ(std::count(a.begin(), a.end(), "anp"), 0);
-  EXPECT_EQ(std::count(a.begin(), a.end(), "nad"), 0);
+  for (const char* m : {"anp", "nad", "i-bau", "sau"})
+    EXPECT_EQ(std::count(a.begin(), a.end(), m), 0);
   EXPECT_EQ(std::count(a.begin(), a.end(), "nc-unlearn"), 1);
   EXPECT_EQ(std::count(a.begin(), a.end(), "finetune"), 1);
 }

@@ -15,7 +15,7 @@ namespace bdguard {
 std::vector<std::string> repair_auto_methods() {
   std::vector<std::string> out;
   for (const auto& m : defense_methods()) {
-    if (m != "anp" && m != "nad") out.push_back(m);
+    if (m != "anp" && m != "nad" && m != "i-bau" && m != "sau") out.push_back(m);
   }
   return out;
 }

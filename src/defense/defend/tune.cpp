@@ -129,9 +129,8 @@ void run_tuned(const Context& c, DefenseResult& r, Runner run, const std::string
   }
   const std::vector<const LabelTrigger*> triggers = proxy_triggers(*c.data.neural_cleanse);
   const double max_drop = get_double(c.params, "tune_max_drop");
-  const double base = r.before.clean_accuracy
-                          ? *r.before.clean_accuracy
-                          : accuracy(c.badnet, c.split.holdout, c.options.eval_batch);
+  // defend() measured the BadNet on the held-out part (untuned_reason: there is one).
+  const double base = r.before.clean_accuracy.value();
   // One after another, each on all compute threads: two at once, each on one thread,
   // took longer (182 s against 172 s for compare's eight methods on a Fashion-MNIST
   // BadNet, 2 cores), and each run is then the run of its value alone, bit for bit.

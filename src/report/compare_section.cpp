@@ -107,7 +107,9 @@ void add_compare_section(Document& d, const CompareResult& r, const PlotResult& 
         ") stamped on the " + r.proxy["n_holdout"].dump() +
         " held-out clean validation images of the other labels; the share each model puts in "
         "the trigger's label (the BadNet: " +
-        fixed2(*r.baseline_proxy_asr) + " %). No choice is made on it here.");
+        fixed2(*r.baseline_proxy_asr) +
+        " %). Each method chooses by it the epoch it keeps and the setting it hinges on; "
+        "no row is picked by it here.");
   }
   d.paragraph("Best by DER: " + compare_verdict(r) + ".");
   std::vector<std::vector<std::string>> rows;

@@ -55,8 +55,8 @@ py::object scan(const PyModel& pm, const py::object& x, const py::object& detect
                 const py::object& calibration, double threshold, uint64_t seed,
                 const py::object& range, int64_t mm_starts, int mm_steps, double mm_lr,
                 int k_arm_steps, int k_arm_batches_per_step, int64_t k_arm_arms,
-                int64_t k_arm_min_arms, const py::object& nc, const py::object& out, bool force,
-                const py::object& progress) {
+                int64_t k_arm_min_arms, int k_arm_min_steps, const py::object& nc,
+                const py::object& out, bool force, const py::object& progress) {
   const auto start = std::chrono::steady_clock::now();
   pm.model.require_classifier();
   if (!(threshold >= 0 && threshold <= 1)) {
@@ -97,11 +97,12 @@ py::object scan(const PyModel& pm, const py::object& x, const py::object& detect
   so.k_arm.batches_per_step = k_arm_batches_per_step;
   so.k_arm.max_arms = k_arm_arms;
   so.k_arm.min_arms = k_arm_min_arms;
+  so.k_arm.min_steps = k_arm_min_steps;
   so.k_arm.seed = seed;
   so.k_arm.pixel_min = so.nc.pixel_min;
   so.k_arm.pixel_max = so.nc.pixel_max;
   if (mm_starts < 1 || mm_steps < 1 || !(mm_lr > 0) || k_arm_steps < 1 ||
-      k_arm_batches_per_step < 1 || k_arm_arms < 1 || k_arm_min_arms < 1) {
+      k_arm_batches_per_step < 1 || k_arm_arms < 1 || k_arm_min_arms < 1 || k_arm_min_steps < 0) {
     fail<InvalidArgument>("scan", "mm_* and k_arm_* options", "positive numbers",
                           "a value below 1 (or a step <= 0)");
   }
@@ -143,6 +144,7 @@ py::object scan(const PyModel& pm, const py::object& x, const py::object& detect
     nlohmann::json d = scan_verdict_json(v, r.reports);
     // "default" is bdguard.scan's to set (bdguard/__init__.py chooses the shipped file).
     d["calibration"] = calibration_json(calib ? &*calib : nullptr, calib_file, false);
+    if (!v.reference.is_null()) d["calibration"]["reference"] = v.reference;
     settings["threads"] = at::get_num_threads();
     if (r.mm_bd) settings["mm-bd"] = to_json(so.mm_bd);
     if (r.nc) settings["nc"] = to_json(so.nc);
@@ -177,8 +179,8 @@ void bind_scan(py::module_& m) {
         py::arg("mm_steps") = mm.steps, py::arg("mm_lr") = mm.lr, py::arg("k_arm_steps") = ka.steps,
         py::arg("k_arm_batches_per_step") = ka.batches_per_step,
         py::arg("k_arm_arms") = ka.max_arms, py::arg("k_arm_min_arms") = ka.min_arms,
-        py::arg("nc") = py::none(), py::arg("out") = py::none(), py::arg("force") = false,
-        py::arg("progress") = py::none(),
+        py::arg("k_arm_min_steps") = ka.min_steps, py::arg("nc") = py::none(),
+        py::arg("out") = py::none(), py::arg("force") = false, py::arg("progress") = py::none(),
         "bdguard scan with a calibration file or None (the uncalibrated rule); bdguard.scan "
         "chooses the shipped default");
 }

@@ -3,7 +3,7 @@
 # ${BUILD_DIR:-build-fuzz} and runs each for SECONDS seconds (default 300) from its seed
 # corpus. Usage: scripts/fuzz.sh [SECONDS] [HARNESS...]
 #   harnesses: fuzz_model_config fuzz_keras_weights fuzz_data fuzz_onnx fuzz_npy fuzz_npz
-#   fuzz_image_folder (default: all)
+#   fuzz_image_folder fuzz_calibration (default: all)
 # Findings (crash, sanitizer report, leak, timeout, escaped exception) are written to
 # $BUILD_DIR/artifacts/ and fail the script; new inputs go to $BUILD_DIR/work/<harness>.
 set -euo pipefail
@@ -13,7 +13,7 @@ shift || true
 harnesses=("$@")
 if ((${#harnesses[@]} == 0)); then
   harnesses=(fuzz_model_config fuzz_keras_weights fuzz_data fuzz_onnx fuzz_npy fuzz_npz
-    fuzz_image_folder)
+    fuzz_image_folder fuzz_calibration)
 fi
 build_dir=${BUILD_DIR:-build-fuzz}
 
@@ -96,6 +96,9 @@ for h in "${harnesses[@]}"; do
     seeds="$seeds fuzz/seeds/model_config"
     # Pure C++: every timeout is a finding.
     extra=(-dict=fuzz/model_config.dict)
+  elif [[ $h == fuzz_calibration ]]; then
+    seeds=fuzz/seeds/calibration  # committed: the shipped file and a hand-made one
+    extra=()
   elif [[ $h == fuzz_onnx ]]; then
     # Pure C++ too. -max_len holds the 2.8 MB ResNet seed whole (libFuzzer's default
     # cuts inputs at 1 MiB).

@@ -69,6 +69,11 @@ struct KArmOptions {
   int steps = 1000;          // steps over all arms at most
   int rounds = 60;           // improvements of an arm's best trigger before it stops
   int warmup_rounds = 2;
+  // Steps every universal arm has at least when the bandit stops (ours; 0: none): the
+  // bandit stops with the smallest trigger's arm and leaves an arm it did not favour at
+  // its first triggers (about half the image), so its size says nothing of its label.
+  // A per-label reference (scan.h) needs every label's size (docs/detectors.md).
+  int min_steps = 40;
   double lr = 0.1, beta1 = 0.5, beta2 = 0.9;
   double init_cost = 1e-3;  // the cost starts at 0 and is set to this after 2 successes
   double cost_multiplier = 1.5;
@@ -125,6 +130,8 @@ struct KArmResult {
   int64_t top_k = 0;
   int steps = 0;  // optimisation steps spent, all arms and the symmetric check
   int64_t n_clean = 0;
+  int64_t classes = 0;         // the model's
+  std::vector<int64_t> input;  // the model's images: (C, H, W)
   double pixel_min = 0, pixel_max = 1;
   double screen_s = 0, seconds = 0;
 };

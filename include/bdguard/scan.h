@@ -60,15 +60,50 @@ DetectorReport nc_report(const NeuralCleanseResult& r);
 // size has no null distribution); target and source (-1: universal) the best arm's.
 DetectorReport k_arm_report(const KArmResult& r);
 
+// K-Arm's per-label reference (docs/detectors.md, TrojAI's clean reference models):
+// for each label, the size of its universal trigger on the clean models of a labelled
+// zoo, as the median of their log sizes (a fraction of the image). A trigger counts
+// against its own label's natural trigger (Fashion-MNIST's bags have a handle that K-Arm
+// finds in every model) instead of one bound shared by every label. It holds for
+// models of the zoo's task: `classes` labels and (C, H, W) images `input`.
+struct KArmReference {
+  int64_t classes = 0;
+  std::vector<int64_t> input;  // (C, H, W)
+  std::vector<double> sizes;   // per label
+  int64_t models = 0;          // the clean models it was measured on
+};
+// The reference of clean models' K-Arm reports (their `labels`: every arm; `details`:
+// `classes` and `input`, as k_arm_report writes them). A label no universal arm
+// measured keeps K-Arm's universal bound. InvalidArgument without a report, or for
+// reports of models with other classes or image shapes.
+KArmReference k_arm_reference(const std::vector<const DetectorReport*>& clean);
+// K-Arm's score against a reference: the largest ln(sizes[t] / size) over the universal
+// arms, or K-Arm's own score when its best arm is a pair (with the symmetric check
+// that only that pair had) and larger. With every size at the universal bound it is
+// K-Arm's own score. `target` and `source` (-1: universal) are the arm's.
+struct ReferencedScore {
+  double score = 0;
+  int64_t target = -1, source = -1;
+  double size = 1;       // the arm's trigger, a fraction of the image
+  double reference = 0;  // its label's reference size, or K-Arm's bound for a pair
+};
+ReferencedScore k_arm_referenced_score(const KArmReference& ref, const DetectorReport& k_arm);
+// Why `ref` does not hold for the model K-Arm scanned (its report's `details`): "" when
+// it does.
+std::string k_arm_reference_mismatch(const KArmReference& ref, const DetectorReport& k_arm);
+nlohmann::json to_json(const KArmReference& r);
+
 // A fitted combination, as a calibration file holds it (docs/commands/scan.md):
 // {"format": "bdguard-scan-calibration", "version": 1, "detectors": [...],
 //  "transform": "identity" | "log1p", "weights": [...], "intercept": b,
+//  optional "reference": {"k-arm": {"classes", "input", "sizes", "models"}},
 //  "trained_on": ..., optional "metrics": {...}}.
 struct Calibration {
   std::vector<std::string> detectors;
   std::string transform = "identity";
   std::vector<double> weights;
   double intercept = 0;
+  std::optional<KArmReference> k_arm_reference;
   nlohmann::json trained_on;
   nlohmann::json metrics = nlohmann::json::object();
 };
@@ -102,10 +137,23 @@ struct ScanVerdict {
   double threshold = kScanThreshold;
   int64_t target = -1;  // -1: none
   int64_t source = -1;  // -1: none (no label-specific finding)
+  // With a calibration's K-Arm reference: {"applied", "why" (when not), "score",
+  // "target", "source", "size", "reference_size"}; null without one.
+  nlohmann::json reference;
 };
-// The calibrated verdict: `reports` must be exactly the calibration's detectors (in
-// any order; InvalidArgument otherwise). The target is that of the detector whose
-// term w_d * feature_d is largest.
+// The calibration's features of one model's reports (in c.detectors' order, each the
+// transformed score; K-Arm's against the calibration's reference where it holds for
+// the model), with each feature's target and source. InvalidArgument unless `reports`
+// are exactly the calibration's detectors (in any order).
+struct CalibrationFeatures {
+  std::vector<double> x;
+  std::vector<int64_t> target, source;
+  nlohmann::json reference;  // as ScanVerdict's
+};
+CalibrationFeatures calibration_features(const Calibration& c,
+                                         const std::vector<DetectorReport>& reports);
+// The calibrated verdict: sigmoid(intercept + weights . features). The target is that
+// of the detector whose term w_d * feature_d is largest.
 ScanVerdict combine(const Calibration& c, const std::vector<DetectorReport>& reports,
                     double threshold);
 // The uncalibrated rule (above). The target is that of the smallest p-value, or of the
@@ -144,6 +192,15 @@ namespace bdguard {
 Calibration fit_calibration(const std::vector<std::vector<double>>& scores,
                             const std::vector<int>& y, const std::vector<std::string>& detectors,
                             const std::string& transform, double l2, int folds,
+                            const nlohmann::json& trained_on);
+// The same fitted on the models' reports (`reports[i]`: model i's, every detector of
+// `detectors`), with K-Arm's per-label reference measured on the clean models
+// (`with_reference`, K-Arm among `detectors`): on all of them for the file, and on each
+// cross-validation fold's training models alone for its metrics, so that no model is
+// scored against a reference it helped to make.
+Calibration fit_calibration(const std::vector<std::vector<DetectorReport>>& reports,
+                            const std::vector<int>& y, const std::vector<std::string>& detectors,
+                            const std::string& transform, double l2, int folds, bool with_reference,
                             const nlohmann::json& trained_on);
 
 }  // namespace bdguard

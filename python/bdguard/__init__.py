@@ -79,7 +79,8 @@ def scan(model, x=None, *, calibration="default", detectors="auto", **options):
     detectors only). calibration: "default" (the one shipped for the detectors that run),
     a file, or None (the uncalibrated rule). Options: threshold, seed, pixel_range,
     mm_starts, mm_steps, mm_lr, k_arm_steps, k_arm_batches_per_step, k_arm_arms,
-    k_arm_min_arms, nc (a dict of Neural Cleanse's options), out, force, progress."""
+    k_arm_min_arms, k_arm_min_steps, nc (a dict of Neural Cleanse's options), out, force,
+    progress."""
     chosen = isinstance(calibration, str) and calibration == "default"
     if chosen:
         calibration = _default_calibration(x is not None, detectors)

@@ -49,6 +49,55 @@ std::vector<double> solve(std::vector<std::vector<double>> a, std::vector<double
   return x;
 }
 
+// The calibration file's "reference": {"k-arm": {"classes", "input", "sizes", "models"}}.
+template <typename Bad>
+KArmReference parse_reference(const nlohmann::json& doc, const Calibration& c, Bad bad) {
+  if (!doc.is_object() || doc.size() != 1 || !doc.contains("k-arm")) {
+    bad("'reference'", "{\"k-arm\": {...}}", doc.dump());
+  }
+  if (std::find(c.detectors.begin(), c.detectors.end(), "k-arm") == c.detectors.end()) {
+    bad("'reference'", "one for a detector of the calibration", "k-arm's");
+  }
+  const nlohmann::json& r = doc["k-arm"];
+  if (!r.is_object() || r.size() != 4) {
+    bad("'reference.k-arm'", "{classes, input, sizes, models}", r.dump());
+  }
+  KArmReference ref;
+  const nlohmann::json &classes = r.value("classes", nlohmann::json()),
+                       &models = r.value("models", nlohmann::json()),
+                       &input = r.value("input", nlohmann::json()),
+                       &sizes = r.value("sizes", nlohmann::json());
+  if (!classes.is_number_integer() || classes.get<int64_t>() < 2 ||
+      classes.get<int64_t>() > 1000000) {
+    bad("'reference.k-arm.classes'", "an integer from 2 to 1000000", classes.dump());
+  }
+  ref.classes = classes.get<int64_t>();
+  if (!models.is_number_integer() || models.get<int64_t>() < 1) {
+    bad("'reference.k-arm.models'", "a positive integer", models.dump());
+  }
+  ref.models = models.get<int64_t>();
+  if (!input.is_array() || input.size() != 3) {
+    bad("'reference.k-arm.input'", "[C, H, W]", input.dump());
+  }
+  for (const auto& v : input) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 1000000) {
+      bad("'reference.k-arm.input'", "[C, H, W] of positive integers", input.dump());
+    }
+    ref.input.push_back(v.get<int64_t>());
+  }
+  if (!sizes.is_array() || static_cast<int64_t>(sizes.size()) != ref.classes) {
+    bad("'reference.k-arm.sizes'", std::to_string(ref.classes) + " numbers (one per label)",
+        sizes.is_array() ? std::to_string(sizes.size()) + " entries" : sizes.dump());
+  }
+  for (const auto& v : sizes) {
+    if (!v.is_number() || !(v.get<double>() > 0) || !(v.get<double>() <= 1)) {
+      bad("'reference.k-arm.sizes'", "fractions of the image in (0, 1]", v.dump());
+    }
+    ref.sizes.push_back(v.get<double>());
+  }
+  return ref;
+}
+
 }  // namespace
 
 double sigmoid(double z) {
@@ -63,8 +112,8 @@ Calibration parse_calibration(const nlohmann::json& doc, const std::string& file
   auto bad = [&file](const std::string& object, const std::string& expected,
                      const std::string& found) { fail(file, object, expected, found); };
   if (!doc.is_object()) bad("calibration", "a JSON object", doc.type_name());
-  const std::set<std::string> known{"format",  "version",   "detectors",  "transform",
-                                    "weights", "intercept", "trained_on", "metrics"};
+  const std::set<std::string> known{"format",    "version",    "detectors", "transform", "weights",
+                                    "intercept", "trained_on", "metrics",   "reference"};
   for (const auto& [key, value] : doc.items()) {
     if (!known.count(key))
       bad("calibration", "only the keys of docs/commands/scan.md", "'" + key + "'");
@@ -111,6 +160,7 @@ Calibration parse_calibration(const nlohmann::json& doc, const std::string& file
     bad("'trained_on'", "what the calibration was fitted on", "nothing");
   }
   c.trained_on = doc["trained_on"];
+  if (doc.contains("reference")) c.k_arm_reference = parse_reference(doc["reference"], c, bad);
   if (doc.contains("metrics")) {
     if (!doc["metrics"].is_object()) bad("'metrics'", "an object", doc["metrics"].type_name());
     c.metrics = doc["metrics"];
@@ -141,9 +191,12 @@ nlohmann::json calibration_json(const Calibration* c, const std::string& file, b
 }
 
 nlohmann::json to_json(const Calibration& c) {
-  return {{"format", kFormat},          {"version", 1},         {"detectors", c.detectors},
-          {"transform", c.transform},   {"weights", c.weights}, {"intercept", c.intercept},
-          {"trained_on", c.trained_on}, {"metrics", c.metrics}};
+  nlohmann::json doc = {{"format", kFormat},          {"version", 1},
+                        {"detectors", c.detectors},   {"transform", c.transform},
+                        {"weights", c.weights},       {"intercept", c.intercept},
+                        {"trained_on", c.trained_on}, {"metrics", c.metrics}};
+  if (c.k_arm_reference) doc["reference"] = {{"k-arm", to_json(*c.k_arm_reference)}};
+  return doc;
 }
 
 LogisticFit fit_logistic(const std::vector<std::vector<double>>& x, const std::vector<int>& y,
@@ -197,8 +250,8 @@ LogisticFit fit_logistic(const std::vector<std::vector<double>>& x, const std::v
                         "none (separable scores? fit with l2 > 0)");
 }
 
-ScanVerdict combine(const Calibration& c, const std::vector<DetectorReport>& reports,
-                    double threshold) {
+CalibrationFeatures calibration_features(const Calibration& c,
+                                         const std::vector<DetectorReport>& reports) {
   std::vector<std::string> ran;
   for (const auto& r : reports) ran.push_back(r.name);
   std::vector<std::string> a = ran, b = c.detectors;
@@ -209,19 +262,51 @@ ScanVerdict combine(const Calibration& c, const std::vector<DetectorReport>& rep
                           "one fitted for the detectors that ran (" + list_text(ran) + ")",
                           "one fitted for " + list_text(c.detectors));
   }
+  CalibrationFeatures f;
+  for (const std::string& name : c.detectors) {
+    const auto& r = *std::find_if(reports.begin(), reports.end(),
+                                  [&](const DetectorReport& x) { return x.name == name; });
+    double score = r.score;
+    int64_t target = r.target, source = r.source;
+    if (name == "k-arm" && c.k_arm_reference) {
+      const std::string why = k_arm_reference_mismatch(*c.k_arm_reference, r);
+      f.reference = {{"applied", why.empty()}};
+      if (why.empty()) {
+        const ReferencedScore s = k_arm_referenced_score(*c.k_arm_reference, r);
+        score = s.score;
+        target = s.target;
+        source = s.source;
+        auto label = [](int64_t l) { return l >= 0 ? nlohmann::json(l) : nlohmann::json(); };
+        f.reference.update({{"score", score},
+                            {"target", label(target)},
+                            {"source", label(source)},
+                            {"size", s.size},
+                            {"reference_size", s.reference}});
+      } else {
+        f.reference["why"] = why + ": K-Arm's own score is used";
+      }
+    }
+    f.x.push_back(calibration_feature(c.transform, score));
+    f.target.push_back(target);
+    f.source.push_back(source);
+  }
+  return f;
+}
+
+ScanVerdict combine(const Calibration& c, const std::vector<DetectorReport>& reports,
+                    double threshold) {
+  const CalibrationFeatures f = calibration_features(c, reports);
   ScanVerdict v;
   v.threshold = threshold;
+  v.reference = f.reference;
   double z = c.intercept, best = -INFINITY;
   for (size_t i = 0; i < c.detectors.size(); ++i) {
-    const auto& r = *std::find_if(reports.begin(), reports.end(), [&](const DetectorReport& x) {
-      return x.name == c.detectors[i];
-    });
-    const double term = c.weights[i] * calibration_feature(c.transform, r.score);
+    const double term = c.weights[i] * f.x[i];
     z += term;
-    if (term > best && r.target >= 0) {
+    if (term > best && f.target[i] >= 0) {
       best = term;
-      v.target = r.target;
-      v.source = r.source;
+      v.target = f.target[i];
+      v.source = f.source[i];
     }
   }
   v.probability = sigmoid(z);

@@ -268,6 +268,8 @@ KArmResult k_arm(const Model& m, const TensorData& clean, const KArmOptions& o) 
   const auto t0 = Clock::now();
   KArmResult res;
   res.n_clean = clean.size();
+  res.classes = m.num_classes();
+  res.input = m.input_shape();
   std::tie(res.pixel_min, res.pixel_max) = pixel_range(o.pixel_min, o.pixel_max, clean.images);
   const Shape s = m.input_shape();
   if (o.stage) o.stage("pre-screening");
@@ -289,6 +291,16 @@ KArmResult k_arm(const Model& m, const TensorData& clean, const KArmOptions& o) 
   }
   if (o.stage) o.stage("optimising " + std::to_string(arms.size()) + " arms");
   bandit(run, arms, o.steps, /*backward=*/false, rng);
+  // Every universal arm the bandit left short of min_steps gets the rest, alone.
+  for (size_t i = 0; i < arms.size(); ++i) {
+    const int short_by = o.min_steps - res.arms[i].steps;
+    if (res.arms[i].source >= 0 || short_by <= 0 || arms[i].stopped) continue;
+    std::vector<Arm> one;
+    one.push_back(std::move(arms[i]));
+    run.max_total += short_by;
+    bandit(run, one, short_by, /*backward=*/false, rng);
+    arms[i] = std::move(one.front());
+  }
   for (Arm& a : arms) finish(run, a);
   // The best arm: the largest score before the symmetric check.
   auto bound_of = [&](const KArmArm& a) {

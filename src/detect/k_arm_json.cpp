@@ -24,6 +24,7 @@ nlohmann::json to_json(const KArmOptions& o) {
           {"batches_per_step", o.batches_per_step},
           {"steps", o.steps},
           {"rounds", o.rounds},
+          {"min_steps", o.min_steps},
           {"warmup_rounds", o.warmup_rounds},
           {"lr", o.lr},
           {"init_cost", o.init_cost},
@@ -74,6 +75,8 @@ nlohmann::json to_json(const KArmResult& r) {
           {"top_k", r.top_k},
           {"steps", r.steps},
           {"n_clean", r.n_clean},
+          {"classes", r.classes},
+          {"input", r.input},
           {"pixel_range", {r.pixel_min, r.pixel_max}},
           {"screen_s", r.screen_s},
           {"seconds", r.seconds}};

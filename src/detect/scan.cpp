@@ -83,6 +83,8 @@ DetectorReport k_arm_report(const KArmResult& r) {
                {"backdoored", r.backdoored},
                {"top_k", r.top_k},
                {"steps", r.steps},
+               {"classes", r.classes},
+               {"input", r.input},
                {"pixel_range", j["pixel_range"]}};
   return d;
 }

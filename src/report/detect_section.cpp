@@ -80,6 +80,20 @@ void add_scan_verdict(Document& d, const nlohmann::json& scan) {
   }
   d.table({"detector", "score", "p-value", "suspected label", "seconds"}, rows,
           {false, true, true, true, true});
+  const nlohmann::json ref = scan.contains("calibration") && scan["calibration"].is_object()
+                                 ? scan["calibration"].value("reference", nlohmann::json())
+                                 : nlohmann::json();
+  if (ref.is_object() && ref.value("applied", false)) {
+    d.paragraph(
+        "Against the calibration's clean reference models (each label's own natural "
+        "trigger, docs/detectors.md): label " +
+        label_text(ref["target"]) + "'s reversed trigger covers " +
+        fixed2(100 * ref.value("size", 1.0)) + " % of the image, against " +
+        fixed2(100 * ref.value("reference_size", 1.0)) + " % on clean models of the task.");
+  } else if (ref.is_object()) {
+    d.paragraph("The calibration's clean reference does not hold for this model (" +
+                ref.value("why", std::string()) + ").");
+  }
   for (const auto& f : scan.value("triggers", nlohmann::json::array())) {
     const std::string file = f.get<std::string>();
     if (file.find("_trigger.png") != std::string::npos) {

@@ -279,6 +279,32 @@ TEST(CampaignRun, ScanTasksTakeTheKArmFlagsOfInit) {
   EXPECT_EQ(k_arm["max_arms"], KArmOptions{}.max_arms);
 }
 
+TEST(CampaignRun, CalibrateMeasuresKArmsReferenceOnTheCleanModels) {
+  BDGUARD_REQUIRE_ZOO();
+  const std::string dir = work_dir(), c = dir + "/c";
+  ASSERT_EQ(test::init_campaign(c, zoo_dir() + "/models",
+                                " --methods scan --detectors k-arm --k-arm-steps 20 "
+                                "--k-arm-min-arms 5 --k-arm-min-steps 3 --calibration none "
+                                "--ground-truth " +
+                                    zoo_dir() + "/truth.csv")
+                .exit_code,
+            0);
+  ASSERT_EQ(run_cli("campaign run " + c + " --jobs 2 --quiet").exit_code, 0);
+  auto fit = run_cli("scan calibrate --campaign " + c + " --transform identity --folds 0 --out " +
+                     dir + "/calib.json");
+  ASSERT_EQ(fit.exit_code, 0) << fit.err;
+  EXPECT_NE(fit.out.find("K-Arm's reference from 2 clean models"), std::string::npos) << fit.out;
+  const auto ref = read_json(dir + "/calib.json")["reference"]["k-arm"];
+  EXPECT_EQ(ref["classes"], 10) << ref;
+  EXPECT_EQ(ref["models"], 2);
+  EXPECT_EQ(ref["sizes"].size(), 10u);
+  EXPECT_EQ(read_json(c + "/tasks/0/evidence.json")["k-arm"]["classes"], 10);
+  auto own = run_cli("scan calibrate --campaign " + c + " --reference none --folds 0 --out " + dir +
+                     "/own.json");
+  ASSERT_EQ(own.exit_code, 0) << own.err;
+  EXPECT_FALSE(read_json(dir + "/own.json").contains("reference"));
+}
+
 TEST(CampaignRun, CalibrateRefusesACampaignThatDidNotScan) {
   BDGUARD_REQUIRE_ZOO();
   const std::string dir = work_dir();

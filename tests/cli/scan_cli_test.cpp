@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -106,9 +107,11 @@ TEST(ScanCli, WithoutCalibrationFlagUsesTheShippedOneForItsDetectors) {
   json doc = json::parse(r.out);
   EXPECT_EQ(doc["calibration"]["file"], shipped);
   EXPECT_EQ(doc["calibration"]["default"], true);
-  EXPECT_EQ(doc["calibration"]["trained_on"]["zoo"]["options"]["seed"], 1);
+  EXPECT_EQ(doc["calibration"]["trained_on"]["zoo"]["options"]["seed"], 5);
   ASSERT_EQ(doc["detectors"].size(), 1u);
   EXPECT_EQ(doc["detectors"][0]["name"], "k-arm");
+  // Its K-Arm reference is of 10-class Fashion-MNIST models: it holds for this one.
+  EXPECT_EQ(doc["calibration"]["reference"]["applied"], true) << doc["calibration"];
   auto none = run_cli("scan --no-data --json --model " + hand_model(d + "/bd.h5", 10, true) +
                       kFast + " --out " + d + "/none");
   ASSERT_EQ(none.exit_code, 0) << none.err;
@@ -130,6 +133,74 @@ TEST(ScanCli, CalibrationFileGivesTheLogisticProbability) {
   EXPECT_NEAR(doc["probability"].get<double>(), 1 / (1 + std::exp(2.0 - score)), 1e-12);
   EXPECT_EQ(doc["calibration"]["trained_on"], "hand-made");
   EXPECT_EQ(doc["calibration"]["sha256"].get<std::string>().size(), 64u);
+}
+
+// A K-Arm calibration whose reference is of `classes`-class models of 1x28x28 images,
+// every label's clean trigger half the image: probability sigmoid(-1 + score).
+std::string reference_calibration(const std::string& dir, int classes) {
+  json sizes = json::array();
+  for (int i = 0; i < classes; ++i) sizes.push_back(0.5);
+  const json doc = {
+      {"format", "bdguard-scan-calibration"},
+      {"version", 1},
+      {"detectors", {"k-arm"}},
+      {"transform", "identity"},
+      {"weights", {1.0}},
+      {"intercept", -1.0},
+      {"reference",
+       {{"k-arm",
+         {{"classes", classes}, {"input", {1, 28, 28}}, {"sizes", sizes}, {"models", 3}}}}},
+      {"trained_on", "hand-made"}};
+  const std::string file = dir + "/calib_" + std::to_string(classes) + ".json";
+  std::ofstream(file) << doc.dump();
+  return file;
+}
+
+const std::string kFastKArm = " --threads 1 --k-arm-steps 60 --k-arm-min-steps 8 ";
+
+TEST(ScanCli, KArmIsScoredAgainstTheCalibrationsPerLabelReference) {
+  BDGUARD_REQUIRE_TINY();
+  const std::string d = test::temp_dir();
+  const std::string tiny = test::tiny_dir("badnet");
+  auto r = run_cli("scan --json --quiet" + kFastKArm + "--calibration " +
+                   reference_calibration(d, 10) + " --model " + tiny + "/bd_net.h5 --clean " +
+                   tiny + "/data/valid.h5 --out " + d + "/out");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json doc = json::parse(r.out);
+  const json& ref = doc["calibration"]["reference"];
+  ASSERT_EQ(ref["applied"], true) << doc["calibration"];
+  // The largest ln(0.5 / size) over the universal arms, and its label the target.
+  double best = -INFINITY;
+  int64_t label = -1;
+  for (const auto& arm : doc["detectors"][0]["labels"]) {
+    if (!arm["source"].is_null()) continue;
+    const double s = std::log(0.5 / arm["size"].get<double>());
+    if (s > best) best = s, label = arm["target"].get<int64_t>();
+  }
+  if (doc["detectors"][0]["source"].is_null()) {
+    EXPECT_NEAR(ref["score"].get<double>(), best, 1e-12);
+    EXPECT_EQ(ref["target"], label);
+  }
+  EXPECT_NEAR(doc["probability"].get<double>(),
+              1 / (1 + std::exp(1.0 - ref["score"].get<double>())), 1e-12);
+  EXPECT_EQ(doc["target"], ref["target"]);
+}
+
+TEST(ScanCli, AReferenceOfAnotherTaskFallsBackToKArmsOwnScore) {
+  BDGUARD_REQUIRE_TINY();
+  const std::string d = test::temp_dir();
+  const std::string tiny = test::tiny_dir("badnet");
+  auto r =
+      run_cli("scan" + kFastKArm + "--calibration " + reference_calibration(d, 3) + " --model " +
+              tiny + "/bd_net.h5 --clean " + tiny + "/data/valid.h5 --out " + d + "/out");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.find("on clean models"), std::string::npos) << r.out;
+  const json doc = json::parse(test::read_text(d + "/out/scan.json"));
+  const json& ref = doc["calibration"]["reference"];
+  EXPECT_EQ(ref["applied"], false);
+  EXPECT_NE(ref["why"].get<std::string>().find("10 classes"), std::string::npos) << ref;
+  const double score = doc["detectors"][0]["score"].get<double>();
+  EXPECT_NEAR(doc["probability"].get<double>(), 1 / (1 + std::exp(1.0 - score)), 1e-12);
 }
 
 TEST(ScanCli, TinyBadNetRunsEveryDetectorAndWritesTriggers) {

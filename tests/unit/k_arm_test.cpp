@@ -92,6 +92,28 @@ TEST(KArm, FindsNoSmallTriggerInTheCleanModel) {
   EXPECT_FALSE(r.backdoored);
 }
 
+TEST(KArm, EveryUniversalArmGetsTheMinimumOfSteps) {
+  Model m = hand_model(true);
+  const TensorData clean = clean_images(m, 200);
+  KArmOptions o = fast();
+  o.min_steps = 0;
+  const KArmResult free = k_arm(m, clean, o);
+  o.min_steps = 40;
+  const KArmResult r = k_arm(m, clean, o);
+  int short_before = 0;
+  for (const KArmArm& a : free.arms) short_before += a.source < 0 && a.steps < 40;
+  EXPECT_GT(short_before, 0) << "the bandit alone leaves some arm short";
+  ASSERT_EQ(r.arms.size(), free.arms.size());
+  for (size_t i = 0; i < r.arms.size(); ++i) {
+    const KArmArm& a = r.arms[i];
+    // An arm that cannot reach the attack success stops on its own (K-Arm's rule).
+    if (a.source < 0 && a.best_success >= 0.3) EXPECT_GE(a.steps, 40) << a.target;
+    // The extra steps only shrink an arm's trigger.
+    if (a.reached) EXPECT_LE(a.size, free.arms[i].size) << a.target;
+  }
+  EXPECT_EQ(r.target, 2);
+}
+
 TEST(KArm, SameSeedSameResult) {
   Model m = hand_model(true);
   const TensorData clean = clean_images(m, 100);

@@ -86,6 +86,7 @@ nlohmann::json campaign_settings(const ModelOptions& mo, const NcFlags& nc, int 
     s["k_arm_batches_per_step"] = scan.k_arm.batches_per_step;
     s["k_arm_arms"] = scan.k_arm.max_arms;
     s["k_arm_min_arms"] = scan.k_arm.min_arms;
+    s["k_arm_min_steps"] = scan.k_arm.min_steps;
   }
   if (methods == "compare") {
     s["defenses"] = cf.defenses;
@@ -146,11 +147,12 @@ ScanFlags scan_flags_of(const nlohmann::json& s) {
   f.mm.steps = setting<int>(s, "mm_steps");
   f.mm.lr = setting<double>(s, "mm_lr");
   // K-Arm's flags; a manifest from before they were recorded ran with the defaults of
-  // then: 1000 steps of 4 mini-batches, 3 to 8 arms.
+  // then: 1000 steps of 4 mini-batches, 3 to 8 arms, no minimum of steps per arm.
   f.k_arm.steps = s.value("k_arm_steps", 1000);
   f.k_arm.batches_per_step = s.value("k_arm_batches_per_step", 4);
   f.k_arm.max_arms = s.value("k_arm_arms", int64_t{8});
   f.k_arm.min_arms = s.value("k_arm_min_arms", int64_t{3});
+  f.k_arm.min_steps = s.value("k_arm_min_steps", 0);  // none before it was recorded
   return f;
 }
 

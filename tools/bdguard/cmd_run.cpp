@@ -178,6 +178,7 @@ nlohmann::json scan_stage(const Model& m, const NeuralCleanseResult& nc, const R
   nlohmann::json doc = scan_verdict_json(v, reports);
   doc["calibrated"] = calib.has_value();
   doc["calibration"] = calibration_json(calib ? &*calib : nullptr, file, /*is_default=*/true);
+  if (!v.reference.is_null()) doc["calibration"]["reference"] = v.reference;
   doc["triggers"] = write_k_arm_trigger(*sr.k_arm, o.out);
   doc["settings"] = {
       {"mm-bd", to_json(so.mm_bd)},

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "bdguard/campaign.h"
@@ -11,6 +12,7 @@
 #include "bdguard/fileio.h"
 #include "bdguard/scan.h"
 #include "bdguard/zoo.h"
+#include "campaign_cli.h"
 #include "commands.h"
 #include "common.h"
 
@@ -21,6 +23,7 @@ namespace fs = std::filesystem;
 
 struct CalibrateOptions {
   std::string campaign, out, transform = "log1p", detectors = "all", ground_truth;
+  std::string reference = "auto";
   double l2 = 1.0;
   int folds = 5;
   bool force = false, json = false;
@@ -28,14 +31,71 @@ struct CalibrateOptions {
 
 struct Labelled {
   std::vector<std::string> detectors;
-  std::vector<std::vector<double>> scores;
+  std::vector<std::vector<DetectorReport>> reports;  // per model, in `detectors`' order
   std::vector<int> y;
   nlohmann::json models = nlohmann::json::array();
   int64_t skipped = 0;
 };
 
-// Every ok task with ground truth: its detectors' scores (the task result's details).
-Labelled labelled_scores(const Manifest& m) {
+nlohmann::json read_json_file(const std::string& file) {
+  require_regular_file(file);
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  nlohmann::json doc = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) fail(file, "", "a JSON document", "text that is not JSON");
+  return doc;
+}
+
+// The detectors' reports of one finished scan task, as its scan.json (scores, targets,
+// per-label statistics) and evidence.json (each detector's own fields) hold them. A
+// K-Arm report written before K-Arm recorded the model's classes and input gets them
+// from the model file.
+std::vector<DetectorReport> task_reports(const Manifest& m, const CampaignModel& model) {
+  const std::string dir = (fs::path(m.dir) / "tasks" / std::to_string(model.index)).string();
+  const std::string file = dir + "/scan.json";
+  const nlohmann::json scan = read_json_file(file);
+  const nlohmann::json evidence = fs::is_regular_file(dir + "/evidence.json")
+                                      ? read_json_file(dir + "/evidence.json")
+                                      : nlohmann::json::object();
+  const nlohmann::json& dets = scan.value("detectors", nlohmann::json());
+  if (!dets.is_array() || dets.empty()) {
+    fail(file, "detectors", "the scan's detectors and their scores", dets.dump());
+  }
+  auto label = [&file](const nlohmann::json& d, const char* key) -> int64_t {
+    const nlohmann::json& v = d.value(key, nlohmann::json());
+    if (v.is_null()) return -1;
+    if (!v.is_number_integer())
+      fail(file, std::string("detectors.") + key, "a label or null", v.dump());
+    return v.get<int64_t>();
+  };
+  std::vector<DetectorReport> out;
+  for (const auto& d : dets) {
+    if (!d.is_object() || !d.contains("name") || !d["name"].is_string() || !d.contains("score") ||
+        !d["score"].is_number() || !std::isfinite(d["score"].get<double>())) {
+      fail(file, "detectors", "{name, score} with a finite score", d.dump());
+    }
+    DetectorReport r;
+    r.name = d["name"].get<std::string>();
+    r.score = d["score"].get<double>();
+    if (d.contains("p_value") && d["p_value"].is_number()) r.p_value = d["p_value"].get<double>();
+    r.target = label(d, "target");
+    r.source = label(d, "source");
+    r.labels = d.value("labels", nlohmann::json::array());
+    r.details = evidence.value(r.name, nlohmann::json::object());
+    if (!r.details.is_object()) r.details = nlohmann::json::object();
+    if (r.name == "k-arm" && !r.details.contains("classes")) {
+      const Model net = load(model_options_of(m.settings), model.path);
+      r.details["classes"] = net.num_classes();
+      r.details["input"] = net.input_shape();
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+// Every ok task with ground truth: its detectors' reports.
+Labelled labelled_reports(const Manifest& m) {
   Labelled out;
   for (const auto& model : m.models) {
     if (!model.truth) continue;
@@ -46,34 +106,23 @@ Labelled labelled_scores(const Manifest& m) {
       ++out.skipped;
       continue;
     }
-    const std::string file = task_result_path(m.dir, model.index);
-    const nlohmann::json& dets =
-        r->details.is_object() ? r->details.value("detectors", nlohmann::json()) : nlohmann::json();
-    if (!dets.is_array() || dets.empty()) {
-      fail(file, "details.detectors", "the scan's detectors and their scores", dets.dump());
-    }
+    std::vector<DetectorReport> reports = task_reports(m, model);
     std::vector<std::string> names;
-    std::vector<double> row;
-    for (const auto& d : dets) {
-      if (!d.is_object() || !d.contains("name") || !d["name"].is_string() || !d.contains("score") ||
-          !d["score"].is_number() || !std::isfinite(d["score"].get<double>())) {
-        fail(file, "details.detectors", "{name, score} with a finite score", d.dump());
-      }
-      names.push_back(d["name"].get<std::string>());
-      row.push_back(d["score"].get<double>());
-    }
+    for (const auto& d : reports) names.push_back(d.name);
     if (out.detectors.empty()) out.detectors = names;
     if (names != out.detectors) {
-      fail(file, "details.detectors", "the same detectors as the other tasks", dets.dump());
+      fail(task_result_path(m.dir, model.index), "detectors",
+           "the same detectors as the other tasks (" + detector_list(out.detectors) + ")",
+           detector_list(names));
     }
-    out.scores.push_back(row);
+    out.reports.push_back(std::move(reports));
     out.y.push_back(model.truth->backdoored ? 1 : 0);
     out.models.push_back(model.name);
   }
   return out;
 }
 
-// The columns of `l` for the detectors listed in `list` ("all": every one), in its order.
+// The reports of `l` for the detectors listed in `list` ("all": every one), in its order.
 void keep_detectors(Labelled& l, const std::string& list, const std::string& campaign) {
   if (list == "all") return;
   std::vector<size_t> cols;
@@ -82,18 +131,17 @@ void keep_detectors(Labelled& l, const std::string& list, const std::string& cam
   for (std::string item; std::getline(in, item, ',');) {
     const auto it = std::find(l.detectors.begin(), l.detectors.end(), item);
     if (it == l.detectors.end() || std::find(names.begin(), names.end(), item) != names.end()) {
-      std::string have;
-      for (const auto& d : l.detectors) have += (have.empty() ? "" : ",") + d;
-      fail<InvalidArgument>(campaign, "--detectors",
-                            "all, or distinct detectors among the campaign's (" + have + ")",
-                            "'" + list + "'");
+      fail<InvalidArgument>(
+          campaign, "--detectors",
+          "all, or distinct detectors among the campaign's (" + detector_list(l.detectors) + ")",
+          "'" + list + "'");
     }
     cols.push_back(static_cast<size_t>(it - l.detectors.begin()));
     names.push_back(item);
   }
   if (cols.empty()) fail<InvalidArgument>(campaign, "--detectors", "all or a list", "''");
-  for (auto& row : l.scores) {
-    std::vector<double> kept;
+  for (auto& row : l.reports) {
+    std::vector<DetectorReport> kept;
     for (size_t c : cols) kept.push_back(row[c]);
     row = kept;
   }
@@ -151,8 +199,15 @@ int run_calibrate(const CalibrateOptions& o) {
     fail<InvalidArgument>(o.campaign, "campaign", "one made with --methods scan",
                           "one with --methods " + methods);
   }
-  Labelled l = labelled_scores(m);
+  Labelled l = labelled_reports(m);
   keep_detectors(l, o.detectors, o.campaign);
+  const bool has_k_arm =
+      std::find(l.detectors.begin(), l.detectors.end(), "k-arm") != l.detectors.end();
+  if (o.reference == "k-arm" && !has_k_arm) {
+    fail<InvalidArgument>(o.campaign, "--reference k-arm", "k-arm among the detectors fitted",
+                          detector_list(l.detectors));
+  }
+  const bool with_reference = o.reference == "k-arm" || (o.reference == "auto" && has_k_arm);
   int64_t positives = 0;
   for (int v : l.y) positives += v;
   if (positives < 2 || static_cast<int64_t>(l.y.size()) - positives < 2) {
@@ -164,8 +219,8 @@ int run_calibrate(const CalibrateOptions& o) {
   if (fs::exists(o.out) && !o.force) {
     fail<InvalidArgument>(o.out, "", "a new file (or --force)", "a file that exists");
   }
-  Calibration c =
-      fit_calibration(l.scores, l.y, l.detectors, o.transform, o.l2, o.folds, trained_on(m, l));
+  Calibration c = fit_calibration(l.reports, l.y, l.detectors, o.transform, o.l2, o.folds,
+                                  with_reference, trained_on(m, l));
   c.metrics["models_fitted"] = l.models;
   const nlohmann::json doc = to_json(c);
   write_file_atomic(o.out, doc.dump(2) + "\n");
@@ -180,6 +235,10 @@ int run_calibrate(const CalibrateOptions& o) {
   std::printf("calibration %s: %zu models (%lld backdoored); weights %s, intercept %s",
               o.out.c_str(), l.y.size(), static_cast<long long>(positives), weights.c_str(),
               number(c.intercept).c_str());
+  if (c.k_arm_reference) {
+    std::printf("; K-Arm's reference from %lld clean models",
+                static_cast<long long>(c.k_arm_reference->models));
+  }
   if (c.metrics.contains("cv_roc_auc")) {
     std::printf("; %d-fold cross-validated ROC-AUC %s, cross-entropy %s", o.folds,
                 number(c.metrics["cv_roc_auc"].get<double>()).c_str(),
@@ -207,6 +266,11 @@ void setup_scan_calibrate(CLI::App& scan) {
   sub->add_option("--detectors", o->detectors,
                   "the detectors to combine: all the campaign's, or a list of them (mm-bd "
                   "alone: a calibration for --no-data scans)")
+      ->capture_default_str();
+  sub->add_option("--reference", o->reference,
+                  "K-Arm's per-label reference from the clean models: auto (when k-arm is "
+                  "fitted), k-arm or none (K-Arm's own score)")
+      ->check(CLI::IsMember({"auto", "k-arm", "none"}))
       ->capture_default_str();
   sub->add_option("--transform", o->transform, "each score's feature: identity or log1p")
       ->check(CLI::IsMember({"identity", "log1p"}))

@@ -94,6 +94,11 @@ void add_scan_flags(CLI::App& sub, ScanFlags& f, bool with_nc, const std::string
                                 "K-Arm: universal arms at least (labels most often in the top k)")
                      ->check(CLI::Range(int64_t{1}, int64_t{100000}))
                      ->capture_default_str());
+  opts.push_back(sub.add_option("--k-arm-min-steps", f.k_arm.min_steps,
+                                "K-Arm: steps every universal arm has at least (0: the bandit's "
+                                "own stop)")
+                     ->check(CLI::Range(0, 1000000))
+                     ->capture_default_str());
   if (!group.empty()) {
     for (auto* o : opts) o->group(group);
   }
@@ -234,6 +239,7 @@ ScanRun scan_to_folder(const ModelOptions& mo, const ScanFlags& f, const std::st
   }
   doc["calibration"] =
       calibration_json(calib ? &*calib : nullptr, flags.calibration, f.calibration.empty());
+  if (!v.reference.is_null()) doc["calibration"]["reference"] = v.reference;
   nlohmann::json settings = model_settings(mo);
   settings["model"] = mo.model;
   settings["clean"] = f.no_data ? nlohmann::json() : nlohmann::json(f.clean);
@@ -269,6 +275,16 @@ std::string scan_verdict_line(const ScanRun& run) {
     s += "; " + r.name + ": ";
     if (r.name == "nc") {
       s += "anomaly index " + number(r.score, 3);
+    } else if (r.name == "k-arm" && v.reference.is_object() &&
+               v.reference.value("applied", false)) {
+      // Against the calibration's per-label reference: the arm that counts.
+      s += "trigger " + number(100 * v.reference.value("size", 1.0), 2) + "% of the image, " +
+           number(100 * v.reference.value("reference_size", 1.0), 2) + "% on clean models";
+      const nlohmann::json t = v.reference.value("target", nlohmann::json());
+      const nlohmann::json src = v.reference.value("source", nlohmann::json());
+      s += ", label " + (t.is_null() ? std::string("none") : t.dump());
+      if (!src.is_null()) s += " from " + src.dump();
+      continue;
     } else if (r.name == "k-arm") {
       s += "trigger " + number(100 * r.details.value("size", 1.0), 2) + "% of the image";
     } else {
@@ -292,6 +308,7 @@ nlohmann::json scan_task_details(const ScanRun& run) {
   return {{"probability", run.verdict.probability},
           {"calibrated", run.calibrated},
           {"source", label_or_null(run.verdict.source)},
+          {"reference", run.verdict.reference},
           {"detectors", dets}};
 }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Measures scan against its targets (docs/detectors.md) on a zoo that its calibration was
 # not fitted on, with Neural Cleanse's anomaly index alone beside it:
-#   1. `bdguard zoo make`: the recipe of scripts/make-scan-calibration.sh with seed
-#      ZOO_SEED (2; the shipped calibration's zoo has seed 1);
+#   1. `bdguard zoo make`: 40 models, seed ZOO_SEED (2; the shipped calibration's zoo
+#      has seed 5), on ZOO_ARCHS (fmnist,resbn), --max-train 20000 --epochs 4 (one epoch
+#      more than the calibration zoo's recipe, without its vgg models);
 #   2. a `--methods scan` campaign over it with the shipped calibration (or CALIBRATION),
 #      run and merged: ROC-AUC, cross-entropy, Brier score, TPR and FPR at the threshold,
 #      the targets of detected all-to-one BadNets, each per attack kind;

@@ -59,8 +59,9 @@ void add_scan_verdict(Document& d, const nlohmann::json& scan) {
               ". It ran MM-BD (Wang et al., IEEE S&P 2024: from random inputs alone, the "
               "largest margin each label can be driven to, tested against a Gamma fit of the "
               "others) and K-Arm (Shen et al., ICML 2021: the smallest trigger to each "
-              "candidate label, optimisation steps scheduled by a bandit, its size against a "
-              "bound). " +
+              "candidate label, optimisation steps scheduled by a bandit, its size against "
+              "that label's size on clean models where the calibration holds them, else "
+              "against a bound). " +
               (scan.value("calibrated", false)
                    ? "The probability is the calibration shipped with bdguard (a logistic "
                      "regression fitted on a labelled zoo, docs/detectors.md) of " +

@@ -269,9 +269,9 @@ KArmResult k_arm(const Model& m, const TensorData& clean, const KArmOptions& o) 
   KArmResult res;
   res.n_clean = clean.size();
   res.classes = m.num_classes();
-  res.input = m.input_shape();
   std::tie(res.pixel_min, res.pixel_max) = pixel_range(o.pixel_min, o.pixel_max, clean.images);
   const Shape s = m.input_shape();
+  res.input = s;
   if (o.stage) o.stage("pre-screening");
   const detail::KArmScreen screen = detail::k_arm_screen(m, clean.images.to(at::kFloat), o);
   res.screen_s = seconds_since(t0);

@@ -107,9 +107,13 @@ TEST(KArm, EveryUniversalArmGetsTheMinimumOfSteps) {
   for (size_t i = 0; i < r.arms.size(); ++i) {
     const KArmArm& a = r.arms[i];
     // An arm that cannot reach the attack success stops on its own (K-Arm's rule).
-    if (a.source < 0 && a.best_success >= 0.3) EXPECT_GE(a.steps, 40) << a.target;
+    if (a.source < 0 && a.best_success >= 0.3) {
+      EXPECT_GE(a.steps, 40) << a.target;
+    }
     // The extra steps only shrink an arm's trigger.
-    if (a.reached) EXPECT_LE(a.size, free.arms[i].size) << a.target;
+    if (a.reached) {
+      EXPECT_LE(a.size, free.arms[i].size) << a.target;
+    }
   }
   EXPECT_EQ(r.target, 2);
 }

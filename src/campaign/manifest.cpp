@@ -7,9 +7,9 @@
 #include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include "bdguard/campaign.h"
+#include "bdguard/config.h"
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
 #include "campaign/text.h"
@@ -350,12 +350,8 @@ Manifest read_manifest(const std::string& dir) {
     fail<InvalidArgument>(file, "", "a campaign folder (bdguard campaign init --out DIR)",
                           "no manifest.json");
   }
-  const auto lines = text_lines(file);
-  std::string text;
-  for (const auto& l : lines) text += l + "\n";
-  nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) fail(file, "", "a JSON document", "text that does not parse");
-  return manifest_from_json(doc, dir);
+  return manifest_from_json(
+      read_json_file(file, static_cast<size_t>(kMaxTextBytes), "a campaign manifest"), dir);
 }
 
 const CampaignModel& campaign_model(const Manifest& m, int64_t index) {

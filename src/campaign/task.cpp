@@ -12,11 +12,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
-#include <sstream>
 
 #include "bdguard/campaign.h"
+#include "bdguard/config.h"
 #include "bdguard/data_formats.h"
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
@@ -188,13 +187,8 @@ std::optional<TaskResult> read_task_result(const std::string& dir, int64_t index
   const std::string file = task_result_path(dir, index);
   std::error_code ec;
   if (!fs::exists(file, ec)) return std::nullopt;
-  require_regular_file(file);
-  std::ifstream in(file, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  nlohmann::json doc = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) fail(file, "", "a JSON document", "text that does not parse");
-  TaskResult r = task_result_from_json(doc, file);
+  TaskResult r = task_result_from_json(
+      read_json_file(file, size_t{64} << 20, "a campaign task's result"), file);
   if (r.index != index) fail(file, "index", std::to_string(index), std::to_string(r.index));
   return r;
 }

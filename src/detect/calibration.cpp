@@ -2,10 +2,9 @@
 // that makes one, and the verdicts with and without one (bdguard/scan.h).
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <set>
-#include <sstream>
 
+#include "bdguard/config.h"
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
 #include "bdguard/scan.h"
@@ -14,7 +13,7 @@ namespace bdguard {
 namespace {
 
 const char* kFormat = "bdguard-scan-calibration";
-constexpr int64_t kMaxCalibrationBytes = 1 << 20;
+constexpr size_t kMaxCalibrationBytes = size_t{1} << 20;
 
 std::string list_text(const std::vector<std::string>& v) {
   return v.empty() ? "none" : detector_list(v);
@@ -169,17 +168,7 @@ Calibration parse_calibration(const nlohmann::json& doc, const std::string& file
 }
 
 Calibration read_calibration(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail<IoError>(path, "", "a readable calibration file", "cannot open it");
-  std::string text(static_cast<size_t>(kMaxCalibrationBytes) + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (static_cast<int64_t>(text.size()) > kMaxCalibrationBytes) {
-    fail<LimitExceeded>(path, "calibration", "at most 1 MiB", "a larger file");
-  }
-  nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) fail(path, "calibration", "a JSON document", "text that is not JSON");
-  return parse_calibration(doc, path);
+  return parse_calibration(read_json_file(path, kMaxCalibrationBytes, "a scan calibration"), path);
 }
 
 nlohmann::json calibration_json(const Calibration* c, const std::string& file, bool is_default) {

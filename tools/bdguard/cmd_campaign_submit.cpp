@@ -2,9 +2,8 @@
 // that depends on it; --failed resubmits only the tasks not done; --dry-run prints.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
+#include "bdguard/config.h"
 #include "bdguard/error.h"
 #include "campaign_cli.h"
 #include "commands.h"
@@ -33,13 +32,10 @@ const CLI::Validator kSlurmValue(
     "SLURM VALUE");
 
 nlohmann::json read_jobs(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return {{"submissions", nlohmann::json::array()}};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  nlohmann::json doc = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded() || !doc.is_object() || !doc.contains("submissions") ||
-      !doc["submissions"].is_array()) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return {{"submissions", nlohmann::json::array()}};
+  const nlohmann::json doc = read_json_file(path, size_t{16} << 20, "the campaign's submissions");
+  if (!doc.is_object() || !doc.contains("submissions") || !doc["submissions"].is_array()) {
     fail(path, "submissions", "the record of earlier submissions", "something else");
   }
   return doc;

@@ -4,10 +4,10 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include "bdguard/campaign.h"
+#include "bdguard/config.h"
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
 #include "bdguard/scan.h"
@@ -20,6 +20,8 @@ namespace bdguard::cli {
 namespace {
 
 namespace fs = std::filesystem;
+
+constexpr size_t kMaxScanJsonBytes = size_t{64} << 20;  // evidence.json holds every arm
 
 struct CalibrateOptions {
   std::string campaign, out, transform = "log1p", detectors = "all", ground_truth;
@@ -37,16 +39,6 @@ struct Labelled {
   int64_t skipped = 0;
 };
 
-nlohmann::json read_json_file(const std::string& file) {
-  require_regular_file(file);
-  std::ifstream in(file, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  nlohmann::json doc = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) fail(file, "", "a JSON document", "text that is not JSON");
-  return doc;
-}
-
 // The detectors' reports of one finished scan task, as its scan.json (scores, targets,
 // per-label statistics) and evidence.json (each detector's own fields) hold them. A
 // K-Arm report written before K-Arm recorded the model's classes and input gets them
@@ -54,10 +46,11 @@ nlohmann::json read_json_file(const std::string& file) {
 std::vector<DetectorReport> task_reports(const Manifest& m, const CampaignModel& model) {
   const std::string dir = (fs::path(m.dir) / "tasks" / std::to_string(model.index)).string();
   const std::string file = dir + "/scan.json";
-  const nlohmann::json scan = read_json_file(file);
-  const nlohmann::json evidence = fs::is_regular_file(dir + "/evidence.json")
-                                      ? read_json_file(dir + "/evidence.json")
-                                      : nlohmann::json::object();
+  const nlohmann::json scan = read_json_file(file, kMaxScanJsonBytes, "a bdguard scan.json");
+  const nlohmann::json evidence =
+      fs::is_regular_file(dir + "/evidence.json")
+          ? read_json_file(dir + "/evidence.json", kMaxScanJsonBytes, "a scan's evidence.json")
+          : nlohmann::json::object();
   const nlohmann::json& dets = scan.value("detectors", nlohmann::json());
   if (!dets.is_array() || dets.empty()) {
     fail(file, "detectors", "the scan's detectors and their scores", dets.dump());

@@ -21,7 +21,8 @@
 #
 #   scripts/measure-repair.sh [BDGUARD] [WORK]
 #
-# Defaults: build/bdguard, repair-evaluation/. Each step resumes where it stopped.
+# Defaults: build/bdguard, repair-evaluation/. Each step resumes where it stopped;
+# SUMMARY_ONLY=1 makes and compares nothing and tables the compares finished so far.
 # METHODS replaces the candidates (default: repair's auto ones); COMPARE_ARGS adds flags
 # to every compare ("--set tune=off": each method with its default setting only).
 set -euo pipefail
@@ -35,16 +36,19 @@ mkdir -p "$work/data" "$work/compare"
 for spec in ${ZOOS:-3:20 4:5}; do
   seed=${spec%%:*} models=${spec##*:}
   zoo=$work/zoo-$seed
-  "$bdguard" zoo make --out "$zoo" --models "$models" --seed "$seed" \
-    --kinds badnets,blended,sig,wanet,all-to-all --clean-fraction 0 \
-    --max-train "${ZOO_MAX_TRAIN:-20000}" --epochs "${ZOO_EPOCHS:-4}" \
-    --archs "${ZOO_ARCHS:-fmnist}" --jobs "${ZOO_JOBS:-2}" --quiet
+  if [[ ${SUMMARY_ONLY:-0} != 1 ]]; then
+    "$bdguard" zoo make --out "$zoo" --models "$models" --seed "$seed" \
+      --kinds badnets,blended,sig,wanet,all-to-all --clean-fraction 0 \
+      --max-train "${ZOO_MAX_TRAIN:-20000}" --epochs "${ZOO_EPOCHS:-4}" \
+      --archs "${ZOO_ARCHS:-fmnist}" --jobs "${ZOO_JOBS:-2}" --quiet
+  fi
   clean=$work/data/valid2000_zoo$seed.h5
   [[ -f $clean ]] || "$bdguard" data take "$zoo/data/valid.h5" --first 2000 --out "$clean"
   awk -F, -v seed="$seed" 'NR > 1 {
     printf "{\"model\":\"z%s_%s\",\"kind\":\"%s\",\"arch\":\"%s\",\"poison_rate\":%s,\"zoo_asr\":%s}\n",
       seed, $1, $4, $5, $6, $7 }' "$zoo/ground_truth.csv" >>"$work/ground_truth.jsonl"
   for model in "$zoo"/models/*.h5; do
+    [[ ${SUMMARY_ONLY:-0} == 1 ]] && break
     base=$(basename "$model" .h5)
     name=z${seed}_$base
     out=$work/compare/$name

@@ -5,25 +5,18 @@
 #include <ATen/ATen.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <iostream>
-#include <set>
-#include <sstream>
 
-#include "bdguard/config.h"
 #include "bdguard/detect_files.h"
 #include "bdguard/error.h"
 #include "bdguard/fileio.h"
 #include "bdguard/goodnet.h"
 #include "bdguard/report.h"
-#include "bdguard/scan.h"
 #include "bdguard/sweep_files.h"
 #include "commands.h"
-#include "scan_cli.h"
 #include "train_cli.h"
 
 namespace bdguard::cli {
@@ -35,14 +28,6 @@ using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
-
-// Keys of the configuration file that name files: relative ones are taken relative
-// to the configuration file's folder.
-const std::set<std::string> kPathKeys = {"model", "arch-from",     "valid", "poisoned-valid",
-                                         "test",  "poisoned-test", "out"};
-// Flags that must be given, on the command line or in the configuration file.
-const std::vector<std::string> kRequired = {"--model", "--valid",         "--poisoned-valid",
-                                            "--test",  "--poisoned-test", "--out"};
 
 // Progress of the run's stages on stderr: a bar per counted stage on a terminal,
 // plain lines otherwise, nothing with --quiet.
@@ -143,65 +128,6 @@ std::vector<std::pair<std::string, nlohmann::json>> settings_of(const RunOptions
   return s;
 }
 
-// bdguard scan's verdict on the BadNet: MM-BD and K-Arm run (the clean data's pixel
-// range); the verdict is the shipped calibration's (scan's default with data: K-Arm
-// alone) or, without one, the uncalibrated rule with the detection stage's Neural Cleanse
-// run as a third detector. Every detector's report is listed as evidence either way.
-// K-Arm's trigger files go to triggers/.
-nlohmann::json scan_stage(const Model& m, const NeuralCleanseResult& nc, const RunOptions& o,
-                          const TensorData& clean) {
-  ScanOptions so;
-  so.detectors = {"mm-bd", "k-arm"};
-  so.mm_bd.seed = o.nc.seed;
-  so.mm_bd.pixel_min = nc.pixel_min;
-  so.mm_bd.pixel_max = nc.pixel_max;
-  so.k_arm.seed = o.nc.seed;
-  so.k_arm.pixel_min = nc.pixel_min;
-  so.k_arm.pixel_max = nc.pixel_max;
-  ScanResult sr = run_detectors(m, &clean, so);
-  const std::string file = resolved_calibration(ScanFlags{});  // auto, with data
-  std::optional<Calibration> calib;
-  if (!file.empty()) calib = read_calibration(file);
-  std::vector<DetectorReport> reports = sr.reports;
-  reports.push_back(nc_report(nc));
-  ScanVerdict v;
-  if (calib) {
-    std::vector<DetectorReport> fitted;
-    for (const auto& r : reports) {
-      const auto& d = calib->detectors;
-      if (std::find(d.begin(), d.end(), r.name) != d.end()) fitted.push_back(r);
-    }
-    v = combine(*calib, fitted, kScanThreshold);
-  } else {
-    v = combine_uncalibrated(reports, kScanThreshold);
-  }
-  nlohmann::json doc = scan_verdict_json(v, reports);
-  doc["calibrated"] = calib.has_value();
-  doc["calibration"] = calibration_json(calib ? &*calib : nullptr, file, /*is_default=*/true);
-  if (!v.reference.is_null()) doc["calibration"]["reference"] = v.reference;
-  doc["triggers"] = write_k_arm_trigger(*sr.k_arm, o.out);
-  doc["settings"] = {
-      {"mm-bd", to_json(so.mm_bd)},
-      {"k-arm", to_json(so.k_arm)},
-      {"combination", calib
-                          ? "logistic regression of the calibration file (" +
-                                detector_list(calib->detectors) + "; the others listed as evidence)"
-                          : "uncalibrated: p = min(1, D * smallest p-value), probability = "
-                            "0.05 / (0.05 + p)"}};
-  return doc;
-}
-
-std::string scan_summary(const nlohmann::json& scan) {
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%s (p = %.2f%s)",
-                scan["backdoored"].get<bool>() ? "backdoored" : "no backdoor found",
-                scan["probability"].get<double>(),
-                scan["target"].is_null()
-                    ? ""
-                    : ("; target " + std::to_string(scan["target"].get<int64_t>())).c_str());
-  return buf;
-}
-
 }  // namespace
 
 void run_run(const RunOptions& o) {
@@ -273,9 +199,9 @@ void run_run(const RunOptions& o) {
                       detect_json(det.nc, det.nc_settings, det.trigger_files).dump(2) + "\n");
     stages.end(detect_verdict(det.nc, o.out));
     stages.begin("scan: MM-BD, K-Arm and the verdict");
-    det.scan = scan_stage(m, det.nc, o, clean);
+    det.scan = run_scan_stage(m, det.nc, o, clean);
     write_file_atomic((fs::path(o.out) / "scan.json").string(), det.scan.dump(2) + "\n");
-    stages.end(scan_summary(det.scan));
+    stages.end(run_scan_summary(det.scan));
     stages.begin("STRIP");
     ProgressFn strip_progress = stages.progress();
     Strip strip = make_strip(m, std::move(clean), o.strip, {});
@@ -410,83 +336,6 @@ void run_run(const RunOptions& o) {
   }
   std::printf("%s\n\nReport: %s (and report.md, summary.json) in %.1f s\n", conclusion(r).c_str(),
               (fs::path(o.out) / kReportHtml).string().c_str(), since(t_start));
-}
-
-void add_run_options(CLI::App& sub, RunOptions& o) {
-  sub.add_option("--config", o.config,
-                 "TOML or JSON file of settings, keys as the long flags (the flags win)")
-      ->check(CLI::ExistingFile)
-      ->configurable(false);
-  sub.add_option("--model", o.model.model,
-                 "Keras .h5 (full or weights-only) or ONNX model (required)")
-      ->check(CLI::ExistingFile);
-  add_model_options(sub, o.model, /*model_flag=*/"");
-  add_global_options(sub, o.global);
-  sub.add_option("--valid", o.valid, "clean validation data (required)")->check(CLI::ExistingPath);
-  sub.add_option("--poisoned-valid", o.poisoned_valid, "poisoned validation data (required)")
-      ->check(CLI::ExistingPath);
-  sub.add_option("--test", o.test, "clean test data (required)")->check(CLI::ExistingPath);
-  sub.add_option("--poisoned-test", o.poisoned_test, "poisoned test data (required)")
-      ->check(CLI::ExistingPath);
-  sub.add_option("--out", o.out, "output folder, created if missing (required)");
-  add_force_flag(sub, o.force);
-  sub.add_flag("--no-finetune", o.no_finetune, "skip fine-pruning of the saved models");
-  sub.add_flag("--no-detect", o.no_detect, "skip the detection stage (Neural Cleanse and STRIP)");
-  add_nc_options(sub, o.nc, "--detect-seed");
-  add_strip_options(sub, o.strip, /*clean_flag=*/"", "--strip-seed", false);
-  add_finetune_options(sub, o.finetune, o.finetune_optimizer);
-  add_run_compare_flags(sub, o.compare);
-  sub.add_flag("--no-repair", o.no_repair,
-               "skip the repair stage (repair's rule on the compared defenses: the lowest proxy "
-               "ASR within 3 points of held-out accuracy, saved as repaired.<ext>)");
-  sub.add_option("--layer", o.layer,
-                 "Conv, Gemm or MatMul node to prune (default: the last Conv every path "
-                 "crosses, else the last Gemm's input)");
-  sub.add_option("--drops", o.drops,
-                 "save a pruned model at these validation accuracy drops (points)")
-      ->delimiter(',')
-      ->check(CLI::Range(0.0, 100.0))
-      ->capture_default_str();
-  sub.add_option("--stop-drop", o.stop_drop,
-                 "stop the sweep once validation accuracy is this many points below the baseline")
-      ->check(CLI::PositiveNumber);
-  sub.add_option("--gnuplot", o.gnuplot, "the gnuplot program")->capture_default_str();
-  sub.add_option("--plot-width", o.png_width, "plot width in pixels")
-      ->check(CLI::Range(200, 8000))
-      ->capture_default_str();
-  sub.add_option("--plot-height", o.png_height, "plot height in pixels")
-      ->check(CLI::Range(150, 8000))
-      ->capture_default_str();
-}
-
-// CLI11 2.1 reads configuration files for the top-level app only, so `run` merges its
-// own: each setting the command line left unset is added to its option as if typed
-// there, then validated by the option's own checks.
-void apply_run_config(CLI::App& sub, RunOptions& o) {
-  if (!o.config.empty()) {
-    fs::path dir = fs::path(o.config).parent_path();
-    for (ConfigEntry& e : read_config_file(o.config)) {
-      std::string key = e.key;
-      for (char& c : key) c = c == '_' ? '-' : c;
-      CLI::Option* opt = sub.get_option_no_throw("--" + key);
-      if (!opt || !opt->get_configurable()) {
-        throw CLI::ConfigError(o.config + ": unknown setting '" + e.key +
-                               "' (settings are the long flags of bdguard run, e.g. model, "
-                               "poisoned-valid, out)");
-      }
-      if (opt->count() > 0) continue;  // the command line wins
-      if (kPathKeys.count(key)) {
-        for (auto& v : e.values) {
-          if (!v.empty() && fs::path(v).is_relative()) v = (dir / v).lexically_normal().string();
-        }
-      }
-      opt->add_result(e.values);
-      opt->run_callback();
-    }
-  }
-  for (const auto& name : kRequired) {
-    if (sub.get_option(name)->count() == 0) throw CLI::RequiredError(name);
-  }
 }
 
 void setup_run(CLI::App& app) {

@@ -45,4 +45,14 @@ void add_run_options(CLI::App& sub, RunOptions& o);
 void apply_run_config(CLI::App& sub, RunOptions& o);
 void run_run(const RunOptions& o);
 
+// bdguard scan's verdict on the BadNet (run_scan.cpp): MM-BD and K-Arm run (the clean
+// data's pixel range); the verdict is the shipped calibration's (scan's default with
+// data: K-Arm alone) or, without one, the uncalibrated rule with the detection stage's
+// Neural Cleanse run `nc` as a third detector. Every detector's report is listed as
+// evidence either way. K-Arm's trigger files go to o.out/triggers/.
+nlohmann::json run_scan_stage(const Model& m, const NeuralCleanseResult& nc, const RunOptions& o,
+                              const TensorData& clean);
+// The stage's one-line result: "backdoored (p = 0.96; target 0)".
+std::string run_scan_summary(const nlohmann::json& scan);
+
 }  // namespace bdguard::cli

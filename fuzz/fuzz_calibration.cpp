@@ -1,5 +1,6 @@
-// Fuzzes the scan calibration file reader: the bytes are parsed as JSON (as
-// read_calibration does) and then as a calibration (parse_calibration); an accepted one
+// Fuzzes the scan calibration file reader: the bytes are parsed as JSON as
+// read_calibration does (parse_json_text: nested at most 64 deep) and then as a
+// calibration (parse_calibration); an accepted one
 // is combined with a K-Arm report of a 10-class 1x28x28 model (its reference applied)
 // and of a 3-class one (not applied). Anything but a bdguard::Error escaping is a finding
 // (a std::exception from an unchecked JSON access), as are crashes and sanitizer reports.
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bdguard/config.h"
 #include "bdguard/error.h"
 #include "bdguard/scan.h"
 
@@ -32,9 +34,8 @@ bdguard::DetectorReport k_arm_report(int64_t classes) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
-  const nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return 0;
   try {
+    const nlohmann::json doc = bdguard::parse_json_text(text, "fuzz.json", "a scan calibration");
     const bdguard::Calibration c = bdguard::parse_calibration(doc, "fuzz.json");
     for (int64_t classes : {10, 3}) {
       std::vector<bdguard::DetectorReport> reports;

@@ -34,5 +34,9 @@ std::vector<ConfigEntry> read_config_file(const std::string& path);
 // input: a regular file of at most `max_bytes`, nested at most 64 deep. Errors name
 // the file and `what` ("a GoodNet manifest").
 nlohmann::json read_json_file(const std::string& path, size_t max_bytes, const std::string& what);
+// read_json_file's parse of the text of `path` (nested at most 64 deep; errors name
+// `path` and `what`), for text that is already in memory.
+nlohmann::json parse_json_text(const std::string& text, const std::string& path,
+                               const std::string& what);
 
 }  // namespace bdguard

@@ -140,6 +140,11 @@ nlohmann::json read_json_file(const std::string& path, size_t max_bytes, const s
                           "a larger file");
     }
   }
+  return parse_json_text(text, path, what);
+}
+
+nlohmann::json parse_json_text(const std::string& text, const std::string& path,
+                               const std::string& what) {
   auto depth_guard = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
     using Event = nlohmann::json::parse_event_t;
     if ((event == Event::object_start || event == Event::array_start) && depth >= 64) {

@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 
 #include "bdguard/error.h"
+#include "test_util.h"
 
 namespace bdguard {
 namespace {
@@ -76,6 +78,21 @@ TEST(Calibration, RejectsWhatIsNotOne) {
   rejects([](json& d) { d["intercept"] = "0"; });
   rejects([](json& d) { d.erase("trained_on"); });
   rejects([](json& d) { d["bias"] = 1; });
+}
+
+TEST(Calibration, FileReaderRefusesDeepNestingAndOversizedFiles) {
+  const std::string dir = test::temp_dir();
+  const std::string ok = dir + "/ok.json", deep = dir + "/deep.json", big = dir + "/big.json";
+  std::ofstream(ok) << calibration_doc().dump();
+  EXPECT_EQ(read_calibration(ok).weights, (std::vector<double>{2.0, 1.0}));
+  json d = calibration_doc();
+  d["trained_on"] = json::parse(std::string(100, '[') + std::string(100, ']'));
+  std::ofstream(deep) << d.dump();
+  EXPECT_THROW(read_calibration(deep), LimitExceeded);
+  d = calibration_doc();
+  d["trained_on"] = std::string(size_t{1} << 20, 'x');
+  std::ofstream(big) << d.dump();
+  EXPECT_THROW(read_calibration(big), LimitExceeded);
 }
 
 DetectorReport report(const std::string& name, double score, double p, int64_t target) {

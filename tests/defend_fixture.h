@@ -19,10 +19,10 @@ namespace bdguard::test {
 
 inline Model tiny_badnet() { return load_model(tiny_dir("badnet") + "/bd_net.h5"); }
 
-// The first `n` rows of one of the tiny BadNet's data files.
-inline TensorData tiny_rows(const Model& m, const std::string& file, int64_t n) {
-  TensorData all =
-      read_tensor_data(LabDataset(tiny_dir("badnet") + "/data/" + file, m.input_shape()));
+// The first `n` rows of one of the tiny BadNet's data files (or of another tiny model's).
+inline TensorData tiny_rows(const Model& m, const std::string& file, int64_t n,
+                            const std::string& which = "badnet") {
+  TensorData all = read_tensor_data(LabDataset(tiny_dir(which) + "/data/" + file, m.input_shape()));
   n = std::min(n, all.size());
   return {all.images.narrow(0, 0, n), all.labels.narrow(0, 0, n)};
 }

@@ -125,6 +125,19 @@ std::pair<double, double> pixel_range(double lo, double hi, const at::Tensor& im
 NeuralCleanseResult neural_cleanse(const Model& m, const TensorData& clean,
                                    const NeuralCleanseOptions& o);
 
+// The `label` of an untargeted trigger: any label but the image's own.
+constexpr int64_t kAnyOtherLabel = -1;
+
+// Neural Cleanse's optimisation without a target label (bdguard's extension, for attacks
+// that send each label elsewhere, such as all-to-all): one mask and pattern that make the
+// model misclassify `attack_success` of the clean images, loss -log(1 - p_y) + cost *
+// |m|_1 with y each image's own label, under the same schedule and options (`labels`
+// ignored). The result's `label` is kAnyOtherLabel and its `attack_success` the fraction
+// of the evaluation images misclassified. InvalidArgument when a label of `clean` is not
+// a class of the model.
+LabelTrigger untargeted_trigger(const Model& m, const TensorData& clean,
+                                const NeuralCleanseOptions& o);
+
 nlohmann::json to_json(const NeuralCleanseOptions& o);
 nlohmann::json to_json(const NeuralCleanseResult& r);
 

@@ -92,9 +92,11 @@ struct GroupResult {
 };
 
 // Optimises the triggers of `labels` together, for at most `run.max_steps` steps each.
+// `labels` {kAnyOtherLabel}: the untargeted trigger (untargeted_trigger).
 GroupResult optimize(const Model& model, const TensorData& clean,
                      const std::vector<int64_t>& labels, const RunLength& run, double lo, double hi,
                      const NeuralCleanseOptions& o, const std::function<void()>& one_done) {
+  const bool untargeted = labels.size() == 1 && labels[0] == kAnyOtherLabel;
   const int max_steps = run.max_steps, batches = run.batches;
   const Shape s = model.input_shape();
   const int64_t c = s[0], h = s[1], w = s[2];
@@ -125,24 +127,33 @@ GroupResult optimize(const Model& model, const TensorData& clean,
     const int64_t k = static_cast<int64_t>(active.size());
     std::vector<int64_t> ids;
     for (size_t a : active) ids.push_back(labels[a]);
-    at::Tensor target = at::tensor(ids, at::kLong).repeat_interleave(o.batch);
+    at::Tensor target =
+        untargeted ? at::Tensor() : at::tensor(ids, at::kLong).repeat_interleave(o.batch);
     std::vector<double> cost;
     for (size_t a : active) cost.push_back(sched[a].cost);
     at::Tensor cost_t = at::tensor(cost, at::kFloat);
     at::Tensor acc_sum = at::zeros({k}, at::kDouble), reg_sum = at::zeros({k}, at::kDouble);
     for (int b = 0; b < batches; ++b) {
-      at::Tensor x = stream.next(o.batch);
+      at::Tensor x = stream.next(o.batch, untargeted ? &target : nullptr);
       at::Tensor mt = mask_t.detach().requires_grad_(true);
       at::Tensor pt = pattern_t.detach().requires_grad_(true);
       at::Tensor mask = to_mask(mt), pattern = to_pattern(pt, lo, hi);
       at::Tensor z = model.run(stamp(x, mask, pattern), {logits})[0];
-      at::Tensor nll = -at::log_softmax(z, 1).gather(1, target.unsqueeze(1)).squeeze(1);
+      // Targeted: -log p_t. Untargeted: -log(1 - p_y), y the image's own label, as
+      // logsumexp(z) - logsumexp(z without z_y).
+      at::Tensor nll = untargeted
+                           ? at::logsumexp(z, 1) -
+                                 at::logsumexp(z.scatter(1, target.unsqueeze(1),
+                                                         -std::numeric_limits<double>::infinity()),
+                                               1)
+                           : -at::log_softmax(z, 1).gather(1, target.unsqueeze(1)).squeeze(1);
       at::Tensor ce = nll.view({k, o.batch}).mean(1);
       at::Tensor l1 = mask.sum({1, 2, 3});
       at::Tensor loss = (ce + cost_t * l1).sum();
       auto grads = torch::autograd::grad({loss}, {mt, pt});
       at::NoGradGuard no_grad;
-      acc_sum += z.argmax(1).eq(target).view({k, o.batch}).to(at::kDouble).mean(1);
+      at::Tensor hit = untargeted ? z.argmax(1).ne(target) : z.argmax(1).eq(target);
+      acc_sum += hit.view({k, o.batch}).to(at::kDouble).mean(1);
       reg_sum += l1.detach().to(at::kDouble);
       ++t;
       adam_update(mask_t, m1, v1, grads[0], t, run.lr, o.beta1, o.beta2);
@@ -369,6 +380,41 @@ NeuralCleanseResult neural_cleanse(const Model& m, const TensorData& clean,
   r.labels = std::move(result);
   r.seconds = seconds_since(start);
   return r;
+}
+
+LabelTrigger untargeted_trigger(const Model& m, const TensorData& clean,
+                                const NeuralCleanseOptions& o) {
+  check(m, clean, o);
+  const at::Tensor y = clean.labels.to(at::kLong);
+  if (y.dim() != 1 || y.size(0) != clean.size() ||
+      (clean.size() > 0 &&
+       (y.min().item<int64_t>() < 0 || y.max().item<int64_t>() >= m.num_classes()))) {
+    fail<InvalidArgument>("", "clean labels",
+                          "one per image in [0, " + std::to_string(m.num_classes()) + ")",
+                          "others");
+  }
+  const auto [lo, hi] = pixel_range(o.pixel_min, o.pixel_max, clean.images);
+  const RunLength full{o.max_steps, o.batches_per_step, o.lr, o.early_stop};
+  LabelTrigger t = std::move(optimize(m, clean, {kAnyOtherLabel}, full, lo, hi, o, {}).labels[0]);
+  t.refined = true;
+  // Attack success: the evaluation sample neural_cleanse draws, misclassified.
+  std::vector<int64_t> order = Rng(o.seed ^ 0x6576616cULL).permutation(clean.size());
+  order.resize(static_cast<size_t>(std::min(o.eval_images, clean.size())));
+  const at::Tensor ix = at::tensor(order, at::kLong);
+  const at::Tensor eval = clean.images.index_select(0, ix).to(at::kFloat);
+  const at::Tensor eval_y = y.index_select(0, ix);
+  at::NoGradGuard no_grad;
+  const at::Tensor mask = t.mask.unsqueeze(0).unsqueeze(0).to(at::kFloat);
+  const at::Tensor pattern = t.pattern.unsqueeze(0).to(at::kFloat);
+  int64_t missed = 0;
+  for (int64_t s = 0; s < eval.size(0); s += 64) {
+    const int64_t b = std::min<int64_t>(64, eval.size(0) - s);
+    at::Tensor pred = m.forward(stamp(eval.narrow(0, s, b), mask, pattern)).argmax(1);
+    missed += pred.ne(eval_y.narrow(0, s, b)).sum().item<int64_t>();
+  }
+  t.attack_success =
+      static_cast<double>(missed) / static_cast<double>(std::max<int64_t>(1, eval.size(0)));
+  return t;
 }
 
 }  // namespace bdguard

@@ -12,7 +12,7 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-at::Tensor ImageStream::next(int64_t n) {
+at::Tensor ImageStream::next(int64_t n, at::Tensor* labels) {
   std::vector<int64_t> ids;
   while (static_cast<int64_t>(ids.size()) < n) {
     if (pos_ >= order_.size()) {
@@ -21,7 +21,9 @@ at::Tensor ImageStream::next(int64_t n) {
     }
     ids.push_back(order_[pos_++]);
   }
-  return d_.images.index_select(0, at::tensor(ids, at::kLong)).to(at::kFloat);
+  const at::Tensor ix = at::tensor(ids, at::kLong);
+  if (labels) *labels = d_.labels.index_select(0, ix).to(at::kLong);
+  return d_.images.index_select(0, ix).to(at::kFloat);
 }
 
 at::Tensor to_mask(const at::Tensor& mask_t) { return at::tanh(mask_t) / (2 - kTanhEps) + 0.5; }

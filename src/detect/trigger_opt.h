@@ -25,7 +25,8 @@ double seconds_since(Clock::time_point t);
 class ImageStream {
  public:
   ImageStream(const TensorData& d, uint64_t seed) : d_(d), rng_(seed) {}
-  at::Tensor next(int64_t n);
+  // The next `n` images (float); their labels into `labels` where given.
+  at::Tensor next(int64_t n, at::Tensor* labels = nullptr);
 
  private:
   const TensorData& d_;

@@ -110,8 +110,10 @@ struct Tiny {
   DefenseData data;
 };
 
-Tiny tiny() {
-  const std::string dir = test::tiny_dir("badnet");
+// The tiny BadNet (or another tiny model: "all_to_all") with 2,000 clean and 1,000
+// poisoned validation images.
+Tiny tiny(const std::string& which = "badnet") {
+  const std::string dir = test::tiny_dir(which);
   Tiny t{load_model(dir + "/bd_net.h5"), {}};
   auto first = [](TensorData d, int64_t n) {
     std::vector<int64_t> idx(static_cast<size_t>(std::min(n, d.size())));
@@ -237,6 +239,27 @@ TEST(Defend, NcUnlearnUnlearnsTheSmallestMaskWhenNoLabelIsFlagged) {
   r = defend("nc-unlearn", t.model, t.data, o);
   EXPECT_FALSE(r.figures["unlearned"].get<bool>());
   EXPECT_TRUE(test::same_parameters(r.model, t.model));
+}
+
+TEST(Defend, NcUnlearnUntargetedRepairsTheAllToAllBadNet) {
+  BDGUARD_REQUIRE_TINY();
+  Tiny t = tiny("all_to_all");
+  // Neural Cleanse's result with every mask empty and nothing flagged, unlearned as the
+  // original would (nothing): only the untargeted trigger is unlearned.
+  NeuralCleanseResult nc = true_trigger(false);
+  nc.labels[3].mask.zero_();
+  t.data.neural_cleanse = &nc;
+  DefenseOptions o;
+  o.params = {{"epochs", 3}, {"unflagged", "none"}, {"untargeted", "on"}};
+  o.neural_cleanse.attack_success = 0.75;
+  const DefenseResult r = defend("nc-unlearn", t.model, t.data, o);
+  ASSERT_TRUE(r.figures["unlearned"].get<bool>()) << r.figures.dump();
+  EXPECT_GE(r.figures["untargeted"]["attack_success"].get<double>(), 0.7);
+  EXPECT_GT(*r.before.asr, 60.0);
+  EXPECT_LT(*r.after.asr, *r.before.asr / 2) << r.figures.dump();
+  EXPECT_LT(*r.before.clean_accuracy - *r.after.clean_accuracy, 5.0);
+  o.params["untargeted"] = "off";  // nothing left to unlearn: the model unchanged
+  EXPECT_TRUE(test::same_parameters(defend("nc-unlearn", t.model, t.data, o).model, t.model));
 }
 
 TEST(Defend, WithAProxyFinetuneKeepsTheLowestProxyEpochWithinTheSlack) {

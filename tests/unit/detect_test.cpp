@@ -1,5 +1,6 @@
 // Neural Cleanse and STRIP on models built by hand, whose backdoor is known exactly: a
-// bright pixel at the top-left corner sends every image to label 2.
+// bright pixel at the top-left corner sends every image to label 2; and the untargeted
+// trigger on the tests' tiny all-to-all BadNet.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
@@ -9,7 +10,9 @@
 #include "bdguard/detect.h"
 #include "bdguard/error.h"
 #include "bdguard/keras.h"
+#include "bdguard/model_io.h"
 #include "bdguard/strip.h"
+#include "defend_fixture.h"
 #include "keras_json.h"
 #include "model_util.h"
 
@@ -152,6 +155,33 @@ TEST(NeuralCleanse, RefusesFewerImagesThanAMiniBatchAndUnknownLabels) {
   NeuralCleanseOptions o = fast();
   o.labels = {1, 4};
   EXPECT_THROW(neural_cleanse(m, clean_images(m, 64, 5), o), InvalidArgument);
+}
+
+TEST(NeuralCleanse, UntargetedTriggerIsTheAllToAllBadNetsSquare) {
+  // The tiny all-to-all BadNet: a white 4x4 square at the bottom right sends label y to
+  // y + 1, so no label has a trigger that sends every image to it; the untargeted
+  // trigger, which sends images to any label but their own, is the square.
+  BDGUARD_REQUIRE_TINY();
+  const Model m = load_model(test::tiny_dir("all_to_all") + "/bd_net.h5");
+  const TensorData clean = test::tiny_rows(m, "valid.h5", 500, "all_to_all");
+  NeuralCleanseOptions o;
+  o.attack_success = 0.75;
+  o.eval_images = 500;
+  const LabelTrigger t = untargeted_trigger(m, clean, o);
+  EXPECT_EQ(t.label, kAnyOtherLabel);
+  EXPECT_TRUE(t.reached);
+  EXPECT_GE(t.attack_success, 0.7);
+  const double corner = t.mask.narrow(0, 20, 8).narrow(1, 20, 8).sum().item<double>();
+  EXPECT_GT(corner, 0.5 * t.mask_l1) << corner << " of " << t.mask_l1;
+  // The same seed gives the same trigger.
+  EXPECT_TRUE(at::equal(untargeted_trigger(m, clean, o).mask, t.mask));
+}
+
+TEST(NeuralCleanse, UntargetedTriggerRefusesLabelsThatAreNoClass) {
+  Model m = backdoored(4);
+  TensorData clean = clean_images(m, 64, 1);
+  clean.labels[5] = 4;
+  EXPECT_THROW(untargeted_trigger(m, clean, fast()), InvalidArgument);
 }
 
 TEST(Strip, TriggeredInputsHaveLowEntropy) {

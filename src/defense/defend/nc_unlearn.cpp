@@ -6,11 +6,16 @@
 // "smallest" unlearns the trigger of the label whose refined mask is smallest (the
 // attack's proxy, repair.h; with 10 labels Neural Cleanse's anomaly index rarely passes
 // 2), "none" returns the model unchanged (the original, which unlearns flagged labels
-// only).
+// only). `untargeted` on (bdguard's extension; off by default) also reverses one trigger
+// with no target label (untargeted_trigger, detect.h: what an all-to-all attack's trigger
+// is, where no label's trigger sends every image to it) on the training part and
+// unlearns it the same way.
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <limits>
 
 #include "bdguard/error.h"
 #include "bdguard/repair.h"
@@ -27,6 +32,15 @@ constexpr uint64_t kStampSalt = 0x756e6c6561726eULL;  // "unlearn"
 constexpr double kUnlearnLr = 0.01;
 constexpr int kUnlearnEpochs = 20;
 
+// The smallest L1 norm of a refined label's mask (infinity when none is refined).
+double smallest_mask_l1(const NeuralCleanseResult& nc) {
+  double out = std::numeric_limits<double>::infinity();
+  for (const LabelTrigger& t : nc.labels) {
+    if (t.refined && t.mask.defined()) out = std::min(out, t.mask_l1);
+  }
+  return out;
+}
+
 }  // namespace
 
 nlohmann::json nc_unlearn_schema() {
@@ -36,6 +50,10 @@ nlohmann::json nc_unlearn_schema() {
                           "no label flagged: unlearn the smallest mask's trigger (smallest), or "
                           "return the model unchanged (none, the original)");
   s["unflagged"]["choices"] = {"smallest", "none"};
+  s["untargeted"] = option("off",
+                           "also unlearn one reversed trigger with no target label, which "
+                           "sends the images to any other label (on), or not (off)");
+  s["untargeted"]["choices"] = {"off", "on"};
   add_finetune_options(s, kUnlearnEpochs, kUnlearnLr, kFinetuneBatch);
   return s;
 }
@@ -58,7 +76,27 @@ void run_nc_unlearn(const Context& c, DefenseResult& r) {
     for (const LabelTrigger* t : proxy_triggers(*nc)) labels_unlearned.push_back(t->label);
   }
   r.figures["unlearned_labels"] = labels_unlearned;
-  if (labels_unlearned.empty()) {
+  std::vector<LabelTrigger> triggers;
+  for (int64_t label : labels_unlearned) {
+    auto it = std::find_if(nc->labels.begin(), nc->labels.end(),
+                           [&](const LabelTrigger& t) { return t.label == label; });
+    if (it == nc->labels.end() || !it->mask.defined()) {
+      fail<InvalidArgument>("", "nc-unlearn: Neural Cleanse result",
+                            "the trigger of label " + std::to_string(label), "none");
+    }
+    triggers.push_back(*it);
+  }
+  if (c.params.at("untargeted").get<std::string>() == "on") {
+    c.stage("untargeted trigger");
+    const auto t0 = std::chrono::steady_clock::now();
+    triggers.push_back(untargeted_trigger(c.badnet, c.split.train, c.options.neural_cleanse));
+    r.figures["untargeted"] = {
+        {"mask_l1", triggers.back().mask_l1},
+        {"smallest_label_mask_l1", smallest_mask_l1(*nc)},
+        {"attack_success", triggers.back().attack_success},
+        {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
+  }
+  if (triggers.empty()) {
     r.figures["unlearned"] = false;
     r.figures["note"] = "Neural Cleanse flagged no label: the model is returned unchanged";
     return;
@@ -77,21 +115,14 @@ void run_nc_unlearn(const Context& c, DefenseResult& r) {
   std::vector<at::Tensor> labels{train.subset(kept).labels};
   const TensorData chosen = train.subset(stamped);
   const at::Tensor x = chosen.images.to(at::kFloat);
-  for (int64_t label : labels_unlearned) {
-    auto it = std::find_if(nc->labels.begin(), nc->labels.end(),
-                           [&](const LabelTrigger& t) { return t.label == label; });
-    if (it == nc->labels.end() || !it->mask.defined()) {
-      fail<InvalidArgument>("", "nc-unlearn: Neural Cleanse result",
-                            "the trigger of label " + std::to_string(label), "none");
-    }
-    const LabelTrigger& t = *it;
+  for (const LabelTrigger& t : triggers) {
     const at::Tensor m = t.mask.unsqueeze(0).unsqueeze(0);  // (1, 1, H, W)
     images.push_back((1 - m) * x + m * t.pattern.unsqueeze(0));
     labels.push_back(chosen.labels);
   }
   const TensorData unlearn{at::cat(images), at::cat(labels)};
   r.figures["unlearned"] = true;
-  r.figures["n_stamped"] = n_stamp * static_cast<int64_t>(labels_unlearned.size());
+  r.figures["n_stamped"] = n_stamp * static_cast<int64_t>(triggers.size());
   r.figures["n_unlearn"] = unlearn.size();
 
   c.stage("fine-tuning");

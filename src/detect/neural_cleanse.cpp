@@ -258,6 +258,14 @@ std::vector<LabelTrigger> optimize_all(const Model& model, const TensorData& cle
   return out;
 }
 
+// The positions of the clean images each trigger's attack success is measured on: a
+// seeded sample of `eval_images`.
+std::vector<int64_t> eval_sample(const TensorData& clean, const NeuralCleanseOptions& o) {
+  std::vector<int64_t> order = Rng(o.seed ^ 0x6576616cULL).permutation(clean.size());
+  order.resize(static_cast<size_t>(std::min(o.eval_images, clean.size())));
+  return order;
+}
+
 void check(const Model& m, const TensorData& clean, const NeuralCleanseOptions& o) {
   detail::check_clean_images(m, clean);
   if (clean.size() < o.batch) {
@@ -300,8 +308,7 @@ NeuralCleanseResult neural_cleanse(const Model& m, const TensorData& clean,
   }
   const int64_t n = static_cast<int64_t>(labels.size());
   // Evaluation images: a seeded sample of the clean data.
-  std::vector<int64_t> order = Rng(o.seed ^ 0x6576616cULL).permutation(clean.size());
-  order.resize(static_cast<size_t>(std::min(o.eval_images, clean.size())));
+  const std::vector<int64_t> order = eval_sample(clean, o);
   const at::Tensor eval = clean.images.index_select(0, at::tensor(order, at::kLong)).to(at::kFloat);
 
   const RunLength full{o.max_steps, o.batches_per_step, o.lr, o.early_stop};
@@ -398,9 +405,7 @@ LabelTrigger untargeted_trigger(const Model& m, const TensorData& clean,
   LabelTrigger t = std::move(optimize(m, clean, {kAnyOtherLabel}, full, lo, hi, o, {}).labels[0]);
   t.refined = true;
   // Attack success: the evaluation sample neural_cleanse draws, misclassified.
-  std::vector<int64_t> order = Rng(o.seed ^ 0x6576616cULL).permutation(clean.size());
-  order.resize(static_cast<size_t>(std::min(o.eval_images, clean.size())));
-  const at::Tensor ix = at::tensor(order, at::kLong);
+  const at::Tensor ix = at::tensor(eval_sample(clean, o), at::kLong);
   const at::Tensor eval = clean.images.index_select(0, ix).to(at::kFloat);
   const at::Tensor eval_y = y.index_select(0, ix);
   at::NoGradGuard no_grad;
